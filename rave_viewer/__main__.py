@@ -1,0 +1,7 @@
+"""``python -m rave_viewer`` runs the ``rave`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
