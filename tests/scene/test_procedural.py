@@ -1,0 +1,216 @@
+"""Procedural scenes: seeded byte-identical output, file layout, camera conventions, loadable by the dataset reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from plyfile import PlyData
+
+from rave_viewer.cli import main as cli_main
+from rave_viewer.errors import RaveError
+from rave_viewer.scene.procedural import build_scene, generate_scene
+
+# OpenGL camera axes (x right, y up, z backward) -> OpenCV (x right, y down, z forward): negate y and z.
+GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
+N_VIEWS, SIZE = 10, 40  # test views 0 and 8, train views 1-7 and 9
+
+
+def _read_split(root: Path, split: str) -> dict:
+    return json.loads((root / f"transforms_{split}.json").read_text())
+
+
+def _K(meta: dict) -> np.ndarray:
+    return np.array([[meta["fl_x"], 0.0, meta["cx"]], [0.0, meta["fl_y"], meta["cy"]], [0.0, 0.0, 1.0]])
+
+
+def _w2c_cv(frame: dict) -> np.ndarray:
+    return np.linalg.inv(np.array(frame["transform_matrix"]) @ GL_TO_CV)
+
+
+def _project(w2c: np.ndarray, K: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates [N, 2] and depths [N] of world points X [N, 3] (OpenCV pinhole)."""
+    Xc = X @ w2c[:3, :3].T + w2c[:3, 3]
+    uv = Xc @ K.T
+    return uv[:, :2] / uv[:, 2:3], Xc[:, 2]
+
+
+@pytest.fixture(scope="module")
+def objects_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("proc") / "objects"
+    generate_scene(out, preset="objects", n_views=N_VIEWS, width=SIZE, height=SIZE, seed=3, n_points=900,
+                   progress=False)
+    return out
+
+
+def test_layout_and_splits(objects_dir: Path):
+    names = sorted(p.name for p in objects_dir.iterdir())
+    assert names == ["images", "points3d.ply", "scene.json", "transforms_test.json", "transforms_train.json"]
+    assert sorted(p.name for p in (objects_dir / "images").iterdir()) == [f"r_{i:03d}.png" for i in range(N_VIEWS)]
+    train, test = _read_split(objects_dir, "train"), _read_split(objects_dir, "test")
+    assert [f["file_path"] for f in test["frames"]] == ["images/r_000.png", "images/r_008.png"]
+    assert [f["file_path"] for f in train["frames"]] == [f"images/r_{i:03d}.png" for i in (1, 2, 3, 4, 5, 6, 7, 9)]
+    for meta in (train, test):
+        assert meta["w"] == SIZE and meta["h"] == SIZE
+        assert meta["fl_x"] == pytest.approx(0.5 * SIZE / np.tan(0.5 * meta["camera_angle_x"]))
+        assert meta["camera_angle_x"] == pytest.approx(np.radians(50.0))
+        assert (meta["cx"], meta["cy"]) == (SIZE / 2, SIZE / 2)
+    recipe = json.loads((objects_dir / "scene.json").read_text())
+    assert recipe["preset"] == "objects" and recipe["seed"] == 3 and recipe["generator_version"] >= 1
+    assert (recipe["n_train"], recipe["n_test"], recipe["n_points"]) == (8, 2, 900)
+    # No temp directories left beside the output.
+    assert [p.name for p in objects_dir.parent.iterdir()] == ["objects"]
+    with Image.open(objects_dir / "images" / "r_000.png") as im:
+        assert im.mode == "RGB" and im.size == (SIZE, SIZE)
+
+
+def test_camera_convention(objects_dir: Path):
+    recipe = json.loads((objects_dir / "scene.json").read_text())
+    center = np.array([recipe["center"]])
+    above = center + [[0.0, 0.0, 0.5]]
+    for split in ("train", "test"):
+        meta = _read_split(objects_dir, split)
+        K = _K(meta)
+        for frame in meta["frames"]:
+            c2w = np.array(frame["transform_matrix"])
+            R = c2w[:3, :3]
+            np.testing.assert_allclose(R.T @ R, np.eye(3), atol=1e-6)
+            assert np.linalg.det(R) == pytest.approx(1.0, abs=1e-6)
+            assert np.linalg.norm(c2w[:3, 3] - center[0]) == pytest.approx(recipe["radius"], rel=1e-6)
+            w2c = _w2c_cv(frame)
+            uv, z = _project(w2c, K, center)
+            assert z[0] > 0  # in front of the camera
+            np.testing.assert_allclose(uv[0], [SIZE / 2, SIZE / 2], atol=1e-3)
+            uv_up, _ = _project(w2c, K, above)
+            assert uv_up[0, 1] < SIZE / 2 - 1  # world up is image up (z-up world, upright cameras)
+
+
+def test_pixels_show_the_surfaces_they_project_from(objects_dir: Path, tmp_path: Path):
+    # One sample per pixel at its centre: every surface point seen through pixel (u, v) must project back to
+    # (u + 0.5, v + 0.5) with the JSON camera (independent pinhole maths), and the PNG holds that render.
+    out = tmp_path / "spp1"
+    generate_scene(out, preset="objects", n_views=3, width=SIZE, height=SIZE, seed=3, samples_per_pixel=1,
+                   n_points=0, progress=False)
+    meta = _read_split(out, "train")
+    scene = build_scene("objects", 3)
+    for frame in meta["frames"]:
+        w2c, K = _w2c_cv(frame), _K(meta)
+        img, rays = scene.render(w2c, K, SIZE, SIZE, samples_per_pixel=1)
+        png = np.asarray(Image.open(out / frame["file_path"]))
+        np.testing.assert_array_equal(png, np.round(img * 255).astype(np.uint8))
+        hit = rays["hit"][:, :, 0]
+        assert 0.05 < hit.mean() < 0.95  # objects and background both visible
+        v, u = np.nonzero(hit)
+        uv, z = _project(w2c, K, rays["points"][v, u, 0])
+        assert (z > 0).all()
+        np.testing.assert_allclose(uv, np.stack([u + 0.5, v + 0.5], axis=1), atol=1e-4)
+
+
+def test_images_are_non_trivial(objects_dir: Path):
+    imgs = np.stack([np.asarray(Image.open(p)) for p in sorted((objects_dir / "images").iterdir())])
+    for img in imgs:
+        assert img.std() > 12.0  # of 255
+        assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
+    assert np.abs(imgs[0].astype(int) - imgs[1].astype(int)).mean() > 5  # views differ
+
+
+def test_points3d(objects_dir: Path):
+    v = PlyData.read(str(objects_dir / "points3d.ply"))["vertex"].data
+    assert len(v) == 900
+    assert {"x", "y", "z", "nx", "ny", "nz", "red", "green", "blue"} <= set(v.dtype.names)
+    assert v["red"].dtype == np.uint8
+    xyz = np.stack([v["x"], v["y"], v["z"]], 1)
+    n = np.stack([v["nx"], v["ny"], v["nz"]], 1)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-4)
+    assert xyz[:, 2].min() > -1e-4 and np.abs(xyz[:, :2]).max() < 2.0  # on the objects, which rest on z = 0
+    rgb = np.stack([v["red"], v["green"], v["blue"]], 1)
+    assert rgb.std() > 10 and len(np.unique(rgb, axis=0)) > 50
+    # Each point lies on some primitive's surface: the ray from a training camera to it hits it first.
+    scene = build_scene("objects", 3)
+    eye = np.linalg.inv(_w2c_cv(_read_split(objects_dir, "train")["frames"][0]))[:3, 3]
+    d = xyz.astype(np.float64) - eye
+    dist = np.linalg.norm(d, axis=1)
+    t, k = scene.trace(np.broadcast_to(eye, d.shape), d / dist[:, None])
+    on_surface = np.abs(t - dist) < 1e-3
+    assert on_surface.mean() > 0.4  # the rest is hidden behind other objects from this camera
+    assert (t[~on_surface] < dist[~on_surface]).all()  # never seen through: points are on surfaces
+
+
+def test_same_seed_byte_identical_other_seed_differs(objects_dir: Path, tmp_path: Path):
+    again = generate_scene(tmp_path / "again", preset="objects", n_views=N_VIEWS, width=SIZE, height=SIZE, seed=3,
+                           n_points=900, progress=False)
+    for p in sorted(objects_dir.rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (again / p.relative_to(objects_dir)).read_bytes(), p.name
+    other = generate_scene(tmp_path / "other", preset="objects", n_views=2, width=SIZE, height=SIZE, seed=4,
+                           n_points=10, progress=False)
+    for name in ("r_000.png", "r_001.png"):
+        a = np.asarray(Image.open(objects_dir / "images" / name), dtype=int)
+        b = np.asarray(Image.open(other / "images" / name), dtype=int)
+        assert np.abs(a - b).mean() > 5
+
+
+def test_ground_preset(tmp_path: Path):
+    out = generate_scene(tmp_path / "g", preset="ground", n_views=4, width=48, height=32, seed=1, n_points=300,
+                         progress=False)
+    recipe = json.loads((out / "scene.json").read_text())
+    types = [o["type"] for o in recipe["objects"]]
+    assert types[0] == "ground" and "wire_ring" in types and "fence" in types and "pole" in types
+    assert {"sphere", "box"} & set(types)
+    img = np.asarray(Image.open(out / "images" / "r_001.png"))
+    assert img.shape == (32, 48, 3) and img.std() > 12.0
+    assert len(PlyData.read(str(out / "points3d.ply"))["vertex"].data) == 300
+
+
+def test_refuses_non_empty_dir_and_overwrites_on_request(tmp_path: Path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(RaveError, match="not empty"):
+        generate_scene(out, n_views=2, width=16, height=16, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    generate_scene(out, n_views=2, width=16, height=16, n_points=5, overwrite=True, progress=False)
+    assert not (out / "keep.txt").exists() and (out / "images" / "r_001.png").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    generate_scene(empty, n_views=2, width=16, height=16, n_points=5, progress=False)  # empty dir: fine
+    assert (empty / "scene.json").is_file()
+
+
+@pytest.mark.parametrize("kw", [{"preset": "nope"}, {"n_views": 1}, {"width": 8}, {"samples_per_pixel": 0},
+                                {"fov_deg": 0.0}, {"radius": -1.0}])
+def test_bad_arguments_raise_rave_error(tmp_path: Path, kw):
+    with pytest.raises(RaveError):
+        generate_scene(tmp_path / "x", **{"n_views": 2, "width": 16, "height": 16, "progress": False, **kw})
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_generate(tmp_path: Path, capsys):
+    out = tmp_path / "cli"
+    rc = cli_main(["generate", str(out), "--preset", "ground", "--views", "3", "--size", "24", "--seed", "2",
+                   "--points", "50"])
+    assert rc == 0
+    assert "3 views 24x24 (2 train, 1 test)" in capsys.readouterr().out
+    assert json.loads((out / "scene.json").read_text())["seed"] == 2
+    rc = cli_main(["generate", str(out), "--views", "3", "--size", "24"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not empty" in err and len(err.strip().splitlines()) == 1
+
+
+def test_load_dataset_reads_generated_scene(objects_dir: Path):
+    from rave_viewer.scene.datasets import load_dataset
+
+    ds = load_dataset(objects_dir)
+    assert (len(ds.train), len(ds.test)) == (8, 2)
+    assert ds.train.images.shape == (8, SIZE, SIZE, 3) and ds.test.images.shape == (2, SIZE, SIZE, 3)
+    assert ds.points.shape == (900, 3) and ds.point_colors.shape == (900, 3)
+    png = np.asarray(Image.open(objects_dir / "images" / "r_001.png"), dtype=np.float32) / 255.0
+    np.testing.assert_allclose(ds.train.images[0].numpy(), png, atol=1e-6)
+    # Its cameras match ours: the scene centre projects to the image centre.
+    recipe = json.loads((objects_dir / "scene.json").read_text())
+    uv, _ = _project(ds.test.viewmats[1].double().numpy(), ds.test.Ks[1].double().numpy(), np.array([recipe["center"]]))
+    np.testing.assert_allclose(uv[0], [SIZE / 2, SIZE / 2], atol=1e-3)
