@@ -1,0 +1,594 @@
+"""The progressive .rave file: every prefix of a ranked scene is a valid file whose exact size is known.
+
+Layout (all integers little-endian; format version 1)::
+
+    header   HEADER_SIZE bytes   magic b"RAVE", version, header size, N, chunk size, chunk count, SH degree,
+                                 codec id, bit depths, bounds (float32), ranges (float64), CRC32 of the header
+    index    12 * n_chunks + 4   per chunk: compressed length, CRC32 of the compressed bytes, Gaussian count;
+                                 then CRC32 of the index
+    chunks   chunk i holds Gaussians [i*chunk_size, min((i+1)*chunk_size, N)) of the given order,
+             each compressed on its own with the codec (coders.py)
+
+Inside a chunk the order is free: Gaussians are sorted by the Morton code of their quantized position (stable,
+so ties keep the given order) and stored column-wise: Morton-code deltas as big-endian byte planes, then one
+column per quantized attribute (rotation index, rotation, scales, opacity, SH DC, SH rest coefficient by
+coefficient), 1 byte per value up to 8 bits, else a high and a low byte plane. The decoder returns Gaussians in
+this *stream order*: the first k decoded Gaussians are the encoder's first k, each chunk sorted on its own
+(set-equal to ``g.prefix(k)``; :meth:`ProgressiveEncoder.stream_order` gives the exact permutation).
+
+Consequences: the grid (bounds, bit depths) is fixed for the whole scene, so chunk i's bytes never depend on k;
+the header and index depend on k only through the chunk count. Hence
+
+* ``size_of_prefix(k) = HEADER_SIZE + 12 * ceil(k / chunk) + 4 + sum(full chunk lengths) + partial chunk``,
+  where only the last partial chunk needs compressing (full chunks are compressed once, lazily, and cached);
+* ``encode(k)`` writes exactly ``size_of_prefix(k)`` bytes;
+* a file cut after any complete chunk decodes to that prefix (with a warning, or RaveError when strict).
+
+``k = 0`` is a valid, empty stream (header + empty index).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import RaveError
+from ..fileio import atomic_write
+from ..scene.gaussians import Gaussians, num_sh_bases
+from .coders import DEFAULT_CODEC, Codec, CodecError, codec_by_id, get_codec
+from .morton import morton_encode
+from .quantize import QuantConfig, QuantizedGaussians, dequantize, quantize
+
+MAGIC = b"RAVE"
+FORMAT_VERSION = 1
+DEFAULT_CHUNK_SIZE = 4096
+MAX_CHUNK_SIZE = 1 << 18  # Gaussians per chunk: bounds the memory one (forged) chunk can claim
+MAX_GAUSSIANS = (1 << 32) - 1
+#         magic ver hsize N  chunk nchunk deg codec bits[8] flags bounds[6] ranges[6] crc
+_HEADER = struct.Struct("<4sHHQIIBB8BH6f6dI")
+HEADER_SIZE = _HEADER.size
+_ENTRY = struct.Struct("<III")
+INDEX_ENTRY_SIZE = _ENTRY.size
+_PROGRESS_MIN_CHUNKS = 8  # show a tqdm bar when compressing at least this many chunks
+
+
+class RaveStreamWarning(UserWarning):
+    """A .rave stream that decoded only partly (truncated): fewer Gaussians than its header declares."""
+
+
+# -- chunk payload layout ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Layout:
+    """Column layout of a chunk for one (cfg, SH degree): bit depth and largest code of every column."""
+
+    cfg: QuantConfig
+    sh_degree: int
+    bits: tuple[int, ...]  # per attribute column
+    max_code: tuple[int, ...]
+
+    @classmethod
+    def of(cls, cfg: QuantConfig, sh_degree: int) -> "_Layout":
+        sym = lambda b: 2 * ((1 << (b - 1)) - 1)  # noqa: E731  mid-tread codes 0..2L
+        bits, mx = [2], [3]  # rotation index
+        bits += [cfg.rot_bits] * 3
+        mx += [(1 << cfg.rot_bits) - 1] * 3
+        bits += [cfg.scale_bits] * 3
+        mx += [(1 << cfg.scale_bits) - 1] * 3
+        bits.append(cfg.opacity_bits)
+        mx.append((1 << cfg.opacity_bits) - 1)
+        bits += [cfg.sh0_bits] * 3
+        mx += [sym(cfg.sh0_bits)] * 3
+        for band in range(1, sh_degree + 1):
+            b = cfg.shN_bits[band - 1]
+            bits += [b] * (3 * (2 * band + 1))
+            mx += [sym(b)] * (3 * (2 * band + 1))
+        return cls(cfg, sh_degree, tuple(bits), tuple(mx))
+
+    @property
+    def morton_bytes(self) -> int:
+        return (3 * self.cfg.pos_bits + 7) // 8
+
+    @property
+    def bytes_per_gaussian(self) -> int:
+        return self.morton_bytes + sum(1 if b <= 8 else 2 for b in self.bits)
+
+    @property
+    def dtype(self):
+        return np.uint8 if max(self.bits) <= 8 else np.uint16
+
+
+def _columns(q: QuantizedGaussians, layout: _Layout) -> np.ndarray:
+    """[N, C] attribute codes in layout order (uint8 or uint16), filled part by part (no big temporaries)."""
+    n = len(q)
+    parts = [q.rot_index, q.rot, q.scales, q.opacities, q.sh0, q.shN]  # shN: coefficient-major, then channel
+    cols = np.empty((n, len(layout.bits)), dtype=layout.dtype)
+    j = 0
+    for t in parts:
+        a = t.reshape(n, -1).cpu().numpy()
+        cols[:, j : j + a.shape[1]] = a
+        j += a.shape[1]
+    assert j == cols.shape[1]
+    return cols
+
+
+def _pack_chunk(morton: np.ndarray, cols: np.ndarray, layout: _Layout) -> tuple[bytes, np.ndarray]:
+    """Raw (uncompressed) bytes of one chunk and the in-chunk permutation (stable Morton sort)."""
+    perm = np.argsort(morton, kind="stable")
+    m = morton[perm]
+    deltas = np.diff(m, prepend=np.uint64(0)).astype(">u8")
+    planes = deltas.view(np.uint8).reshape(-1, 8)[:, 8 - layout.morton_bytes :].T
+    out = [np.ascontiguousarray(planes).tobytes()]
+    c = np.ascontiguousarray(cols[perm].T)  # [C, n]
+    if layout.dtype == np.uint8:
+        out.append(c.tobytes())
+    else:
+        for j, b in enumerate(layout.bits):
+            if b <= 8:
+                out.append(c[j].astype(np.uint8).tobytes())
+            else:
+                out.append((c[j] >> 8).astype(np.uint8).tobytes())
+                out.append((c[j] & 0xFF).astype(np.uint8).tobytes())
+    raw = b"".join(out)
+    assert len(raw) == len(morton) * layout.bytes_per_gaussian
+    return raw, perm
+
+
+def _unpack_chunk(raw: bytes, n: int, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`_pack_chunk`: ([n] uint64 Morton codes, [n, C] int32 codes); CodecError if invalid."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    mb = layout.morton_bytes
+    planes = np.zeros((n, 8), dtype=np.uint8)
+    planes[:, 8 - mb :] = buf[: mb * n].reshape(mb, n).T
+    deltas = planes.view(">u8").reshape(n).astype(np.uint64)
+    codes = np.cumsum(deltas, dtype=np.uint64)
+    limit = 1 << (3 * layout.cfg.pos_bits)
+    if n and (int(codes[-1]) >= limit or (codes[1:] < codes[:-1]).any()):  # a decrease means overflow
+        raise CodecError("position codes out of range")
+    cols = np.empty((n, len(layout.bits)), dtype=np.int32)
+    pos = mb * n
+    for j, b in enumerate(layout.bits):
+        if b <= 8:
+            v = buf[pos : pos + n]
+            pos += n
+        else:
+            v = (buf[pos : pos + n].astype(np.int32) << 8) | buf[pos + n : pos + 2 * n]
+            pos += 2 * n
+        cols[:, j] = v
+    bad = cols > np.asarray(layout.max_code, dtype=np.int32)[None, :]
+    if bad.any():
+        raise CodecError(f"attribute column {int(bad.any(axis=0).argmax())} has codes out of range")
+    return codes, cols
+
+
+def _quantized_from(codes: np.ndarray, cols: np.ndarray, cfg: QuantConfig, bounds: Tensor, sh_degree: int):
+    from .morton import morton_decode
+
+    n = len(codes)
+    k = num_sh_bases(sh_degree) - 1
+    c = torch.from_numpy(cols.astype(np.int32, copy=False))
+    return QuantizedGaussians(
+        means=torch.from_numpy(morton_decode(codes).astype(np.int32)),
+        rot_index=c[:, 0].clone(),
+        rot=c[:, 1:4].clone(),
+        scales=c[:, 4:7].clone(),
+        opacities=c[:, 7].clone(),
+        sh0=c[:, 8:11].reshape(n, 1, 3).clone(),
+        shN=c[:, 11 : 11 + 3 * k].reshape(n, k, 3).clone(),
+        cfg=cfg,
+        bounds=bounds,
+    )
+
+
+# -- header ------------------------------------------------------------------------------------------------
+def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: QuantConfig, bounds: Tensor) -> bytes:
+    n_chunks = -(-n // chunk_size)
+    bits = (cfg.pos_bits, cfg.rot_bits, cfg.scale_bits, cfg.opacity_bits, cfg.sh0_bits, *cfg.shN_bits)
+    ranges = (cfg.scale_min, cfg.scale_max, cfg.sh0_range, *cfg.shN_range)
+    b = bounds.to(torch.float32).reshape(-1).tolist()
+    head = _HEADER.pack(
+        MAGIC, FORMAT_VERSION, HEADER_SIZE, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, 0, *b, *ranges, 0
+    )
+    return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+
+
+def _index_bytes(entries: list[tuple[int, int, int]]) -> bytes:
+    body = b"".join(_ENTRY.pack(*e) for e in entries)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# -- encoder -----------------------------------------------------------------------------------------------
+class ProgressiveEncoder:
+    """Encodes any prefix of an ordered scene ``g`` into a .rave stream, with exact sizes for every prefix.
+
+    Construction quantizes ``g`` once (cheap); chunks are compressed lazily when a size or the bytes are first
+    needed, then cached. ``bounds`` None -> :func:`~rave_viewer.codec.quantize.scene_bounds` of ``g``.
+    """
+
+    def __init__(
+        self,
+        g: Gaussians,
+        cfg: QuantConfig | None = None,
+        codec: str = DEFAULT_CODEC,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        bounds: Tensor | None = None,
+        *,
+        progress: bool = True,
+        workers: int | None = None,
+    ):
+        g.validate("scene to encode", allow_empty=True)
+        if not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+            raise RaveError(f"chunk size must be 1..{MAX_CHUNK_SIZE}, got {chunk_size}")
+        if len(g) > MAX_GAUSSIANS:
+            raise RaveError(f"too many Gaussians for one .rave stream ({len(g)})")
+        try:
+            self.codec = get_codec(codec)
+        except KeyError as e:
+            raise RaveError(str(e.args[0])) from None
+        self.cfg = (cfg or QuantConfig()).validate()
+        self.chunk_size = int(chunk_size)
+        self.progress = progress
+        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.quantized = quantize(g, self.cfg, bounds).cpu()
+        self.bounds = self.quantized.bounds
+        self.sh_degree = g.sh_degree
+        self.n = len(g)
+        self._layout = _Layout.of(self.cfg, self.sh_degree)
+        self._morton = morton_encode(self.quantized.means.numpy())
+        self._cols = _columns(self.quantized, self._layout)
+        self._full: list[tuple[bytes, int] | None] = [None] * (self.n // self.chunk_size)
+        self._partial: tuple[int, bytes, int] | None = None  # (k, compressed, crc) of the last partial chunk
+
+    # -- chunk compression -----------------------------------------------------------------------------
+    def _compress_range(self, a: int, b: int) -> tuple[bytes, int]:
+        raw, _ = _pack_chunk(self._morton[a:b], self._cols[a:b], self._layout)
+        data = self.codec.compress(raw)
+        return data, zlib.crc32(data)
+
+    def _ensure_full(self, n_chunks: int) -> None:
+        """Compress (once) the first ``n_chunks`` full chunks, in threads, with a bar when there are many."""
+        todo = [i for i in range(n_chunks) if self._full[i] is None]
+        if not todo:
+            return
+        cs = self.chunk_size
+        job = lambda i: self._compress_range(i * cs, (i + 1) * cs)  # noqa: E731
+        bar = None
+        if self.progress and len(todo) >= _PROGRESS_MIN_CHUNKS:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"compressing ({self.codec.name})", unit="chunk", leave=False)
+        try:
+            if len(todo) == 1 or self.workers <= 1:
+                for i in todo:
+                    self._full[i] = job(i)
+                    bar and bar.update(1)
+            else:
+                with ThreadPoolExecutor(self.workers) as pool:
+                    for i, res in zip(todo, pool.map(job, todo)):
+                        self._full[i] = res
+                        bar and bar.update(1)
+        finally:
+            bar and bar.close()
+
+    def _partial_chunk(self, k: int) -> tuple[bytes, int]:
+        if self._partial is None or self._partial[0] != k:
+            a = (k // self.chunk_size) * self.chunk_size
+            self._partial = (k, *self._compress_range(a, k))
+        return self._partial[1], self._partial[2]
+
+    def _check_k(self, k: int | None) -> int:
+        if k is None:
+            return self.n
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= self.n:
+            raise RaveError(f"prefix length must be an integer 0..{self.n}, got {k!r}")
+        return int(k)
+
+    def _chunks(self, k: int) -> list[tuple[bytes, int, int]]:
+        """(compressed, crc, count) of every chunk of the first ``k`` Gaussians."""
+        full, rest = divmod(k, self.chunk_size)
+        self._ensure_full(full)
+        out = [(d, c, self.chunk_size) for d, c in self._full[:full]]
+        if rest:
+            out.append((*self._partial_chunk(k), rest))
+        return out
+
+    # -- public API ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.n
+
+    def n_chunks(self, k: int | None = None) -> int:
+        return -(-self._check_k(k) // self.chunk_size)
+
+    def overhead(self, k: int | None = None) -> int:
+        """Bytes of header + chunk index of the first ``k`` Gaussians' file."""
+        return HEADER_SIZE + INDEX_ENTRY_SIZE * self.n_chunks(k) + 4
+
+    def size_of_prefix(self, k: int) -> int:
+        """Exact size in bytes of the .rave file holding the first ``k`` Gaussians (0 <= k <= N)."""
+        k = self._check_k(k)
+        full, rest = divmod(k, self.chunk_size)
+        self._ensure_full(full)
+        size = self.overhead(k) + sum(len(d) for d, _ in self._full[:full])
+        if rest:
+            size += len(self._partial_chunk(k)[0])
+        return size
+
+    def chunk_sizes(self) -> list[int]:
+        """Compressed bytes of every full chunk (compresses them all once)."""
+        self._ensure_full(len(self._full))
+        return [len(d) for d, _ in self._full]
+
+    def encode(self, k: int | None = None) -> bytes:
+        """The .rave bytes of the first ``k`` Gaussians (all when None); ``len == size_of_prefix(k)``."""
+        return b"".join(self._pieces(self._check_k(k)))
+
+    def _pieces(self, k: int) -> list[bytes]:
+        chunks = self._chunks(k)
+        head = _header_bytes(k, self.chunk_size, self.sh_degree, self.codec, self.cfg, self.bounds)
+        index = _index_bytes([(len(d), c, n) for d, c, n in chunks])
+        return [head, index, *(d for d, _, _ in chunks)]
+
+    def write(self, path: str | os.PathLike, k: int | None = None) -> int:
+        """Write the first ``k`` Gaussians to ``path`` atomically (temp + rename); returns the bytes written."""
+        pieces = self._pieces(self._check_k(k))
+        try:
+            with atomic_write(path, "wb") as f:
+                for p in pieces:
+                    f.write(p)
+        except OSError as e:
+            raise RaveError(f"cannot write: {e.strerror or e}", path) from None
+        return sum(len(p) for p in pieces)
+
+    def stream_order(self, k: int | None = None) -> Tensor:
+        """[k] int64 indices into ``g``: the order in which :func:`decode` returns the first ``k`` Gaussians."""
+        k = self._check_k(k)
+        parts = []
+        for a in range(0, k, self.chunk_size):
+            b = min(a + self.chunk_size, k)
+            parts.append(a + np.argsort(self._morton[a:b], kind="stable"))
+        return torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.long)
+
+    def quantized_prefix(self, k: int | None = None) -> Gaussians:
+        """``dequantize(quantize(g)).prefix(k)`` in stream order: exactly what decoding the prefix returns."""
+        return dequantize(self.quantized.subset(self.stream_order(k)))
+
+
+def encode(
+    g: Gaussians,
+    path: str | os.PathLike | None = None,
+    *,
+    k: int | None = None,
+    cfg: QuantConfig | None = None,
+    codec: str = DEFAULT_CODEC,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    bounds: Tensor | None = None,
+) -> bytes:
+    """One-shot: the .rave bytes of the first ``k`` Gaussians of ``g`` (also written to ``path`` if given)."""
+    enc = ProgressiveEncoder(g, cfg, codec, chunk_size, bounds)
+    data = enc.encode(k)
+    if path is not None:
+        from ..fileio import atomic_write_bytes
+
+        atomic_write_bytes(path, data)
+    return data
+
+
+# -- decoder -----------------------------------------------------------------------------------------------
+@dataclass
+class ChunkEntry:
+    length: int
+    crc: int
+    count: int
+    offset: int  # byte offset of the chunk in the file
+
+
+@dataclass
+class StreamInfo:
+    """What the header and chunk index of a .rave stream say (nothing decompressed)."""
+
+    format_version: int
+    n_gaussians: int
+    sh_degree: int
+    codec: str
+    chunk_size: int
+    cfg: QuantConfig
+    bounds: Tensor
+    chunks: list[ChunkEntry]
+    file_size: int  # bytes available
+    expected_size: int  # bytes the complete stream needs
+
+    @property
+    def n_complete_chunks(self) -> int:
+        return sum(1 for c in self.chunks if c.offset + c.length <= self.file_size)
+
+
+@dataclass
+class DecodedStream:
+    """Result of :func:`decode`: the Gaussians in stream order, and what the stream declared."""
+
+    gaussians: Gaussians
+    quantized: QuantizedGaussians
+    info: StreamInfo
+    n_declared: int
+    complete: bool
+    message: str | None = None  # the warning text when incomplete
+
+    @property
+    def n_decoded(self) -> int:
+        return len(self.gaussians)
+
+
+def _load(data_or_path, name) -> tuple[bytes, str | None]:
+    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        return bytes(data_or_path), name
+    path = os.fspath(data_or_path)
+    try:
+        with open(path, "rb") as f:
+            return f.read(), name or path
+    except OSError as e:
+        raise RaveError(f"cannot read: {e.strerror or e}", path) from None
+
+
+def read_info(data_or_path, *, name: str | None = None) -> StreamInfo:
+    """Parse and check the header and chunk index (RaveError naming the file when they are invalid)."""
+    data, name = _load(data_or_path, name)
+    return _parse(data, name)
+
+
+def _parse(data: bytes, name: str | None) -> StreamInfo:
+    err = lambda msg: RaveError(msg, name)  # noqa: E731
+    if not MAGIC.startswith(data[:4]):
+        raise err("not a .rave file (bad magic)")
+    if len(data) < 8:
+        raise err(f"truncated .rave file ({len(data)} bytes)")
+    version, hsize = struct.unpack_from("<HH", data, 4)
+    if version > FORMAT_VERSION:
+        raise err(f".rave format version {version} is newer than this reader supports ({FORMAT_VERSION}); upgrade")
+    if version < 1:
+        raise err(f"unsupported .rave format version {version}")
+    if len(data) < HEADER_SIZE:
+        raise err(f"truncated .rave file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
+    fields = _HEADER.unpack_from(data, 0)
+    if zlib.crc32(data[: HEADER_SIZE - 4]) != fields[-1] or hsize != HEADER_SIZE:
+        raise err("corrupt .rave header (CRC mismatch)")
+    _, _, _, n, chunk_size, n_chunks, sh_degree, codec_id = fields[:8]
+    bits = fields[8:16]
+    bounds = torch.tensor(fields[17:23], dtype=torch.float32).reshape(2, 3)
+    ranges = fields[23:29]
+    codec = codec_by_id(codec_id)
+    if codec is None:
+        raise err(f"unknown codec id {codec_id} in .rave header")
+    if sh_degree > 3:
+        raise err(f"invalid SH degree {sh_degree} in .rave header")
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise err(f"invalid chunk size {chunk_size} in .rave header")
+    if n_chunks != -(-n // chunk_size):
+        raise err(f"inconsistent header: {n} Gaussians in {n_chunks} chunks of {chunk_size}")
+    index_end = HEADER_SIZE + INDEX_ENTRY_SIZE * n_chunks + 4
+    if index_end > len(data):  # checked before touching (or allocating for) the index
+        raise err(f"truncated .rave file: {len(data)} bytes, the chunk index needs {index_end}")
+    if not torch.isfinite(bounds).all() or (bounds[1] < bounds[0]).any():
+        raise err("invalid bounds in .rave header")
+    try:
+        cfg = QuantConfig(
+            pos_bits=bits[0], rot_bits=bits[1], scale_bits=bits[2], opacity_bits=bits[3], sh0_bits=bits[4],
+            shN_bits=tuple(bits[5:8]), scale_min=ranges[0], scale_max=ranges[1], sh0_range=ranges[2],
+            shN_range=tuple(ranges[3:6]),
+        )  # fmt: skip
+    except RaveError as e:
+        raise err(f"invalid quantization settings in .rave header: {e}") from None
+    index = data[HEADER_SIZE : index_end - 4]
+    if zlib.crc32(index) != struct.unpack_from("<I", data, index_end - 4)[0]:
+        raise err("corrupt .rave chunk index (CRC mismatch)")
+    raw_per = _Layout.of(cfg, sh_degree).bytes_per_gaussian
+    chunks, offset = [], index_end
+    for i, (length, crc, count) in enumerate(_ENTRY.iter_unpack(index)):
+        want = min(chunk_size, n - i * chunk_size)
+        if count != want:
+            raise err(f"chunk {i} declares {count} Gaussians, expected {want}")
+        if length == 0 or length > 2 * raw_per * count + 1024:
+            raise err(f"chunk {i} declares an implausible length of {length} bytes")
+        chunks.append(ChunkEntry(length, crc, count, offset))
+        offset += length
+    return StreamInfo(
+        format_version=version, n_gaussians=n, sh_degree=sh_degree, codec=codec.name, chunk_size=chunk_size,
+        cfg=cfg, bounds=bounds, chunks=chunks, file_size=len(data), expected_size=offset,
+    )  # fmt: skip
+
+
+def cut_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
+    """The .rave stream of the first ``k`` Gaussians of a stream, without recompressing anything.
+
+    ``k`` must be a chunk boundary (a multiple of the chunk size) or the stream's N; the chunks it needs must be
+    present (a truncated input works as long as they are). The result is byte-identical to what
+    ``ProgressiveEncoder.encode(k)`` writes for the same scene and settings.
+    """
+    data, name = _load(data_or_path, name)
+    info = _parse(data, name)
+    n = info.n_gaussians
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= n:
+        raise RaveError(f"prefix length must be an integer 0..{n}, got {k!r}", name)
+    if k % info.chunk_size and k != n:
+        raise RaveError(f"{k} Gaussians is not a chunk boundary (chunks of {info.chunk_size})", name)
+    chunks = info.chunks[: -(-k // info.chunk_size)]
+    if chunks and chunks[-1].offset + chunks[-1].length > len(data):
+        raise RaveError(f"the stream is truncated before Gaussian {k}", name)
+    codec = get_codec(info.codec)
+    head = _header_bytes(k, info.chunk_size, info.sh_degree, codec, info.cfg, info.bounds)
+    index = _index_bytes([(c.length, c.crc, c.count) for c in chunks])
+    return b"".join([head, index, *(data[c.offset : c.offset + c.length] for c in chunks)])
+
+
+def decode(data_or_path, strict: bool = False, *, name: str | None = None) -> DecodedStream:
+    """Decode a .rave stream (bytes or a path) into Gaussians in stream order.
+
+    A stream cut short decodes its complete chunks: a :class:`RaveStreamWarning` says how many Gaussians were
+    recovered (``strict=True`` raises :class:`RaveError` instead). Anything else wrong (bad magic, newer
+    version, CRC mismatch naming the chunk, inconsistent counts) raises :class:`RaveError` naming the file.
+    """
+    data, name = _load(data_or_path, name)
+    info = _parse(data, name)
+    layout = _Layout.of(info.cfg, info.sh_degree)
+    codec = get_codec(info.codec)
+    codes, cols = [], []
+    for i, c in enumerate(info.chunks):
+        if c.offset + c.length > len(data):
+            break
+        blob = data[c.offset : c.offset + c.length]
+        if zlib.crc32(blob) != c.crc:
+            raise RaveError(f"chunk {i} is corrupt (CRC mismatch)", name)
+        try:
+            raw = codec.decompress(blob, c.count * layout.bytes_per_gaussian)
+            m, col = _unpack_chunk(raw, c.count, layout)
+        except CodecError as e:
+            raise RaveError(f"chunk {i} does not decode: {e}", name) from None
+        codes.append(m)
+        cols.append(col)
+    n_chunks_ok = len(codes)
+    n_ok = sum(c.count for c in info.chunks[:n_chunks_ok])
+    message = None
+    if n_chunks_ok < len(info.chunks):
+        message = (
+            f"truncated .rave stream: recovered {n_ok} of {info.n_gaussians} Gaussians "
+            f"({n_chunks_ok} of {len(info.chunks)} chunks; {len(data)} of {info.expected_size} bytes)"
+        )
+    elif len(data) > info.expected_size:
+        message = f"{len(data) - info.expected_size} unexpected bytes after the last chunk (ignored)"
+    if message is not None:
+        if strict:
+            raise RaveError(message, name)
+        warnings.warn(f"{name}: {message}" if name else message, RaveStreamWarning, stacklevel=2)
+    if codes:
+        q = _quantized_from(np.concatenate(codes), np.concatenate(cols), info.cfg, info.bounds, info.sh_degree)
+    else:
+        q = _quantized_from(
+            np.zeros(0, np.uint64), np.zeros((0, len(layout.bits)), np.int32), info.cfg, info.bounds, info.sh_degree
+        )
+    gaussians = dequantize(q).validate(name, allow_empty=True)  # cannot fail for what the encoder wrote
+    return DecodedStream(
+        gaussians=gaussians, quantized=q, info=info, n_declared=info.n_gaussians,
+        complete=n_chunks_ok == len(info.chunks), message=message,
+    )  # fmt: skip
+
+
+__all__ = [
+    "ProgressiveEncoder",
+    "encode",
+    "decode",
+    "read_info",
+    "cut_stream",
+    "DecodedStream",
+    "StreamInfo",
+    "RaveStreamWarning",
+    "MAGIC",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+]
