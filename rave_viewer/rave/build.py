@@ -1,0 +1,239 @@
+"""The ``rave build`` pipeline: pretrained model + views -> levels -> QAT fine-tuning -> ranking -> rates -> .ckpt.
+
+Stages (each with a progress bar; seconds and rendered views recorded in ``meta["stages"]``):
+
+1. ``levels``: nested levels by importance (levels.py; coarse-from-fine by default).
+2. ``finetune``: quantization-aware fine-tuning with stochastic level sampling (finetune.py), unless disabled.
+3. ``ranking``: context-aware (or global) order inside each interval (ranking.py).
+4. ``rates``: exact ``.rave`` sizes of every level prefix and chunk boundary (codec ProgressiveEncoder).
+5. ``rd``: PSNR/SSIM of the decoded prefixes on the test views at ``rd_points`` target rates evenly spaced
+   from R(G_1) to R(G_L), selected exactly as a user would (``RaveCheckpoint.select``), plus the levels.
+
+:class:`Builder` caches the levels and the fine-tuned model, so ablations that differ only later (ranking
+mode, with/without fine-tuning) share the earlier stages; :func:`build` is the one-call file version.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import metrics
+from ..errors import RaveError
+from ..scene.cameras import Cameras
+from ..scene.gaussians import Gaussians
+from .checkpoint import RaveCheckpoint, chunk_rate_table, save_checkpoint
+from .config import AUTHORS_LEVEL_WEIGHTS, BuildConfig
+from .finetune import finetune, level_weights
+from .levels import Levels, build_levels, level_fractions, level_sizes
+from .ranking import rank
+from .units import GaussianUnits
+
+
+def downscale_cameras(cams: Cameras, max_side: int) -> Cameras:
+    """``cams`` with images (and intrinsics) resized so the long side is at most ``max_side`` (antialiased)."""
+    long_side = max(cams.width, cams.height)
+    if long_side <= max_side or len(cams) == 0:
+        return cams
+    f = long_side / max_side
+    w, h = max(1, int(round(cams.width / f))), max(1, int(round(cams.height / f)))
+    Ks = cams.Ks.clone()
+    Ks[:, 0, :] *= w / cams.width
+    Ks[:, 1, :] *= h / cams.height
+    images = None
+    if cams.images is not None:
+        x = cams.images.permute(0, 3, 1, 2).float()
+        images = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", antialias=True,
+                                                 align_corners=False).clamp(0, 1).permute(0, 2, 3, 1).contiguous()
+    return Cameras(cams.viewmats, Ks, w, h, images, list(cams.names))
+
+
+@torch.no_grad()
+def prefix_quality(units: GaussianUnits, cams: Cameras, k: int, batch: int = 4) -> tuple[float, float]:
+    """Mean PSNR and SSIM over ``cams`` of the first ``k`` units (images clamped to [0, 1])."""
+    ps, ss = [], []
+    for s in range(0, len(cams), batch):
+        c = cams[list(range(s, min(s + batch, len(cams))))]
+        img = units.render(c, k).clamp(0, 1)
+        gt = c.images.to(img)
+        ps.append(metrics.psnr(img, gt))
+        ss.append(metrics.ssim(img, gt))
+    return metrics.mean(torch.cat(ps)), metrics.mean(torch.cat(ss))
+
+
+def rd_counts(ckpt: RaveCheckpoint, points: int) -> list[int]:
+    """Distinct prefix lengths for ``points`` target rates evenly spaced over [R(G_1), R(G_L)], plus the levels."""
+    r0, r1 = ckpt.level_rates[0], ckpt.level_rates[-1]
+    counts = set(int(s) for s in ckpt.level_sizes)
+    for j in range(points):
+        r = r0 + (r1 - r0) * j / (points - 1)
+        counts.add(ckpt.select(rate=min(max(r, r0), r1)))
+    return sorted(counts)
+
+
+def rd_table(ckpt: RaveCheckpoint, cams: Cameras, points: int, *, backend: str = "auto",
+             background: Tensor | None = None, progress: bool = True) -> tuple[dict, int]:
+    """The RD table {"count", "bytes", "psnr", "ssim"} of the decoded prefixes, and the number of renders."""
+    units = GaussianUnits(ckpt.decoded_gaussians(), backend=backend, background=background)
+    rd = {"count": [], "bytes": [], "psnr": [], "ssim": []}
+    for k in tqdm(rd_counts(ckpt, points), desc="RD table", unit="rate", disable=not progress, leave=False):
+        p, s = prefix_quality(units, cams, k)
+        rd["count"].append(int(k))
+        rd["bytes"].append(ckpt.prefix_bytes(int(k)))
+        rd["psnr"].append(p)
+        rd["ssim"].append(s)
+    return rd, units.renders
+
+
+class Builder:
+    """One model + dataset + config; stages are computed on demand and cached (see module docstring)."""
+
+    def __init__(self, gaussians: Gaussians, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
+                 *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None):
+        from ..codec import QuantConfig, fake_quantize, scene_bounds
+
+        self.cfg = cfg or BuildConfig()
+        self.progress = progress
+        self.sources = dict(sources or {})
+        gaussians.validate("input model")
+        if train.images is None or len(train) == 0:
+            raise RaveError("the dataset has no training views with images")
+        self.gaussians = gaussians.detach().float()
+        self.train = train
+        self.rd_split = "test"
+        if test is None or len(test) == 0 or test.images is None:
+            test = train[list(range(0, len(train), 8))]
+            self.rd_split = "train (every 8th: the dataset has no test views)"
+        self.test = test
+        self.scene_scale = float(scene_scale)
+        self.quant = QuantConfig.from_dict(self.cfg.quant) if self.cfg.quant else QuantConfig()
+        self.bounds = scene_bounds(self.gaussians)
+        self.fake_quantize = lambda g: fake_quantize(g, self.quant, self.bounds)  # noqa: E731
+        self.background = torch.tensor(self.cfg.background, dtype=torch.float32)
+        self.units = GaussianUnits(self.gaussians, backend=self.cfg.backend, background=self.background)
+        n_levels = self.cfg.anchors or self.cfg.num_levels
+        fr = level_fractions(n_levels, self.cfg.coarsest_fraction, delta_rate=self.cfg.delta_rate,
+                             fractions=None if self.cfg.anchors else self.cfg.fractions)
+        self.sizes = level_sizes(len(self.gaussians), fr)
+        self.stages: dict[str, dict] = {}
+        self._levels: Levels | None = None
+        self._tuned: dict[bool, tuple[GaussianUnits, dict]] = {}
+        self._imp = {"accumulate": self.cfg.importance, "param_names": list(self.cfg.importance_params),
+                     "batch": self.cfg.importance_batch}
+
+    @contextmanager
+    def _stage(self, name: str):
+        t0, r0 = time.perf_counter(), self.units.renders
+        yield
+        self.stages[name] = {"seconds": round(time.perf_counter() - t0, 3), "renders": self.units.renders - r0}
+
+    # -- stages ------------------------------------------------------------------------------------------
+    def levels(self) -> Levels:
+        if self._levels is None:
+            with self._stage("levels"):
+                self._levels = build_levels(self.units, self.train, self.sizes, method=self.cfg.level_method,
+                                            progress=self.progress, **self._imp)
+        return self._levels
+
+    def tuned(self, finetune_: bool | None = None) -> tuple[GaussianUnits, dict]:
+        """Level-ordered units after fine-tuning (or not), and the fine-tuning statistics."""
+        ft = self.cfg.finetune if finetune_ is None else finetune_
+        if ft not in self._tuned:
+            lv = self.levels()
+            units = self.units.select(lv.order)
+            if not ft or self.cfg.steps <= 0:
+                self._tuned[ft] = (units, {"steps": 0})
+            else:
+                c = self.cfg
+                lrs = {"means": c.means_lr * self.scene_scale, "quats": c.quats_lr, "scales": c.scales_lr,
+                       "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
+                w = level_weights(len(self.sizes), c.level_sampling, AUTHORS_LEVEL_WEIGHTS)
+                with self._stage("finetune"):
+                    self._tuned[ft] = finetune(units, self.train, self.sizes, steps=c.steps, lrs=lrs, weights=w,
+                                               transform=self.fake_quantize if c.qat else None, seed=c.seed,
+                                               progress=self.progress)
+        return self._tuned[ft]
+
+    def checkpoint(self, ranking: str | None = None, finetune_: bool | None = None) -> RaveCheckpoint:
+        """The full checkpoint for a ranking mode ("context" / "global") and fine-tuning choice."""
+        from ..codec import ProgressiveEncoder
+
+        t_start = time.perf_counter()
+        c = self.cfg
+        ranking = ranking or c.ranking
+        ft = c.finetune if finetune_ is None else finetune_
+        lv = self.levels()
+        units, ft_stats = self.tuned(ft)
+        mode = "keep" if c.anchors else ranking
+        with self._stage("ranking"):
+            rk = rank(units, self.train, self.sizes, mode=mode, progress=self.progress,
+                      transform=self.fake_quantize if c.rank_quantized else None, **self._imp)
+        final = units.gaussians.subset(rk.perm)
+        order = lv.order[rk.perm]
+        with self._stage("rates"):
+            enc = ProgressiveEncoder(final, self.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=self.bounds,
+                                     progress=self.progress)
+            level_rates = [int(enc.size_of_prefix(s)) for s in self.sizes]
+            chunk_rates = chunk_rate_table(enc, len(final), c.chunk_size)
+        ckpt = RaveCheckpoint(
+            gaussians=final, order=order, level_sizes=list(self.sizes), level_rates=level_rates, quant=self.quant,
+            bounds=self.bounds, codec=c.codec, chunk_size=c.chunk_size, rd={k: [] for k in ("count", "bytes",
+                                                                                              "psnr", "ssim")},
+            test_cameras=downscale_cameras(self.test, c.test_max_side), meta={}, chunk_rates=chunk_rates,
+            interpolate=not c.anchors,
+        )
+        ckpt._encoder = enc
+        with self._stage("rd"):
+            ckpt.rd, renders = rd_table(ckpt, self.test, c.rd_points, backend=c.backend, background=self.background,
+                                        progress=self.progress)
+        self.stages["rd"]["renders"] = renders
+        used = ["levels"] + (["finetune"] if "finetune" in self.stages and ft and c.steps > 0 else []) + \
+            ["ranking", "rates", "rd"]
+        stages = {k: self.stages[k] for k in used if k in self.stages}
+        ckpt.meta = {
+            "ranking": "anchors" if c.anchors else ranking,
+            "finetune": bool(ft and c.steps > 0),
+            "config": {**c.to_dict(), "ranking": ranking, "finetune": bool(ft)},
+            "input_gaussians": len(self.gaussians),
+            "sh_degree": self.gaussians.sh_degree,
+            "scene_scale": self.scene_scale,
+            "levels": {"method": c.level_method, "passes": lv.passes,
+                       "fractions": [s / len(final) for s in self.sizes]},
+            "ranking_passes": rk.passes,
+            "finetune_stats": ft_stats,
+            "rd_views": {"split": self.rd_split, "count": len(self.test), "width": self.test.width,
+                         "height": self.test.height},
+            "stages": stages,
+            "total_seconds": round(sum(s["seconds"] for s in stages.values()), 3),
+            "total_renders": int(sum(s["renders"] for s in stages.values())),
+            "checkpoint_seconds": round(time.perf_counter() - t_start, 3),
+            "sources": self.sources,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        return ckpt
+
+
+def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
+          cfg: BuildConfig | None = None, *, progress: bool = True) -> RaveCheckpoint:
+    """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given)."""
+    from ..scene.datasets import load_dataset
+    from ..scene.ply import read_ply
+
+    cfg = cfg or BuildConfig()
+    g = read_ply(ply)
+    ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background))
+    sources = {"ply": str(Path(ply)), "data": str(Path(data))}
+    b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources)
+    ckpt = b.checkpoint()
+    if out is not None:
+        save_checkpoint(ckpt, out)
+    return ckpt
+
+
+__all__ = ["Builder", "build", "downscale_cameras", "prefix_quality", "rd_counts", "rd_table"]

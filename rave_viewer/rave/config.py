@@ -1,0 +1,258 @@
+"""Options of ``rave build`` in one dataclass of documented defaults, loadable from YAML with strict checking.
+
+A YAML file holds the fields at the top level (or under a ``rave:`` key). Unknown keys and bad values raise
+:class:`RaveError` naming the file and the key. Command-line flags override the file.
+
+Defaults and where they come from:
+
+* Levels: ``num_levels: 8`` as the paper/authors; sizes in geometric progression from ``coarsest_fraction``
+  (0.1 of the Gaussians, close to the paper's Mip-NeRF360 ratio 3.96 MB / 37.69 MB) to 1. ``delta_rate``
+  (relative rate step between neighbouring levels, R(G_{l+1}) ~ (1 + dR) R(G_l)) or explicit ``fractions``
+  replace that. The finest level is always all Gaussians.
+* Levels are built coarse-from-fine (``level_method: iterative``, the authors' way): score with the current
+  level rendered, keep the best, repeat; ``oneshot`` sorts once by the full-model score.
+* Importance = ||dL_v/dtheta_i||_2 of L_v = 0.8 L1 + 0.2 (1 - SSIM), accumulated over the training views v
+  as a sum of per-view norms (``importance: sum_of_norms``, default) or as the norm of the summed gradient
+  (``norm_of_sum``, what the authors' code does). The default was chosen by measurement: with per-view norms
+  the paper's context-aware order beats the global one on every scene we tried, with the norm of the sum it
+  does not (differences within noise, both signs); see importance.py and benchmarks/SELECTION.md.
+* Fine-tuning: quantization-aware, one random training view and one random level per step, levels drawn
+  uniformly (paper) or with the authors' weights (``level_sampling: authors``); learning rates are gsplat's
+  end-of-schedule values; ``steps: 3000`` (10 % of a 30k-step training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RaveError
+
+RANKINGS = ("context", "global")
+LEVEL_METHODS = ("iterative", "oneshot")
+IMPORTANCE_MODES = ("norm_of_sum", "sum_of_norms")
+LEVEL_SAMPLING = ("uniform", "authors", "finest")
+BACKENDS = ("auto", "cpu", "gsplat", "reference")
+CODECS = ("lzma", "zstd", "brotli")
+#: Fine-tuning level weights of the authors' code, finest -> coarsest (only for 8 levels).
+AUTHORS_LEVEL_WEIGHTS = (0.32, 0.20, 0.16, 0.12, 0.08, 0.04, 0.04, 0.04)
+PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
+
+
+def _f(default, doc: str, **checks):
+    meta = {"doc": doc, **checks}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class BuildConfig:
+    """All options of ``rave build``; each field's ``metadata["doc"]`` documents it (see :func:`describe`)."""
+
+    # -- levels -------------------------------------------------------------------------------------------
+    num_levels: int = _f(8, "Number of nested levels L (anchor operating points).", min=2)
+    coarsest_fraction: float = _f(0.1, "Fraction of the Gaussians kept by the coarsest level G_1 (geometric "
+                                  "progression up to 1).", min=0.0, max=1.0, min_exclusive=True)
+    delta_rate: float | None = _f(None, "Relative rate step between neighbouring levels (0.4 = +40 %); "
+                                  "replaces coarsest_fraction: fractions (1 + dR)^-(L-l).", min=0.0,
+                                  min_exclusive=True)
+    fractions: list | None = _f(None, "Explicit increasing level fractions in (0, 1], last = 1; replaces "
+                                "num_levels/coarsest_fraction/delta_rate.")
+    level_method: str = _f("iterative", "iterative: coarse-from-fine, re-scoring with the current level "
+                           "rendered (authors); oneshot: one score on the full model.", choices=LEVEL_METHODS)
+    anchors: int | None = _f(None, "Naive multi-anchor ablation: this many levels and no interpolation "
+                             "between them (selection snaps to the level at or below the target).", min=2)
+    # -- importance ---------------------------------------------------------------------------------------
+    importance: str = _f("sum_of_norms", "sum_of_norms: sum over the training views of each view's gradient "
+                         "norm (default, see benchmarks/SELECTION.md); norm_of_sum: L2 norm of the gradient summed "
+                         "over the views (the authors' code).",
+                         choices=IMPORTANCE_MODES)
+    importance_params: list = _f(list(PARAM_NAMES), "Parameters whose gradients enter the score.")
+    importance_batch: int = _f(1, "Views rendered per forward/backward in norm_of_sum scoring.", min=1)
+    # -- fine-tuning --------------------------------------------------------------------------------------
+    finetune: bool = _f(True, "Quantization-aware fine-tuning with stochastic level sampling.")
+    steps: int = _f(3000, "Fine-tuning steps (one view, one level per step).", min=0)
+    level_sampling: str = _f("uniform", "uniform over the L levels (paper), authors (weights "
+                             ".32 .20 .16 .12 .08 .04 .04 .04 finest->coarsest, 8 levels only) or finest "
+                             "(always G_L: plain QAT fine-tuning, a control for ablations).",
+                             choices=LEVEL_SAMPLING)
+    qat: bool = _f(True, "Render through the codec's quantizer (straight-through) while fine-tuning.")
+    means_lr: float = _f(1.6e-6, "Adam lr of positions, times the scene scale (gsplat's end value).", min=0.0)
+    quats_lr: float = _f(1e-3, "Adam lr of quaternions.", min=0.0)
+    scales_lr: float = _f(5e-3, "Adam lr of log-scales.", min=0.0)
+    opacities_lr: float = _f(5e-2, "Adam lr of opacity logits.", min=0.0)
+    sh0_lr: float = _f(2.5e-3, "Adam lr of SH DC.", min=0.0)
+    shN_lr: float = _f(2.5e-3 / 20, "Adam lr of higher SH.", min=0.0)
+    # -- ranking ------------------------------------------------------------------------------------------
+    ranking: str = _f("context", "context: order C_{l+1} by scores rendering G_{l+1} only (paper); global: "
+                      "scores rendering all Gaussians, reused for every interval.", choices=RANKINGS)
+    rank_quantized: bool = _f(True, "Score the quantized model (what a receiver decodes) when ranking.")
+    # -- codec --------------------------------------------------------------------------------------------
+    codec: str = _f("lzma", "Entropy coder of the .rave chunks.", choices=CODECS)
+    chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1)
+    quant: dict = _f({}, "QuantConfig overrides (bit depths, ranges); empty = codec defaults.")
+    # -- RD table, data, misc -----------------------------------------------------------------------------
+    rd_points: int = _f(128, "Target rates, evenly spaced from R(G_1) to R(G_L), of the stored RD table.",
+                        min=64)
+    test_max_side: int = _f(512, "Test images stored in the .ckpt are downscaled to this long side.", min=16)
+    downscale: int = _f(1, "Integer image downscale when loading the dataset.", min=1)
+    test_every: int = _f(8, "Every N-th image is a test view (datasets without a test split).", min=1)
+    background: list = _f([0.0, 0.0, 0.0], "RGB background behind the Gaussians.", min=0.0, max=1.0, length=3)
+    backend: str = _f("auto", "Renderer backend.", choices=BACKENDS)
+    seed: int = _f(0, "Seed of the fine-tuning's random views and levels.", min=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else (dict(v) if isinstance(v, dict) else v)
+        return out
+
+    def replace(self, **changes) -> "BuildConfig":
+        """A copy with ``changes`` applied (None values are ignored), checked like values from a file."""
+        d = self.to_dict()
+        d.update({k: v for k, v in changes.items() if v is not None})
+        return from_dict(d)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(BuildConfig)}
+
+
+def _base_type(name: str):
+    t = typing.get_type_hints(BuildConfig)[name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    if args:
+        t = args[0]
+    return typing.get_origin(t) or t
+
+
+def _optional(name: str) -> bool:
+    t = typing.get_type_hints(BuildConfig)[name]
+    return type(None) in typing.get_args(t)
+
+
+def _check(name: str, value: Any, path) -> Any:
+    meta = _FIELDS[name].metadata
+    where = f"config key '{name}'"
+    typ = _base_type(name)
+    if value is None:
+        if _optional(name):
+            return None
+        raise RaveError(f"{where} must not be empty", path)
+
+    def wrong(expected):
+        raise RaveError(f"{where} must be {expected}, got {type(value).__name__} ({value!r})", path)
+
+    if typ is bool:
+        if not isinstance(value, bool):
+            wrong("true or false")
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            wrong("an integer")
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            wrong("a number")
+        value = float(value)
+        if value != value or abs(value) == float("inf"):
+            wrong("a finite number")
+    elif typ is str:
+        if not isinstance(value, str):
+            wrong("a string")
+    elif typ is dict:
+        if not isinstance(value, dict):
+            wrong("a mapping")
+        value = dict(value)
+    elif typ is list:
+        if not isinstance(value, (list, tuple)):
+            wrong("a list")
+        value = list(value)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}", path)
+    n = meta.get("length")
+    if n is not None and len(value) != n:
+        raise RaveError(f"{where} must have {n} values, got {len(value)}", path)
+    lo, hi = meta.get("min"), meta.get("max")
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
+            raise RaveError(f"{where} must be {'>' if meta.get('min_exclusive') else '>='} {lo}, got {v}", path)
+        if hi is not None and v > hi:
+            raise RaveError(f"{where} must be <= {hi}, got {v}", path)
+    return value
+
+
+def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> BuildConfig:
+    """A checked :class:`BuildConfig` from a mapping; RaveError naming ``path`` and the key otherwise."""
+    if not isinstance(d, dict):
+        raise RaveError("a build config must be a mapping of option: value", path)
+    unknown = sorted(set(d) - set(_FIELDS))
+    if unknown:
+        raise RaveError(f"unknown config key(s): {', '.join(unknown)}", path)
+    values = {k: _check(k, v, path) for k, v in d.items()}
+    cfg = BuildConfig(**values)
+    _check_consistency(cfg, path)
+    return cfg
+
+
+def _check_consistency(cfg: BuildConfig, path) -> None:
+    bad = [p for p in cfg.importance_params if p not in PARAM_NAMES]
+    if bad or not cfg.importance_params:
+        raise RaveError(f"config key 'importance_params' must list some of {', '.join(PARAM_NAMES)}", path)
+    if cfg.fractions is not None:
+        fr = cfg.fractions
+        if (len(fr) < 2 or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in fr)
+                or any(not 0 < f <= 1 for f in fr) or any(b <= a for a, b in zip(fr, fr[1:])) or fr[-1] != 1):
+            raise RaveError("config key 'fractions' must be >= 2 increasing values in (0, 1] ending with 1", path)
+    if cfg.level_sampling == "authors" and _effective_levels(cfg) != len(AUTHORS_LEVEL_WEIGHTS):
+        raise RaveError(f"config key 'level_sampling': authors weights are defined for "
+                        f"{len(AUTHORS_LEVEL_WEIGHTS)} levels, not {_effective_levels(cfg)}", path)
+    if cfg.quant:
+        from ..codec import QuantConfig
+
+        QuantConfig.from_dict(cfg.quant)  # raises RaveError on unknown keys / bad values
+
+
+def _effective_levels(cfg: BuildConfig) -> int:
+    if cfg.anchors is not None:
+        return cfg.anchors
+    if cfg.fractions is not None:
+        return len(cfg.fractions)
+    return cfg.num_levels
+
+
+def load_config(path: str | os.PathLike) -> BuildConfig:
+    """A :class:`BuildConfig` from a YAML file (fields at top level or under ``rave:``)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RaveError(f"cannot read config: {e.strerror or e}", path) from None
+    try:
+        d = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RaveError(f"not valid YAML: {str(e).splitlines()[0]}", path) from None
+    if d is None:
+        d = {}
+    if isinstance(d, dict) and isinstance(d.get("rave"), dict) and len(d) >= 1 and "rave" in d:
+        d = d["rave"]
+    return from_dict(d, path)
+
+
+def describe() -> str:
+    """Every option with its default and documentation, as commented YAML."""
+    import yaml
+
+    lines = []
+    defaults = BuildConfig().to_dict()
+    for f in dataclasses.fields(BuildConfig):
+        lines.append(f"# {f.metadata['doc']}")
+        lines.append(yaml.safe_dump({f.name: defaults[f.name]}, default_flow_style=True).strip()[1:-1])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,371 @@
+"""The viewer server: viser for GUI and transport, nerfview's per-client render loop, our renderer and panel.
+
+nerfview drives rendering (low resolution while the camera moves, full resolution when it rests, a running
+render interrupted by a newer camera or slider event). We adapt it in four ways:
+
+* every browser tab gets its own render state, :class:`~rave_viewer.viewer.session.Session` and
+  :class:`~rave_viewer.viewer.panel.Panel` (nerfview shares one render state between all clients);
+* the render function is guarded: nerfview ends the whole process (``os._exit``) when a render raises, so an
+  error becomes a message in the tab's panel and a black frame, and the next render proceeds;
+* a frame rendered for a selection that changed meanwhile is dropped (unless the tab has shown nothing for
+  :data:`STALE_GRACE_S`, so a continuous drag still shows progress); the pending re-render shows the new one;
+* frames reach the browser through a sink that drops them after the tab closed or while the browser renders.
+
+GUI events never wait for a render: they update the session and hand nerfview a task (which replaces any
+task still waiting), and the GUI updates of the render thread go through a small worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import warnings
+
+import numpy as np
+import viser
+from nerfview import RenderTabState, Viewer
+from nerfview._renderer import InterruptRenderException, Renderer, RenderTask
+
+from .browser import LatestWorker, SplatArrays, splat_arrays
+from .frames import FrameRenderer, match_test_view, pose_of_test_view, scene_frame, to_uint8
+from .panel import Panel
+from .session import Session
+from .sources import ViewSource
+
+STALE_GRACE_S = 0.5  # show a stale frame anyway if the tab has had no new frame for this long
+SPLATS_NAME = "/rave/splats"
+
+
+def _no_render(*_):  # nerfview's global render_fn is never used: each client has its own
+    raise InterruptRenderException()
+
+
+class _ClientView:
+    """The part of a nerfview ``Viewer`` that its ``Renderer`` thread uses, for one client."""
+
+    def __init__(self, viewer: Viewer, render_fn):
+        self._viewer = viewer
+        self.render_fn = render_fn
+        self.render_tab_state = RenderTabState()
+
+    @property
+    def state(self) -> str:
+        return self._viewer.state
+
+    def get_camera_state(self, client):
+        return self._viewer.get_camera_state(client)
+
+    def _after_render(self) -> None:
+        pass
+
+
+class _FrameSink:
+    """Where nerfview's Renderer delivers frames: drops them once the tab closed or renders in the browser."""
+
+    def __init__(self, cs: "ClientState"):
+        self._cs = cs
+
+    def set_background_image(self, image, **kw) -> None:
+        cs = self._cs
+        if cs.closed or cs.session.snapshot().browser:
+            return
+        cs.client.scene.set_background_image(image, **kw)
+
+
+class _RendererClient:
+    """The client as nerfview's Renderer sees it: the real one, with frames going through a :class:`_FrameSink`."""
+
+    def __init__(self, cs: "ClientState"):
+        self._client = cs.client
+        self.scene = _FrameSink(cs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+class _NerfviewViewer(Viewer):
+    """nerfview's Viewer without its shared render panel; client lifecycle goes to the app."""
+
+    def __init__(self, server: viser.ViserServer, app: "ViewerApp"):
+        self._app = app
+        with warnings.catch_warnings():  # nerfview 0.1.3 passes viser's deprecated control_layout
+            warnings.filterwarnings("ignore", message=".*control_layout.*", category=DeprecationWarning)
+            super().__init__(server, render_fn=_no_render, mode="rendering")
+
+    def _init_rendering_tab(self) -> None:
+        self.render_tab_state = RenderTabState()
+        self._rendering_tab_handles = {}
+        self._rendering_folder = None
+
+    def _populate_rendering_tab(self) -> None:
+        pass
+
+    def _connect_client(self, client: viser.ClientHandle) -> None:
+        self._app._connect(client)
+
+    def _disconnect_client(self, client: viser.ClientHandle) -> None:
+        self._app._disconnect(client)
+
+    def rerender(self, _=None) -> None:
+        for c in list(self._app.clients.values()):
+            c.request_render()
+
+
+class ClientState:
+    """One browser tab: session, panel, nerfview render thread, and the tab's side of browser rendering."""
+
+    def __init__(self, app: "ViewerApp", client: viser.ClientHandle):
+        self.app, self.client = app, client
+        self.session = Session(app.source)
+        self.view = _ClientView(app.nerfview, self._render_guarded)
+        self.fps: float | None = None
+        self.last_frame = 0.0
+        self.frames_shown = 0
+        self.errors = 0
+        self._frame_size = (0, 0)
+        self._ui_dirty = False
+        self._error: str | None = None
+        self.ui_worker = LatestWorker("rave-view-ui")
+        self.splat_worker = LatestWorker("rave-view-splats")
+        self.splat_handle = None
+        self._pushed_k: int | None = None
+        self.panel = Panel(client.gui, self.session, self, backend=app.frames.backend)
+        self.closed = False
+        self.renderer = Renderer(viewer=self.view, client=_RendererClient(self), lock=app.nerfview.lock)
+
+    def start(self) -> None:
+        self.client.camera.on_update(self.on_camera)
+        self.on_camera(self.client.camera)
+        self.renderer.start()
+
+    def close(self) -> None:
+        self.closed = True
+        self.renderer.running = False
+        self.ui_worker.stop()
+        self.splat_worker.stop()
+
+    # -- PanelHost ------------------------------------------------------------------------------------------
+    def camera_state(self):
+        return self.app.nerfview.get_camera_state(self.client)
+
+    def request_render(self) -> None:
+        if self.session.snapshot().browser:
+            self._sync_browser()
+        else:
+            self.renderer.submit(RenderTask("rerender", self.camera_state()))
+
+    def send_file(self, name: str, data: bytes) -> None:
+        self.client.send_file_download(name, data, save_immediately=True)
+
+    def notify(self, title: str, body: str, error: bool = False) -> None:
+        self.client.add_notification(
+            title, body, color="red" if error else None, auto_close_seconds=None if error else 4.0
+        )
+
+    def snap_to_view(self, view: int) -> None:
+        c2w, fwd, fov_y = pose_of_test_view(self.app.source.test_cameras, view)
+        pos = c2w[:3, 3]
+        dist = max(float(np.dot(self.app.centre - pos, fwd)), 0.1 * self.app.radius)
+        cam = self.client.camera
+        with self.client.atomic():
+            cam.fov = fov_y
+            if self.app.up is not None:
+                cam.up_direction = self.app.up
+            cam.position = pos
+            cam.look_at = pos + fwd * dist
+
+    def set_browser_rendering(self, on: bool) -> None:
+        if on:
+            self.client.scene.set_background_image(None)
+        self._sync_browser()
+        if not on:
+            self.renderer.submit(RenderTask("rerender", self.camera_state()))
+
+    def screenshot_image(self) -> np.ndarray:
+        """The current view at the browser canvas' full resolution (server-rendered)."""
+        cam = self.client.camera
+        W, H = int(cam.image_width), int(cam.image_height)
+        snap = self.session.snapshot()
+        if snap.view is not None and snap.compare != "off":
+            return self.app.frames.comparison(snap.k, snap.view, snap.compare, W, H)
+        st = self.camera_state()
+        return to_uint8(self.app.frames.render_c2w(snap.k, st.c2w, st.fov, W, H))
+
+    # -- browser rendering ------------------------------------------------------------------------------------
+    def _sync_browser(self) -> None:
+        """Bring the browser's splats in line with the session (on the splat worker: newest request wins)."""
+        self.splat_worker.submit(self._browser_job)
+
+    def _browser_job(self) -> None:
+        snap = self.session.snapshot()
+        if not snap.browser:
+            self._remove_splats()
+            return
+        if snap.k != self._pushed_k:
+            a = self.app.splats().prefix(snap.k)
+            self.splat_handle = self.client.scene.add_gaussian_splats(
+                SPLATS_NAME, a.centers, a.covariances, a.rgbs, a.opacities
+            )
+            self._pushed_k = snap.k
+            self.client.scene.set_background_image(None)  # in case a server frame slipped in meanwhile
+        # no server frames: the exact test-view PSNR is computed here (a small test-view render)
+        if snap.view is not None and self.app.frames.cams is not None and self.session.view_psnr() is None:
+            self.session.record_view_psnr(snap.k, snap.view, self.app.frames.test_psnr(snap.k, snap.view))
+            self.panel.refresh()
+
+    def _remove_splats(self) -> None:
+        if self.splat_handle is not None:
+            self.splat_handle.remove()
+            self.splat_handle = None
+        self._pushed_k = None
+
+    # -- camera -----------------------------------------------------------------------------------------------
+    def on_camera(self, camera: viser.CameraHandle) -> None:
+        rts = self.view.render_tab_state
+        if camera.image_width > 0 and camera.image_height > 0:
+            rts.viewer_res = int(max(camera.image_width, camera.image_height))  # "full" = the canvas size
+        st = self.camera_state()
+        view = match_test_view(st.c2w, self.app.source.test_cameras, self.app.radius)
+        if self.session.set_view(view):
+            self.panel.show_view(view)
+            if view is not None and self.session.snapshot().browser:
+                self._sync_browser()
+        self.renderer.submit(RenderTask("move", st))
+
+    # -- rendering (runs on nerfview's render thread, under its sys.settrace interruption) --------------------
+    def _render_guarded(self, camera_state, rts: RenderTabState) -> np.ndarray:
+        try:
+            return self._render_frame(camera_state, rts)
+        except InterruptRenderException:
+            raise
+        except Exception as e:  # nerfview would os._exit(1): show it and keep serving instead
+            traceback.print_exc()
+            self.errors += 1
+            self._error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+            self.ui_worker.submit(self._update_ui)
+            return np.zeros((max(int(rts.viewer_height), 1), max(int(rts.viewer_width), 1), 3), np.uint8)
+
+    def _render_frame(self, camera_state, rts: RenderTabState) -> np.ndarray:
+        snap = self.session.snapshot()
+        if snap.browser:
+            raise InterruptRenderException()  # the browser renders: send no server frames
+        W, H = int(rts.viewer_width), int(rts.viewer_height)
+        frames = self.app.frames
+        t0 = time.perf_counter()
+        if snap.view is not None and snap.compare != "off":
+            img = frames.comparison(snap.k, snap.view, snap.compare, W, H)
+        else:
+            img = to_uint8(frames.render_c2w(snap.k, camera_state.c2w, camera_state.fov, W, H))
+        if snap.view is not None and frames.cams is not None:
+            self.session.record_view_psnr(snap.k, snap.view, frames.test_psnr(snap.k, snap.view))
+            self._ui_dirty = True
+        dt = max(time.perf_counter() - t0, 1e-6)
+        now = time.monotonic()
+        stale = not self.session.is_current(snap.version) or self.session.snapshot().browser
+        if stale and (now - self.last_frame < STALE_GRACE_S or self.session.snapshot().browser):
+            raise InterruptRenderException()  # drop it: the re-render for the new selection is queued
+        self.fps = 1.0 / dt  # of this frame (its size changes between moving and still, so no averaging)
+        self.last_frame = now
+        self.frames_shown += 1
+        self._frame_size = (W, H)
+        self._error = None
+        self.ui_worker.submit(self._update_ui)
+        return img
+
+    def _update_ui(self) -> None:
+        """GUI side of a finished render (runs on the UI worker, outside nerfview's traced render call)."""
+        if self._error is not None:
+            self.panel.show_error(self._error)
+        elif self.fps is not None:
+            self.panel.frame_done(self.fps, *self._frame_size)
+        if self._ui_dirty:
+            self._ui_dirty = False
+            self.panel.refresh()
+
+
+class ViewerApp:
+    """A running viewer for one source: ``ViewerApp(open_source(path)).url``; ``stop()`` shuts it down."""
+
+    def __init__(
+        self, source: ViewSource, host: str = "127.0.0.1", port: int = 8080, backend: str = "auto",
+        verbose: bool = False,
+    ):  # fmt: skip
+        self.source = source
+        self.frames = FrameRenderer(source, backend)
+        self.centre, self.radius, self.up = scene_frame(source)
+        self.clients: dict[int, ClientState] = {}
+        self._lock = threading.Lock()
+        self._splats: SplatArrays | None = None
+        if source.kind == "ckpt":  # compress every full chunk once now (progress bar), not on a slider move
+            source.checkpoint.encoder().chunk_sizes()
+            source.bytes_of(source.min_count)
+        self.frames.warm_up()  # the first CPU render may build the rasterizer: do it before serving
+        self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
+        if self.up is not None:
+            self.server.scene.set_up_direction(tuple(float(x) for x in self.up))
+        self._set_initial_camera()
+        self.nerfview = _NerfviewViewer(self.server, self)
+        self.server.gui.set_panel_label("RAVE viewer")
+        self.server.gui.configure_theme(control_width="large", dark_mode=True, brand_color=(255, 211, 105))
+
+    @property
+    def host(self) -> str:
+        return self.server.get_host()
+
+    @property
+    def port(self) -> int:
+        return self.server.get_port()
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        host = "localhost" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.port}/"
+
+    def splats(self) -> SplatArrays:
+        with self._lock:
+            if self._splats is None:
+                self._splats = splat_arrays(self.source.gaussians)
+            return self._splats
+
+    def _set_initial_camera(self) -> None:
+        ic = self.server.initial_camera
+        cams = self.source.test_cameras
+        if self.up is not None:
+            ic.up = tuple(self.up)
+        if cams is not None:
+            c2w, fwd, fov_y = pose_of_test_view(cams, 0)
+            pos = c2w[:3, 3]
+            dist = max(float(np.dot(self.centre - pos, fwd)), 0.1 * self.radius)
+            ic.fov = fov_y
+            ic.position = tuple(pos)
+            ic.look_at = tuple(pos + fwd * dist)
+        else:
+            ic.look_at = tuple(self.centre)
+            ic.position = tuple(self.centre + np.array([0.0, -2.5, 1.0]) * self.radius)
+
+    def _connect(self, client: viser.ClientHandle) -> None:
+        cs = ClientState(self, client)
+        with self._lock:
+            self.clients[client.client_id] = cs
+        cs.start()
+
+    def _disconnect(self, client: viser.ClientHandle) -> None:
+        with self._lock:
+            cs = self.clients.pop(client.client_id, None)
+        if cs is not None:
+            cs.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            clients = list(self.clients.values())
+            self.clients.clear()
+        for cs in clients:
+            cs.close()
+        for cs in clients:  # let a render in flight finish before the connections close
+            cs.renderer.join(timeout=5.0) if cs.renderer.is_alive() else None
+        self.server.stop()
+
+
+__all__ = ["ClientState", "STALE_GRACE_S", "ViewerApp"]

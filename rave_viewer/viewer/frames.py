@@ -1,0 +1,190 @@
+"""Pixels for the viewer: a selection seen from a browser camera, a test view with its exact PSNR, GT comparisons.
+
+Camera conventions: viser and nerfview give camera-to-world matrices in OpenCV axes (x right, y down,
+z forward) and a *vertical* field of view; our renderer takes world-to-camera ``viewmats`` and pixel ``Ks``
+(see :mod:`rave_viewer.scene.cameras`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from ..metrics import psnr
+from ..render import render, resolve_backend
+from ..scene.cameras import Cameras
+from .sources import ViewSource
+
+DIFF_GAIN = 4.0  # the difference view shows |render - ground truth| x this gain
+
+
+# -- camera math --------------------------------------------------------------------------------------------
+def intrinsics_from_fov(fov_y: float, width: int, height: int) -> Tensor:
+    """[3, 3] pinhole K for a vertical field of view (radians), principal point at the centre (as nerfview)."""
+    f = height / 2.0 / math.tan(fov_y / 2.0)
+    return torch.tensor([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def viewmat_from_c2w(c2w: np.ndarray) -> Tensor:
+    """[4, 4] world-to-camera from a camera-to-world matrix (both OpenCV axes)."""
+    return torch.linalg.inv(torch.as_tensor(np.asarray(c2w), dtype=torch.float64)).float()
+
+
+def pose_of_test_view(cams: Cameras, i: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(camera-to-world [4, 4], forward direction [3], vertical fov in radians) of test camera ``i``."""
+    c2w = torch.linalg.inv(cams.viewmats[i].double()).numpy()
+    fov_y = 2.0 * math.atan(cams.height / (2.0 * float(cams.Ks[i, 1, 1])))
+    return c2w, c2w[:3, 2].copy(), fov_y
+
+
+def scene_frame(source: ViewSource) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """(centre [3], radius, up direction [3] or None) of the scene, robust to far outliers."""
+    m = source.gaussians.means.detach().double().numpy()
+    if len(m) > 200_000:
+        m = m[:: len(m) // 200_000 + 1]
+    lo, hi = np.percentile(m, 5, axis=0), np.percentile(m, 95, axis=0)
+    centre = (lo + hi) / 2
+    radius = float(max(np.linalg.norm(hi - lo) / 2, 1e-6))
+    up = None
+    cams = source.test_cameras
+    if cams is not None and len(cams):
+        c2w = torch.linalg.inv(cams.viewmats.double()).numpy()
+        u = -c2w[:, :3, 1].mean(axis=0)  # OpenCV: camera y points down
+        if np.linalg.norm(u) > 1e-6:
+            up = u / np.linalg.norm(u)
+    return centre, radius, up
+
+
+def match_test_view(c2w: np.ndarray, cams: Cameras | None, radius: float) -> int | None:
+    """Index of the test view whose centre and viewing direction the camera ``c2w`` shares, else None.
+
+    Tolerances: 0.1 % of the scene radius in position and 0.1 degree in direction (roll is ignored: the
+    browser's orbit camera keeps its own up vector; test-view renders always use the exact test pose).
+    """
+    if cams is None or not len(cams):
+        return None
+    c2w = np.asarray(c2w, dtype=np.float64)
+    ref = torch.linalg.inv(cams.viewmats.double()).numpy()
+    d_pos = np.linalg.norm(ref[:, :3, 3] - c2w[:3, 3], axis=1)
+    cos = ref[:, :3, 2] @ c2w[:3, 2]
+    ok = (d_pos <= 1e-3 * radius + 1e-9) & (cos >= math.cos(math.radians(0.1)))
+    idx = np.flatnonzero(ok)
+    return int(idx[np.argmin(d_pos[idx])]) if len(idx) else None
+
+
+# -- images -------------------------------------------------------------------------------------------------
+def to_uint8(img: Tensor) -> np.ndarray:
+    """[H, W, 3] float in [0, 1] -> uint8 numpy."""
+    return (img.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple[float, str]] = ()) -> np.ndarray:
+    """Fit ``img`` [h, w, 3] uint8 into a black ``width`` x ``height`` canvas (aspect kept, centred).
+
+    ``labels``: (x position as a fraction of ``img``'s width, text) drawn at the top of the fitted image.
+    """
+    h, w = img.shape[:2]
+    s = min(width / w, height / h)
+    nw, nh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    fitted = Image.fromarray(img).resize((nw, nh), Image.BILINEAR if s > 1 else Image.LANCZOS)
+    canvas = Image.new("RGB", (width, height))
+    x0, y0 = (width - nw) // 2, (height - nh) // 2
+    canvas.paste(fitted, (x0, y0))
+    if labels and nh >= 100:  # no room for text in thumbnails
+        d = ImageDraw.Draw(canvas)
+        size = max(10, min(22, nh // 18))
+        font = _font(size)
+        for fx, text in labels:
+            x, y = x0 + fx * nw + 6, y0 + 4
+            box = d.textbbox((x, y), text, font=font)
+            d.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
+            d.text((x, y), text, font=font, fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
+class FrameRenderer:
+    """Renders prefixes of one source; caches test-view renders (keyed by selection and view).
+
+    Thread-safe: renders hold no shared mutable state; the small caches are guarded by a lock.
+    """
+
+    def __init__(self, source: ViewSource, backend: str = "auto", cache_size: int = 16):
+        self.source = source
+        self.backend = resolve_backend(backend)
+        device = "cuda" if self.backend == "gsplat" else "cpu"
+        self.gaussians = source.gaussians.detach().float().to(device)
+        self.cams = source.test_cameras
+        self._cache: OrderedDict[tuple[int, int], Tensor] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def render(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int) -> Tensor:
+        """[H, W, 3] float image of the first ``k`` Gaussians."""
+        with torch.no_grad():
+            colors, _, _ = render(
+                self.gaussians.prefix(int(k)), viewmat[None], K[None], int(width), int(height), backend=self.backend
+            )
+        return colors[0].clamp(0, 1).cpu()
+
+    def warm_up(self) -> None:
+        """One tiny render, so a first-use build of the CPU rasterizer happens now and not in the first frame."""
+        vm = torch.eye(4)
+        vm[2, 3] = 10.0
+        self.render(min(self.source.n, 16), vm, intrinsics_from_fov(1.0, 8, 8), 8, 8)
+
+    def render_c2w(self, k: int, c2w: np.ndarray, fov_y: float, width: int, height: int) -> Tensor:
+        return self.render(k, viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height), width, height)
+
+    def render_test(self, k: int, view: int) -> Tensor:
+        """[h, w, 3] render of test view ``view`` at its own intrinsics and size (cached)."""
+        key = (int(k), int(view))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        cams = self.cams
+        img = self.render(k, cams.viewmats[view], cams.Ks[view], cams.width, cams.height)
+        with self._lock:
+            self._cache[key] = img
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return img
+
+    def ground_truth(self, view: int) -> Tensor:
+        return self.cams.images[view].float().clamp(0, 1)
+
+    def test_psnr(self, k: int, view: int) -> float:
+        """Exact PSNR (dB) of the first ``k`` Gaussians on test view ``view``."""
+        return float(psnr(self.render_test(k, view), self.ground_truth(view)))
+
+    def comparison(self, k: int, view: int, how: str, width: int, height: int) -> np.ndarray:
+        """Test view ``view`` next to its ground truth ("side by side") or their difference, fitted to W x H."""
+        r, gt = self.render_test(k, view), self.ground_truth(view)
+        if how == "side by side":
+            img = torch.cat([r, gt], dim=1)
+            labels = [(0.0, f"RAVE, {k:,} Gaussians"), (0.5, "ground truth")]
+        elif how == "difference":
+            img = ((r - gt).abs() * DIFF_GAIN).clamp(0, 1)
+            labels = [(0.0, f"|render - ground truth| x {DIFF_GAIN:g}")]
+        else:
+            raise ValueError(f"unknown comparison '{how}'")
+        return letterbox(to_uint8(img), int(width), int(height), labels)
+
+
+__all__ = [
+    "DIFF_GAIN", "FrameRenderer", "intrinsics_from_fov", "letterbox", "match_test_view", "scene_frame",
+    "pose_of_test_view", "to_uint8", "viewmat_from_c2w",
+]  # fmt: skip

@@ -1,0 +1,291 @@
+"""The control panel of one browser tab: bitrate slider, readouts, RD plot, view controls and export buttons.
+
+The panel turns GUI events into :class:`~rave_viewer.viewer.session.Session` changes and asks its host (the
+app, or a test double) to render, move the camera or send files. Callbacks run on viser's thread pool, so
+they are serialised by a lock and always read the *latest* widget value (events can arrive out of order).
+Values the panel sets itself fire callbacks synchronously in the same thread; a thread-local flag mutes them.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Protocol
+
+import numpy as np
+
+from . import exports
+from .session import COMPARE_MODES, MB, Session, fmt_int, markdown_table, readout_rows
+from .sources import MODE_LABELS
+
+FREE_CAMERA = "free camera"
+
+
+class PanelHost(Protocol):
+    """What the panel needs from its surroundings (the app implements it per client)."""
+
+    def request_render(self) -> None: ...
+
+    def send_file(self, name: str, data: bytes) -> None: ...
+
+    def notify(self, title: str, body: str, error: bool = False) -> None: ...
+
+    def snap_to_view(self, view: int) -> None: ...
+
+    def set_browser_rendering(self, on: bool) -> None: ...
+
+    def screenshot_image(self) -> np.ndarray: ...
+
+
+def view_options(session: Session) -> list[str]:
+    cams = session.source.test_cameras
+    if cams is None:
+        return []
+    names = cams.names if cams.names and len(cams.names) == len(cams) else [f"test {i}" for i in range(len(cams))]
+    return [FREE_CAMERA] + [f"{i}: {n}" for i, n in enumerate(names)]
+
+
+class Panel:
+    """Builds the GUI for one tab with ``gui`` (a viser GuiApi: ``client.gui``, or ``server.gui`` in tests)."""
+
+    def __init__(self, gui, session: Session, host: PanelHost, backend: str = "cpu"):
+        self.gui, self.session, self.host, self.backend = gui, session, host, backend
+        self.source = session.source
+        self._lock = threading.RLock()
+        self._tl = threading.local()
+        self._views = view_options(session)
+        self._status = {"fps": None, "size": None, "mode": "server"}
+        self.error: str | None = None
+        self._build()
+        self.refresh()
+
+    # -- construction ---------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        gui, src = self.gui, self.source
+        n_lv = f", {src.n_levels} levels" if src.n_levels else ""
+        self.title = gui.add_markdown(
+            f"**{src.path.name}** ({src.kind}): {fmt_int(src.n)} Gaussians{n_lv}. "
+            "Sizes in KB = 10^3 and MB = 10^6 bytes."
+        )
+        self.note = gui.add_markdown(f"_{src.note}_", visible=bool(src.note))
+        self.mode = self.slider = self.number = self.readout = self.plot = None
+        if src.has_rate_control:
+            spec = self.session.spec()
+            with gui.add_folder("Bitrate"):
+                self.mode = gui.add_dropdown(
+                    "Target by", [MODE_LABELS[m] for m in src.modes], initial_value=MODE_LABELS[self.session.mode],
+                    hint="What the slider and the number field set: rate (Eq. 3), Gaussian count, or mean PSNR.",
+                )  # fmt: skip
+                value = spec.to_ui(self.session.target)
+                self.slider = gui.add_slider(
+                    spec.label, min=spec.lo, max=spec.hi, step=spec.step, initial_value=value,
+                    hint="Drag (or use the arrow keys) to re-select the Gaussians at this target.",
+                )  # fmt: skip
+                self.number = gui.add_number(
+                    f"Type {spec.label}", value, min=spec.lo, max=spec.hi, step=spec.step,
+                    hint="Type a target; it is clamped to the range the file holds.",
+                )  # fmt: skip
+                self.readout = gui.add_markdown("")
+                self.plot = self._add_plot()
+            self.mode.on_update(lambda _: self._guarded(self.on_mode))
+            self.slider.on_update(lambda _: self._guarded(self.on_slider))
+            self.number.on_update(lambda _: self._guarded(self.on_number))
+        else:
+            self.readout = gui.add_markdown("")
+        with gui.add_folder("View"):
+            self.view = self.compare = None
+            if self._views:
+                self.view = gui.add_dropdown(
+                    "Test view", self._views, initial_value=FREE_CAMERA,
+                    hint="Snap the camera to a test view (exact PSNR against its ground truth).",
+                )  # fmt: skip
+                self.compare = gui.add_dropdown(
+                    "Compare with GT", list(COMPARE_MODES), initial_value="off",
+                    hint="On a test view: show the render next to its ground truth, or their difference.",
+                )  # fmt: skip
+                self.view.on_update(lambda _: self._guarded(self.on_view))
+                self.compare.on_update(lambda _: self._guarded(self.on_compare))
+            self.browser = gui.add_checkbox(
+                "Browser rendering", False,
+                hint="Render in the browser (WebGL splats, view-independent colour) instead of on the server.",
+            )  # fmt: skip
+            self.browser.on_update(lambda _: self._guarded(self.on_browser))
+            self.status = gui.add_markdown("")
+            self.error_md = gui.add_markdown("", visible=False)
+        with gui.add_folder("Export"):
+            self.btn_shot = gui.add_button("Screenshot", hint="PNG of the current view at full resolution.")
+            self.btn_shot.on_click(lambda _: self._guarded(self.on_screenshot))
+            self.btn_rd = self.btn_sel = None
+            if self.source.rd_points() is not None:
+                self.btn_rd = gui.add_button("Export RD", hint="RD table (CSV) and plot (PNG) with the current point.")
+                self.btn_rd.on_click(lambda _: self._guarded(self.on_export_rd))
+            if src.has_rate_control:
+                self.btn_sel = gui.add_button(
+                    "Export at this rate", hint="The current selection as a .rave stream and a standard .ply."
+                )
+                self.btn_sel.on_click(lambda _: self._guarded(self.on_export_selection))
+
+    def _plot_unit(self) -> tuple[float, str]:
+        pts = self.source.rd_points()
+        return (MB, "MB") if pts is not None and pts[0].max() >= MB else (1e3, "KB")
+
+    def _plot_data(self) -> tuple[np.ndarray, ...]:
+        xb, yp = self.source.rd_points()
+        sel = self.session.selection()
+        scale, _ = self._plot_unit()
+        x, y = xb / scale, yp.copy()
+        cur = np.full_like(y, np.nan)
+        if sel.nbytes is not None and sel.psnr is not None:  # insert the current point into the curve
+            cx = sel.nbytes / scale
+            i = int(np.searchsorted(x, cx))
+            x, y, cur = np.insert(x, i, cx), np.insert(y, i, sel.psnr), np.insert(cur, i, sel.psnr)
+        return x, y, cur
+
+    def _add_plot(self):
+        if self.source.rd_points() is None:
+            return None
+        _, unit = self._plot_unit()
+        x, y, cur = self._plot_data()
+        lo, hi = float(np.nanmin(y)), float(np.nanmax(y))
+        pad = max(0.05 * (hi - lo), 0.05)
+        return self.gui.add_uplot(
+            data=(x, y, cur),
+            series=(
+                {"label": f"size [{unit}]"},
+                {"label": "PSNR [dB]", "stroke": "#1f77b4", "width": 2},
+                {"label": "current", "stroke": "#d62728", "width": 0, "auto": False,
+                 "points": {"show": True, "size": 11, "fill": "#d62728", "stroke": "#d62728"}},
+            ),  # fmt: skip
+            scales={"x": {"time": False}, "y": {"range": (lo - pad, hi + pad)}},
+            axes=({"label": f"size [{unit}]"}, {"label": "PSNR [dB]"}),
+            title="RD curve (test-view mean)",
+            aspect=1.4,
+        )
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _quiet(self) -> bool:
+        return getattr(self._tl, "quiet", False)
+
+    def _set_quietly(self, handle, **props) -> None:
+        self._tl.quiet = True
+        try:
+            for k, v in props.items():
+                setattr(handle, k, v)
+        finally:
+            self._tl.quiet = False
+
+    def _guarded(self, fn) -> None:
+        """Run a callback; a failure becomes a notification (the server keeps serving)."""
+        if self._quiet():
+            return
+        try:
+            with self._lock:
+                fn()
+        except Exception as e:
+            traceback.print_exc()
+            self.host.notify("Action failed", f"{type(e).__name__}: {e}", error=True)
+
+    # -- callbacks (public so tests can drive them without a browser) ---------------------------------------
+    def on_mode(self) -> None:
+        spec = self.session.set_mode(self.mode.value)
+        value = spec.to_ui(self.session.target)
+        for h, label in ((self.slider, spec.label), (self.number, f"Type {spec.label}")):
+            # widen first so the new value is always inside [min, max] while the range changes
+            self._set_quietly(h, min=min(h.min, spec.lo), max=max(h.max, spec.hi))
+            self._set_quietly(h, step=spec.step, precision=spec.precision, value=value, label=label)
+            self._set_quietly(h, min=spec.lo, max=spec.hi)
+        self.refresh()
+
+    def on_slider(self) -> None:
+        self._apply(self.slider.value, sync=self.number)
+
+    def on_number(self) -> None:
+        self._apply(self.number.value, sync=self.slider)
+
+    def _apply(self, ui_value: float, sync) -> None:
+        spec = self.session.spec()
+        v = min(max(float(ui_value), spec.lo), spec.hi)
+        if sync is not None:
+            self._set_quietly(sync, value=spec.to_ui(spec.from_ui(v)))
+        before = self.session.snapshot().version
+        self.session.set_target(spec.from_ui(v))
+        self.refresh()
+        if self.session.snapshot().version != before:
+            self.host.request_render()
+
+    def on_view(self) -> None:
+        opt = self.view.value
+        if opt == FREE_CAMERA:
+            return
+        self.host.snap_to_view(self._views.index(opt) - 1)
+
+    def on_compare(self) -> None:
+        self.session.set_compare(self.compare.value)
+        self.host.request_render()
+
+    def on_browser(self) -> None:
+        on = bool(self.browser.value)
+        self.session.set_browser(on)
+        self._status["mode"] = "browser" if on else "server"
+        self.host.set_browser_rendering(on)
+        self._write_status()
+
+    def on_screenshot(self) -> None:
+        img = self.host.screenshot_image()
+        name, data = exports.screenshot(self.source, self.session.selection(), img)
+        self.host.send_file(name, data)
+
+    def on_export_rd(self) -> None:
+        for name, data in exports.rd_files(self.source, self.session.selection()):
+            self.host.send_file(name, data)
+
+    def on_export_selection(self) -> None:
+        for name, data in exports.selection_files(self.source, self.session.selection()):
+            self.host.send_file(name, data)
+
+    # -- updates from the app -------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Rewrite the readouts and the plot's current point from the session."""
+        sel = self.session.selection()
+        view = self.session.snapshot().view
+        name = None if view is None or not self._views else f"view {self._views[view + 1].split(': ', 1)[-1]}"
+        self.readout.content = markdown_table(readout_rows(sel, self.session.view_psnr(), name))
+        if self.plot is not None:
+            self.plot.data = self._plot_data()
+
+    def show_view(self, view: int | None) -> None:
+        """The camera arrived on (or left) a test view: reflect it in the dropdown and the readouts."""
+        if self.view is not None:
+            opt = FREE_CAMERA if view is None else self._views[view + 1]
+            if self.view.value != opt:
+                self._set_quietly(self.view, value=opt)
+        self.refresh()
+
+    def frame_done(self, fps: float, width: int, height: int) -> None:
+        """A frame reached the browser: update the FPS readout and clear a shown render error."""
+        self._status.update(fps=fps, size=(width, height))
+        if self.error is not None:
+            self.error = None
+            self.error_md.visible = False
+        self._write_status()
+
+    def show_error(self, message: str) -> None:
+        """A render failed: say so in the panel (cleared by the next good frame)."""
+        self.error = message
+        self.error_md.content = f"**Render error:** {message}"
+        self.error_md.visible = True
+
+    def _write_status(self) -> None:
+        st = self._status
+        if st["mode"] == "browser":
+            text = "Rendering in the browser (WebGL splats)."
+        elif st["fps"] is None:
+            text = f"Rendering on the server ({self.backend}): waiting for the first frame."
+        else:
+            w, h = st["size"]
+            text = f"Server render ({self.backend}): **{st['fps']:.1f} FPS** ({1e3 / st['fps']:.0f} ms) at {w}x{h} px"
+        if self.status.content != text:  # (the frame's FPS readout: unchanged text sends nothing)
+            self.status.content = text
+
+
+__all__ = ["FREE_CAMERA", "Panel", "PanelHost", "view_options"]

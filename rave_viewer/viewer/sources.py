@@ -1,0 +1,313 @@
+"""Open what the viewer shows (.ckpt, .rave or .ply) as one ViewSource that says what the file can offer.
+
+A ViewSource holds the Gaussians in *render order*: the operating point with ``k`` Gaussians is
+``gaussians.prefix(k)``. What else it has depends on the file:
+
+* ``.ckpt`` (``rave build``): any k between the coarsest level and N, selected by rate (Eq. 3), Gaussian count
+  or PSNR (dense RD table); exact encoded sizes; levels; test views with ground truth.
+* ``.rave`` stream: the prefixes that end on a chunk boundary (what a client that stopped downloading after a
+  chunk would hold), with their exact byte sizes read from the stream's index; no test views, no PSNR.
+* ``.ply``: one model, no ranking and no rate information, so no bitrate controls (``note`` says why).
+
+Rates are bytes; the UI shows them in KB (10^3 bytes) or MB (10^6 bytes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import RaveError
+from ..scene.cameras import Cameras
+from ..scene.gaussians import Gaussians
+
+KINDS = ("ckpt", "rave", "ply")
+MODES = ("rate", "count", "psnr")  # what the slider targets
+MODE_LABELS = {"rate": "rate", "count": "Gaussian count", "psnr": "PSNR"}
+
+PLY_NOTE = (
+    "This .ply is a plain 3DGS model: it has no RAVE ranking, levels or rate table, so the bitrate controls "
+    "are off. Build a .ckpt from it with `rave build` (or open a .rave stream) to get them."
+)
+RAVE_NOTE = (
+    "A .rave stream holds no test views or RD table: the slider moves over the prefixes that end on a chunk "
+    "boundary, and PSNR is not available. Open the scene's .ckpt for all controls."
+)
+
+
+@dataclass
+class ViewSource:
+    """Everything the viewer can show from one file (see the module docstring)."""
+
+    path: Path
+    kind: str  # "ckpt" | "rave" | "ply"
+    gaussians: Gaussians  # render order: selection k = gaussians.prefix(k)
+    test_cameras: Cameras | None = None  # with ground-truth images, or None
+    checkpoint: Any = None  # RaveCheckpoint for .ckpt
+    stops: list[int] | None = None  # .rave: selectable prefix lengths (chunk boundaries), increasing
+    stop_bytes: list[int] | None = None  # .rave: exact file size of each stop
+    stream_info: Any = None  # .rave: codec StreamInfo (cfg, bounds, codec, chunk size)
+    note: str = ""  # shown in the panel: why some controls are missing
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # -- what is available ---------------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.gaussians)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def has_rate_control(self) -> bool:
+        return self.kind in ("ckpt", "rave")
+
+    @property
+    def rd(self) -> dict | None:
+        """The dense RD table (keys count, bytes, psnr, ssim; increasing count) of a checkpoint, else None."""
+        if self.checkpoint is None:
+            return None
+        rd = self.checkpoint.rd
+        return rd if rd and len(rd.get("count", [])) >= 2 else None
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Slider targets this file supports, the first being the default."""
+        if self.kind == "ckpt":
+            return MODES if self.rd is not None and "psnr" in self.rd else ("rate", "count")
+        if self.kind == "rave":
+            return ("rate", "count")
+        return ()
+
+    @property
+    def min_count(self) -> int:
+        """Smallest selectable prefix (the coarsest level, or the first chunk)."""
+        if self.kind == "ckpt":
+            return int(self.checkpoint.level_sizes[0])
+        if self.kind == "rave":
+            return int(self.stops[0])
+        return self.n
+
+    @property
+    def n_levels(self) -> int | None:
+        return len(self.checkpoint.level_sizes) if self.kind == "ckpt" else None
+
+    # -- selection ----------------------------------------------------------------------------------------
+    def bounds(self, mode: str) -> tuple[float, float]:
+        """(lowest, highest) target value for ``mode`` in its own unit (bytes, Gaussians, dB)."""
+        self._check_mode(mode)
+        if mode == "rate":
+            if self.kind == "ckpt":
+                r = self.checkpoint.level_rates
+                return float(r[0]), float(r[-1])
+            return float(self.stop_bytes[0]), float(self.stop_bytes[-1])
+        if mode == "count":
+            return float(self.min_count), float(self.n)
+        counts, best = self._psnr_reachable()
+        return float(np.interp(self.min_count, counts, best)), float(best[-1])
+
+    def _psnr_reachable(self) -> tuple[np.ndarray, np.ndarray]:
+        """RD counts and the best PSNR reachable with at most that many Gaussians (running maximum)."""
+        rd = self.rd
+        return np.asarray(rd["count"], float), np.maximum.accumulate(np.asarray(rd["psnr"], float))
+
+    def select(self, mode: str, value: float) -> int:
+        """Prefix length k for a target ``value`` in ``mode`` (clamped to what the file holds)."""
+        self._check_mode(mode)
+        if not np.isfinite(value):
+            raise RaveError(f"target {value!r} is not a number")
+        if self.kind == "ckpt":
+            lo, hi = self.bounds(mode)
+            value = min(max(float(value), lo), hi)  # select() refuses targets outside the range
+            if mode == "rate":
+                k = self.checkpoint.select(rate=value)
+            elif mode == "count":
+                k = self.checkpoint.select(count=int(round(value)))
+            else:
+                k = self.checkpoint.select(psnr=value)
+            return min(max(int(k), self.min_count), self.n)
+        keys = self.stop_bytes if mode == "rate" else self.stops
+        i = bisect.bisect_right(keys, value) - 1  # the largest stop not above the target
+        return int(self.stops[max(i, 0)])
+
+    def value_of(self, mode: str, k: int) -> float:
+        """The target value (in ``mode``'s unit) that the selection with k Gaussians has."""
+        self._check_mode(mode)
+        if mode == "rate":
+            return float(self.bytes_of(k))
+        if mode == "count":
+            return float(k)
+        return float(self.psnr_at(k))
+
+    # -- readouts -----------------------------------------------------------------------------------------
+    def bytes_of(self, k: int) -> int | None:
+        """Exact encoded size in bytes of the selection with k Gaussians (None for a .ply)."""
+        if self.kind == "ckpt":
+            return int(self.checkpoint.prefix_bytes(int(k)))
+        if self.kind == "rave":
+            i = bisect.bisect_left(self.stops, k)
+            if i < len(self.stops) and self.stops[i] == k:
+                return int(self.stop_bytes[i])
+            return None
+        return None
+
+    def level_of(self, k: int) -> int | None:
+        """1-based level l with |G_l| <= k < |G_l+1| (checkpoints only)."""
+        return int(self.checkpoint.level_of(int(k))) if self.kind == "ckpt" else None
+
+    def psnr_at(self, k: int) -> float | None:
+        """Mean test-view PSNR at k Gaussians, interpolated in the dense RD table (None without one)."""
+        rd = self.rd
+        if rd is None or "psnr" not in rd:
+            return None
+        return float(np.interp(float(k), np.asarray(rd["count"], float), np.asarray(rd["psnr"], float)))
+
+    def rd_points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(bytes, psnr) of the RD table restricted to the selectable range, for plots."""
+        rd = self.rd
+        if rd is None or "psnr" not in rd:
+            return None
+        counts = np.asarray(rd["count"], float)
+        keep = counts >= self.min_count
+        if keep.sum() < 2:
+            keep[:] = True
+        return np.asarray(rd["bytes"], float)[keep], np.asarray(rd["psnr"], float)[keep]
+
+    # -- exports ------------------------------------------------------------------------------------------
+    def encode_prefix(self, k: int) -> bytes:
+        """The .rave stream of the selection with k Gaussians (exactly ``bytes_of(k)`` bytes)."""
+        if self.kind == "ckpt":
+            return self.checkpoint.encoder().encode(int(k))
+        if self.kind == "rave":
+            return self._cut_stream(int(k))
+        raise RaveError("a .ply has no .rave encoding settings; build a .ckpt first", self.path)
+
+    def _cut_stream(self, k: int) -> bytes:
+        """The stream's own first chunks up to ``k`` Gaussians (a chunk boundary), re-headered."""
+        from ..codec import cut_stream
+
+        if k not in self.stops:
+            raise RaveError(f"{k} Gaussians is not a chunk boundary of this stream", self.path)
+        return cut_stream(self._cache["data"], k, name=str(self.path))
+
+    def ply_bytes(self, k: int) -> bytes:
+        """A standard INRIA .ply of the selection with k Gaussians."""
+        from ..scene.ply import write_ply
+
+        with tempfile.TemporaryDirectory(prefix="rave-view-") as tmp:
+            p = Path(tmp) / "selection.ply"
+            write_ply(self.gaussians.prefix(int(k)), p)
+            return p.read_bytes()
+
+    def _check_mode(self, mode: str) -> None:
+        if mode not in self.modes:
+            have = ", ".join(self.modes) or "none"
+            raise RaveError(f"cannot target by '{mode}' for a .{self.kind} (available: {have})", self.path)
+
+
+# -- opening files ------------------------------------------------------------------------------------------
+def _sniff(path: Path) -> str:
+    """Kind of file by suffix, else by content (magic bytes)."""
+    suf = path.suffix.lower()
+    if suf in (".ckpt", ".rave", ".ply"):
+        return suf[1:]
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"RAVE"):
+        return "rave"
+    if head.startswith(b"ply"):
+        return "ply"
+    if len(head) >= 8 and int.from_bytes(head[:8], "little") < (1 << 31) and head[8:9] == b"{":
+        return "ckpt"  # safetensors: u64 header length, then a JSON header
+    raise RaveError("not a .ckpt, .rave or .ply file (unknown format)", path)
+
+
+def _open_ckpt(path: Path) -> ViewSource:
+    from ..rave.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    cams = ckpt.test_cameras if ckpt.test_cameras is not None and len(ckpt.test_cameras) else None
+    if cams is not None and cams.images is None:
+        cams = None
+    return ViewSource(path=path, kind="ckpt", gaussians=ckpt.gaussians, test_cameras=cams, checkpoint=ckpt)
+
+
+def _open_rave(path: Path) -> ViewSource:
+    from ..codec import decode
+    from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dec = decode(path)
+    note = RAVE_NOTE
+    for w in caught:
+        note = f"{note} Warning: {' '.join(str(w.message).split())}."
+    if dec.n_decoded == 0:
+        raise RaveError("the .rave stream holds no complete chunk (0 Gaussians decoded)", path)
+    stops, stop_bytes, count, size = [], [], 0, 0
+    for j, c in enumerate(dec.info.chunks, start=1):
+        if count + c.count > dec.n_decoded:
+            break
+        count += c.count
+        size += c.length
+        stops.append(count)
+        stop_bytes.append(HEADER_SIZE + INDEX_ENTRY_SIZE * j + 4 + size)
+    src = ViewSource(
+        path=path, kind="rave", gaussians=dec.gaussians, stops=stops, stop_bytes=stop_bytes,
+        stream_info=dec.info, note=note,
+    )  # fmt: skip
+    src._cache["data"] = path.read_bytes()
+    return src
+
+
+def _open_ply(path: Path) -> ViewSource:
+    from ..scene.ply import read_ply
+
+    return ViewSource(path=path, kind="ply", gaussians=read_ply(path), note=PLY_NOTE)
+
+
+def open_source(path: str | os.PathLike) -> ViewSource:
+    """Open ``path`` for viewing; any problem (missing, truncated, wrong format) is one RaveError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise RaveError("no such file", path)
+    if path.is_dir():
+        raise RaveError("is a directory, expected a .ckpt, .rave or .ply file", path)
+    try:
+        kind = _sniff(path)
+        src = {"ckpt": _open_ckpt, "rave": _open_rave, "ply": _open_ply}[kind](path)
+    except RaveError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError) as e:  # a loader that let a low-level error through
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise RaveError(f"cannot open as .{path.suffix.lstrip('.') or '?'} ({msg})", path) from None
+    src.gaussians = src.gaussians.detach().float()
+    return src
+
+
+def find_demo_scene(root: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """The bundled demo scene in ``trained_scenes/``: a .ckpt, else a .ply (with a note saying so)."""
+    roots = [Path(root)] if root is not None else [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for r in roots:
+        d = r / "trained_scenes"
+        if not d.is_dir():
+            continue
+        ckpts = sorted(d.glob("*.ckpt"))
+        if ckpts:
+            return ckpts[0], ""
+        plys = sorted(d.glob("*.ply"))
+        if plys:
+            return plys[0], f"no .ckpt in {d}; showing {plys[0].name} without bitrate controls"
+    where = " or ".join(str(r / "trained_scenes") for r in roots)
+    raise RaveError(f"no demo scene found (looked for *.ckpt / *.ply in {where}); pass a file to open")
+
+
+__all__ = ["KINDS", "MODES", "MODE_LABELS", "ViewSource", "open_source", "find_demo_scene"]

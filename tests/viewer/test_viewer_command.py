@@ -1,0 +1,86 @@
+"""``rave-view``: bad files are one-line errors with exit code 2; a good start prints a URL that serves the app."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import rave_viewer
+from rave_viewer.cli import view_main
+
+_ROOT = os.pathsep.join([os.path.dirname(os.path.dirname(rave_viewer.__file__)), os.environ.get("PYTHONPATH", "")])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d, f: d / "nope.ckpt",
+        lambda d, f: _write(d / "cut.ckpt", f["ckpt"].read_bytes()[:1000]),
+        lambda d, f: _write(d / "cut.rave", f["rave"].read_bytes()[:50]),
+        lambda d, f: _write(d / "scene.ply", b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n"),
+        lambda d, f: _write(d / "image.png", b"\x89PNG\r\n\x1a\n" + bytes(64)),
+    ],
+    ids=["missing", "truncated-ckpt", "truncated-rave", "broken-ply", "wrong-format"],
+)
+def test_bad_file_is_one_line_and_exit_2(tmp_path, scene_files, capsys, make):
+    path = make(tmp_path, scene_files)
+    assert view_main([str(path), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(path) in err
+
+
+def _write(p, data):
+    p.write_bytes(data)
+    return p
+
+
+def test_gsplat_backend_without_cuda_is_one_line(scene_files, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: gsplat is a valid backend here")
+    assert view_main([str(scene_files["ckpt"]), "--backend", "gsplat"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs CUDA" in err and "\n" not in err
+
+
+def test_no_argument_opens_the_demo_scene_and_serves(tmp_path, scene_files):
+    (tmp_path / "trained_scenes").mkdir()
+    shutil.copy(scene_files["ply"], tmp_path / "trained_scenes" / "demo.ply")  # no .ckpt: falls back, says so
+    code = "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
+    )  # fmt: skip
+    out, url = [], None
+    try:
+        t0 = time.monotonic()
+        while url is None and time.monotonic() - t0 < 120:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            m = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+            url = m.group(1) if m else None
+        text = "".join(out)
+        assert url is not None, text
+        assert "opening the demo scene" in text and "no .ckpt" in text and "demo.ply" in text
+        assert "without the bitrate controls" in text or "bitrate controls are off" in text
+        with urllib.request.urlopen(url, timeout=30) as r:
+            assert r.status == 200 and b"<html" in r.read(2000).lower()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = proc.wait()
+    assert rc == 130  # Ctrl+C: "interrupted"
