@@ -76,25 +76,32 @@ def render(
 
     opacities = torch.sigmoid(gaussians.opacities)
     scales = torch.exp(gaussians.scales)
-    proj = project(
-        gaussians.means, gaussians.quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane, eps2d
-    )
-    colors = sh_to_rgb(gaussians.colors, gaussians.means, camera_centers(viewmats), degree)  # [C, N, 3]
     opac = opacities[None, :].expand(C, -1)
-    args = (proj.means2d, proj.conics, colors, opac, proj.depths.detach(), proj.radii, backgrounds, width, height)
-    if backend == "cpu":
-        from .cpu import rasterize
+    if backend == "cpu":  # compiled: fused projection + SH, then the tile rasterizer
+        from . import cpu
 
-        image, alpha = rasterize(*args)
-    else:
+        means2d, conics, colors, depths, radii = cpu.project(
+            gaussians.means, gaussians.quats, scales, opacities, gaussians.sh0, gaussians.shN, viewmats, Ks,
+            width, height, near_plane, far_plane, eps2d, degree,
+        )
+        image, alpha = cpu.rasterize(means2d, conics, colors, opac, depths, radii, backgrounds, width, height)
+    else:  # pure torch: autograd through projection.py / sh.py and the dense oracle
         from .reference import composite_dense
 
-        image, alpha = composite_dense(*args)
+        proj = project(
+            gaussians.means, gaussians.quats, scales, opacities, viewmats, Ks, width, height, near_plane, far_plane,
+            eps2d,
+        )
+        means2d, conics, depths, radii = proj.means2d, proj.conics, proj.depths, proj.radii
+        colors = sh_to_rgb(gaussians.colors, gaussians.means, camera_centers(viewmats), degree)  # [C, N, 3]
+        image, alpha = composite_dense(
+            means2d, conics, colors, opac, depths.detach(), radii, backgrounds, width, height
+        )
     info = {
-        "means2d": proj.means2d,
-        "radii": proj.radii,
-        "depths": proj.depths,
-        "conics": proj.conics,
+        "means2d": means2d,
+        "radii": radii,
+        "depths": depths,
+        "conics": conics,
         "opacities": opac,
         "gaussian_ids": None,
         "width": width,

@@ -1,4 +1,4 @@
-"""Compiled C++/OpenMP tile rasterizer (built once, cached) wrapped in a torch.autograd.Function."""
+"""Compiled C++/OpenMP CPU backend (built once, cached): fused projection + SH, and the tile rasterizer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from torch import Tensor
 
 from ..errors import RaveError
 
-SOURCE = Path(__file__).parent / "csrc" / "rasterize.cpp"
+CSRC = Path(__file__).parent / "csrc"
+SOURCES = ("rasterize.cpp", "project.cpp")  # (+ project.h, hashed too)
 TILE_SIZE = 16
 _lock = threading.Lock()
 _module = None
@@ -28,6 +29,23 @@ def _build_directory(name: str) -> Path:
     return Path(root) / tag / name
 
 
+STALE_LOCK_SECONDS = 600
+
+
+def _clear_stale_lock(build_dir: Path) -> None:
+    """Remove a build lock left by a killed build (torch would wait on it forever); a live build is younger."""
+    import time
+
+    lock = build_dir / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_SECONDS:
+        print(f"Removing a stale build lock left by an interrupted build: {lock}", file=sys.stderr)
+        lock.unlink(missing_ok=True)
+
+
 def load_extension():
     """The compiled rasterizer module; compiles it on first use (about a minute) and caches it on disk."""
     global _module
@@ -36,11 +54,13 @@ def load_extension():
     with _lock:
         if _module is not None:
             return _module
-        try:
-            source = SOURCE.read_bytes()
-        except OSError as e:
-            raise RaveError(f"cannot read the CPU rasterizer source: {e.strerror}", SOURCE) from None
-        name = "rave_rasterize_" + hashlib.sha1(source).hexdigest()[:12]
+        digest = hashlib.sha1()
+        for f in sorted(CSRC.glob("*.[ch]*")):
+            try:
+                digest.update(f.name.encode() + f.read_bytes())
+            except OSError as e:
+                raise RaveError(f"cannot read the CPU rasterizer source: {e.strerror}", f) from None
+        name = "rave_rasterize_" + digest.hexdigest()[:12]
         build_dir = _build_directory(name)
         compiler = os.environ.get("CXX", "c++")
         built = any(build_dir.glob(f"{name}*.so")) if build_dir.is_dir() else False
@@ -52,12 +72,13 @@ def load_extension():
                 )
             print("Building the CPU rasterizer (first use, ~1 min)...", file=sys.stderr, flush=True)
         build_dir.mkdir(parents=True, exist_ok=True)
+        _clear_stale_lock(build_dir)
         from torch.utils.cpp_extension import load
 
         try:
             _module = load(
                 name=name,
-                sources=[str(SOURCE)],
+                sources=[str(CSRC / f) for f in SOURCES],
                 extra_cflags=["-O3", "-fopenmp"],
                 extra_ldflags=["-fopenmp"],
                 build_directory=str(build_dir),
@@ -70,6 +91,34 @@ def load_extension():
                 f"build directory {build_dir}"
             ) from None
         return _module
+
+
+class ProjectCPU(torch.autograd.Function):
+    """Projection + SH colour for C cameras; gradients for means, quats, scales (activated), sh0, shN."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos, width, height, near_plane,
+                far_plane, eps2d, sh_degree):
+        ext = load_extension()
+        f32 = lambda t: t.detach().to(torch.float32).contiguous()  # noqa: E731
+        inputs = [f32(t) for t in (means, quats, scales, opacities, sh0, shN, viewmats, Ks, campos)]
+        ctx.args = (int(width), int(height), float(near_plane), float(far_plane), float(eps2d), int(sh_degree))
+        means2d, conics, colors, depths, radii = ext.project_forward(*inputs, *ctx.args)
+        ctx.save_for_backward(*inputs, radii)
+        ctx.dtypes = [t.dtype for t in (means, quats, scales, sh0, shN)]
+        ctx.mark_non_differentiable(depths, radii)
+        dt = means.dtype
+        return means2d.to(dt), conics.to(dt), colors.to(dt), depths.to(dt), radii
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, v_means2d, v_conics, v_colors, _v_depths, _v_radii):
+        ext = load_extension()
+        *inputs, radii = ctx.saved_tensors
+        f32 = lambda t: t.to(torch.float32).contiguous()  # noqa: E731
+        grads = ext.project_backward(*inputs, *ctx.args, radii, f32(v_means2d), f32(v_conics), f32(v_colors))
+        g_means, g_quats, g_scales, g_sh0, g_shN = (g.to(d) for g, d in zip(grads, ctx.dtypes))
+        return g_means, g_quats, g_scales, None, g_sh0, g_shN, *([None] * 9)
 
 
 class RasterizeCPU(torch.autograd.Function):
@@ -105,6 +154,39 @@ class RasterizeCPU(torch.autograd.Function):
             v_bg = (v_image * T_final[..., None]).sum(dim=(1, 2))
         out = [g.to(d) for g, d in zip(grads, ctx.dtypes)]
         return (*out, None, None, None if v_bg is None else v_bg.to(ctx.dtypes[4]), None, None)
+
+
+def project(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    sh0: Tensor,
+    shN: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    near_plane: float,
+    far_plane: float,
+    eps2d: float,
+    sh_degree: int,
+):
+    """Compiled equivalent of projection.project + sh.sh_to_rgb (same math, doubles inside, one pass).
+
+    Args:
+        means [N,3], quats [N,4], scales [N,3] (activated), opacities [N] (activated; radii only, no gradient),
+        sh0 [N,1,3], shN [N,K,3], viewmats [C,4,4], Ks [C,3,3].
+    Returns:
+        means2d [C,N,2], conics [C,N,3], colors [C,N,3], depths [C,N], radii [C,N,2] int32 (0 = culled).
+    """
+    if means.device.type != "cpu":
+        raise RaveError(f"the cpu backend needs CPU tensors, got {means.device}")
+    campos = torch.linalg.inv(viewmats.detach().double())[:, :3, 3]
+    return ProjectCPU.apply(
+        means, quats, scales, opacities.detach(), sh0, shN, viewmats.detach(), Ks.detach(), campos,
+        width, height, near_plane, far_plane, eps2d, sh_degree,
+    )
 
 
 def rasterize(

@@ -1,4 +1,4 @@
-"""Per-Gaussian projection in differentiable torch (gsplat 1.5.3's EWA pinhole math), shared by the CPU backends."""
+"""Per-Gaussian EWA projection in torch (gsplat 1.5.3's math): the reference path and the compiled one's oracle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""View-dependent colour from spherical harmonics (degree 0-3) with gsplat's basis constants and conventions."""
+"""View-dependent colour from spherical harmonics (degree 0-3) in torch, with gsplat's constants and conventions."""
 
 from __future__ import annotations
 

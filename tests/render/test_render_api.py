@@ -85,3 +85,20 @@ def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-c++-compiler")
     with pytest.raises(RaveError, match="no C\\+\\+ compiler"):
         cpu.load_extension()
+
+
+def test_stale_build_lock_is_removed_but_a_fresh_one_is_kept(tmp_path):
+    """A lock left by a killed build would make torch wait forever; a recent one belongs to a live build."""
+    import os
+    import time
+
+    from rave_viewer.render import cpu
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    cpu._clear_stale_lock(tmp_path)
+    assert lock.exists()
+    old = time.time() - cpu.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    cpu._clear_stale_lock(tmp_path)
+    assert not lock.exists()

@@ -83,3 +83,56 @@ def test_lower_sh_degree_ignores_higher_bands():
     coeffs[:, 4:] = 123.0
     assert torch.equal(a, sh_to_rgb(coeffs, means, campos, 1))
     assert math.isclose(sh_to_rgb(torch.zeros(1, 1, 3), means[:1], campos, 0)[0, 0, 0].item(), 0.5)
+
+
+@pytest.mark.parametrize("degree,use", [(3, 3), (3, 1), (2, 2), (0, 0)])
+def test_compiled_projection_and_sh_match_torch(make_scene, make_cameras, degree, use):
+    """The cpu backend's fused C++ projection + SH (values and hand-written gradients) against autograd."""
+    from rave_viewer.render import cpu
+    from rave_viewer.render.projection import camera_centers
+
+    g = make_scene(7, n=200, degree=degree)
+    # off-axis Gaussians right in front of camera 0: their Jacobian uses the clamped (1.3x fov) direction
+    off = torch.tensor([[1.2, -2.6, 0.5], [-1.5, -2.7, 0.9], [0.3, -2.8, -0.9]])
+    g.means = torch.cat([g.means, off])
+    g.quats = torch.cat([g.quats, torch.randn(3, 4, generator=torch.Generator().manual_seed(1))])
+    g.scales = torch.cat([g.scales, torch.full((3, 3), -1.0)])
+    g.opacities = torch.cat([g.opacities, torch.ones(3)])
+    g.sh0, g.shN = torch.cat([g.sh0, g.sh0[:3]]), torch.cat([g.shN, g.shN[:3]])
+    w, h = 70, 45
+    vm, K = make_cameras(w, h)
+    gen = torch.Generator().manual_seed(degree)
+    wts = [torch.randn(len(vm), len(g), d, generator=gen, dtype=torch.float64) for d in (2, 3, 3)]
+
+    def run(backend):
+        dtype = torch.float64 if backend == "torch" else torch.float32
+        p = g.map(lambda t: t.to(dtype).clone().requires_grad_(True))
+        scales, opac = torch.exp(p.scales), torch.sigmoid(p.opacities)
+        if backend == "torch":
+            pr = project(p.means, p.quats, scales, opac, vm.double(), K.double(), w, h)
+            out = (pr.means2d, pr.conics, sh_to_rgb(p.colors, p.means, camera_centers(vm.double()), use), pr.radii)
+        else:
+            args = (p.means, p.quats, scales, opac, p.sh0, p.shN, vm, K, w, h, 0.01, 1e10, 0.3, use)
+            m2, con, col, _, radii = cpu.project(*args)
+            out = (m2, con, col, radii)
+        valid = (out[3] > 0).all(-1)[..., None]
+        loss = sum((torch.where(valid, o, 0).double() * wt).sum() for o, wt in zip(out[:3], wts))
+        loss.backward()
+        return [o.detach().double() for o in out], {k: t.grad.double() for k, t in p.items() if k != "opacities"}
+
+    (m2, con, col, radii), grads = run("cpu")
+    (m2r, conr, colr, radiir), grads_r = run("torch")
+    valid = (radii > 0).all(-1)
+    assert torch.equal(valid, (radiir > 0).all(-1)) and valid[0, -3:].all()
+    assert (radii - radiir).abs().max() <= 1  # ceil() at float precision
+    assert torch.allclose(m2[valid], m2r[valid], rtol=1e-6, atol=1e-4)
+    assert torch.allclose(con[valid], conr[valid], rtol=1e-5, atol=1e-7)
+    assert torch.allclose(col[valid], colr[valid], atol=1e-6)
+    for k in grads:
+        if grads_r[k].norm() == 0:
+            assert grads[k].norm() == 0, k
+            continue
+        rel = ((grads[k] - grads_r[k]).norm() / grads_r[k].norm()).item()
+        assert rel <= 1e-5, (k, rel)
+    if use < degree:  # unused SH bands get no gradient
+        assert (grads["shN"][:, (use + 1) ** 2 - 1 :] == 0).all()

@@ -7,6 +7,8 @@
 // (Gaussian, tile) intersection; rows are then summed per Gaussian (deterministic, no atomics).
 #include <torch/extension.h>
 
+#include "project.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -468,4 +470,6 @@ std::vector<torch::Tensor> rasterize_backward(torch::Tensor means2d, torch::Tens
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("forward", &rasterize_forward, "Rasterize projected Gaussians (forward)");
     m.def("backward", &rasterize_backward, "Rasterize projected Gaussians (backward)");
+    m.def("project_forward", &project_forward, "Project Gaussians and evaluate SH colours (forward)");
+    m.def("project_backward", &project_backward, "Project Gaussians and evaluate SH colours (backward)");
 }
