@@ -237,6 +237,7 @@ class ProgressiveEncoder:
         self.progress = progress
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.quantized = quantize(g, self.cfg, bounds).cpu()
+        self.cfg = self.quantized.cfg  # SH ranges fitted to the whole scene (when cfg left them None)
         self.bounds = self.quantized.bounds
         self.sh_degree = g.sh_degree
         self.n = len(g)

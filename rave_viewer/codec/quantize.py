@@ -29,21 +29,20 @@ the same integers always give the same float32 values whatever the tensor length
 reproduces ``dequantize(quantize(g, cfg, bounds))`` bit for bit. :func:`fake_quantize` returns those same
 values with an identity (straight-through) gradient, for quantization-aware fine-tuning.
 
-Defaults: positions 16 bits/axis, rotations 3 x 8 bits (+ 2-bit index), log-scales 8 bits over
-[-16, +1] + ln(scene size), opacity 8 bits, SH DC 8 bits over +-3 (step 0.024), SH rest 5/4/4 bits for
-degree 1/2/3 over +-15/16, +-7/8, +-7/8 (steps 1/16, 1/8, 1/8, as in Niantic's SPZ). That is 62 raw bytes
-per Gaussian at SH degree 3. Measured (renders of the decoded scene vs the original's, 96 px): every attribute
-except the SH rest stays above 57 dB PSNR; the SH rest dominates both the error and the size, so it is the knob:
-``shN_bits=(6, 5, 5)`` with ranges (31/32, 15/16, 15/16) halves the steps for ~+1-4 bytes per Gaussian.
-LZMA gives ~26 B/Gaussian on ``Gaussians.random`` (uniform positions, SH std 0.1 in every band: a worst case)
-and ~18 B/Gaussian with trained-like SH statistics (Laplacian, smaller in higher bands); benchmarks/codec.py
-measures a real scene.
+Defaults: positions 14 bits/axis, rotations 3 x 6 bits (+ 2-bit index), log-scales 6 bits over
+[-16, +1] + ln(scene size), opacity 6 bits, SH DC 8 bits over +-3 (step 0.024), SH rest 4 bits per band over
+ranges FITTED to the scene (``shN_range=None``: per band, the 99.9th percentile of |coefficient|, see
+:meth:`QuantConfig.fit`; fitted once on the whole scene and stored in the .rave header / checkpoint, so the grid
+never depends on the prefix). A trained scene's SH rest is small (|x| < ~0.2): a fixed +-1 grid at these bit
+depths rounds most of it to 0 (-1.9 dB on the demo scene). Measured on trained_scenes/demo_objects.ply (SH
+degree 2, 164 B/Gaussian as PLY), renders of its 12 test views vs ground truth: 13.2 B/Gaussian (1/12.4 of the
+PLY) for -0.17 dB PSNR; benchmarks/CODEC.md has the full table.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -56,6 +55,8 @@ MAX_POS_BITS = 21  # 3 * 21 = 63-bit Morton codes fit an int64
 MAX_BITS = 16
 MAX_RANGE = 1e4  # sane bound on every range: decoded values always fit float32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
+SH_FIT_QUANTILE = 0.999  # fitted SH-rest range: this quantile of |coefficient| per band (rarer outliers clamp)
+SH_FIT_MIN_RANGE = 2.0**-10
 
 
 @dataclass
@@ -72,21 +73,45 @@ class QuantConfig:
         shN_bits, shN_range: bits and symmetric range of the SH coefficients of degree 1, 2 and 3.
     """
 
-    pos_bits: int = 16
-    rot_bits: int = 8
-    scale_bits: int = 8
+    pos_bits: int = 14
+    rot_bits: int = 6
+    scale_bits: int = 6
     scale_min: float = -16.0
     scale_max: float = 1.0
-    opacity_bits: int = 8
+    opacity_bits: int = 6
     sh0_bits: int = 8
     sh0_range: float = 3.0
-    shN_bits: tuple[int, int, int] = (5, 4, 4)
-    shN_range: tuple[float, float, float] = (0.9375, 0.875, 0.875)
+    shN_bits: tuple[int, int, int] = (4, 4, 4)
+    shN_range: tuple[float, float, float] | None = None
 
     def __post_init__(self):
         self.shN_bits = tuple(int(b) for b in self.shN_bits)
-        self.shN_range = tuple(float(r) for r in self.shN_range)
+        if self.shN_range is not None:
+            self.shN_range = tuple(float(r) for r in self.shN_range)
         self.validate()
+
+    @property
+    def fitted(self) -> bool:
+        """True when every range is fixed (``shN_range`` not None): the grid no longer depends on the data."""
+        return self.shN_range is not None
+
+    def fit(self, g: Gaussians) -> "QuantConfig":
+        """This config with ``shN_range`` (when None) fitted to ``g``: per SH band, the 99.9th percentile of
+        ``|coefficient|`` over the finite values (clamped to [2^-10, MAX_RANGE]; 1.0 for bands ``g`` lacks).
+
+        Call it once on the whole scene (the encoder does; so does the RAVE build before fine-tuning) so the
+        grid is fixed for every prefix. A config that is already fitted is returned unchanged.
+        """
+        if self.fitted:
+            return self
+        sh = g.shN.detach().to("cpu", torch.float64).numpy()
+        ranges = []
+        for band in (1, 2, 3):
+            x = np.abs(sh[:, band * band - 1 : (band + 1) * (band + 1) - 1]).reshape(-1)
+            x = x[np.isfinite(x)]
+            r = float(np.quantile(x, SH_FIT_QUANTILE)) if x.size else 1.0
+            ranges.append(float(np.float32(min(max(r, SH_FIT_MIN_RANGE), MAX_RANGE))))
+        return replace(self, shN_range=tuple(ranges))
 
     def validate(self) -> "QuantConfig":
         """Raise :class:`RaveError` for bit depths or ranges the codec cannot represent."""
@@ -97,14 +122,15 @@ class QuantConfig:
             lo = 2 if name in ("rot_bits", "sh0_bits") else 1
             if not isinstance(b, (int, np.integer)) or not lo <= b <= MAX_BITS:
                 raise RaveError(f"{name} must be an integer {lo}..{MAX_BITS}, got {b}")
-        if len(self.shN_bits) != 3 or len(self.shN_range) != 3:
+        shN_range = self.shN_range if self.shN_range is not None else (1.0, 1.0, 1.0)
+        if len(self.shN_bits) != 3 or len(shN_range) != 3:
             raise RaveError("shN_bits and shN_range need one value per SH band (degrees 1, 2, 3)")
         if any(not 2 <= b <= MAX_BITS for b in self.shN_bits):
             raise RaveError(f"shN_bits must be 2..{MAX_BITS}, got {list(self.shN_bits)}")
-        ranges = [self.sh0_range, *self.shN_range, self.scale_min, self.scale_max]
+        ranges = [self.sh0_range, *shN_range, self.scale_min, self.scale_max]
         if not all(math.isfinite(r) and abs(r) <= MAX_RANGE for r in ranges):
             raise RaveError(f"quantization ranges must be finite and within +-{MAX_RANGE:g}")
-        if self.sh0_range <= 0 or any(r <= 0 for r in self.shN_range):
+        if self.sh0_range <= 0 or any(r <= 0 for r in shN_range):
             raise RaveError("SH ranges must be > 0")
         if not self.scale_min < self.scale_max:
             raise RaveError(f"scale_min ({self.scale_min}) must be < scale_max ({self.scale_max})")
@@ -113,7 +139,7 @@ class QuantConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shN_bits"] = list(self.shN_bits)
-        d["shN_range"] = list(self.shN_range)
+        d["shN_range"] = list(self.shN_range) if self.shN_range is not None else None
         return d
 
     @classmethod
@@ -249,8 +275,10 @@ def _sh_params(cfg: QuantConfig, k: int, device) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def quantize(g: Gaussians, cfg: QuantConfig | None = None, bounds: Tensor | None = None) -> QuantizedGaussians:
-    """Integer codes (int32, on ``g``'s device) of ``g``. ``bounds`` None -> :func:`scene_bounds` of ``g``."""
-    cfg = (cfg or QuantConfig()).validate()
+    """Integer codes (int32, on ``g``'s device) of ``g``. ``bounds`` None -> :func:`scene_bounds` of ``g``;
+    an unfitted ``cfg`` (``shN_range`` None) is fitted to ``g`` (:meth:`QuantConfig.fit`); the fitted config is
+    in the result's ``cfg``."""
+    cfg = (cfg or QuantConfig()).validate().fit(g)
     bounds = _check_bounds(bounds, g)
     n = len(g)
     if n > _BLOCK:

@@ -19,7 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchors", type=int, metavar="N",
                    help="naive multi-anchor ablation: N levels, no interpolation (selection snaps to levels)")
     p.add_argument("--no-finetune", action="store_true", help="skip the stochastic-level QAT fine-tuning")
-    p.add_argument("--steps", type=int, metavar="N", help="fine-tuning steps (default 3000)")
+    p.add_argument("--steps", type=int, metavar="N", help="fine-tuning steps (default: 10 %% of the model's "
+                   "training steps from its run record scene.json, else 3000)")
     p.add_argument("--levels", type=int, metavar="L", help="number of levels (default 8)")
     p.add_argument("--coarsest", type=float, metavar="F", help="fraction of Gaussians in G_1 (default 0.1)")
     p.add_argument("--chunk-size", type=int, metavar="N", help="Gaussians per .rave chunk (default 4096)")

@@ -21,7 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..codec.quantize import QuantConfig
 
     d = QuantConfig()
-    p.add_argument("input", help="input scene: a 3DGS .ply")
+    p.add_argument("input", help="input scene: a 3DGS .ply, or a RAVE checkpoint .ckpt from `rave build`")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--rate", metavar="RATE",
+                   help="(.ckpt) target size: bytes or e.g. 2.5MB, 800KB (10^3/10^6), 2.5MiB (2^20)")
+    t.add_argument("--count", type=int, metavar="N", help="(.ckpt) number of Gaussians to keep")
+    t.add_argument("--psnr", type=float, metavar="DB", help="(.ckpt) smallest operating point reaching this PSNR")
     p.add_argument("-o", "--output", required=True, metavar="OUT.rave", help="output .rave file (written atomically)")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=sorted(CODECS),
                    help=f"entropy coder of the chunks (default {DEFAULT_CODEC})")
@@ -60,8 +65,15 @@ def make_encoder(args: argparse.Namespace):
     from ..scene.ply import read_ply
 
     path = Path(args.input)
+    target = {"rate": getattr(args, "rate", None), "count": getattr(args, "count", None),
+              "psnr": getattr(args, "psnr", None)}  # fmt: skip
     if path.suffix.lower() == ".ckpt":
-        raise RaveError("encoding a RAVE checkpoint is not supported by this version; give a .ply", path)
+        # Quantization, codec and chunk size are the checkpoint's own: its rates were measured with them.
+        from ..rave.checkpoint import checkpoint_encoder
+
+        return checkpoint_encoder(path, **target)
+    if any(v is not None for v in target.values()):
+        raise RaveError("--rate/--count/--psnr need a RAVE checkpoint (.ckpt) from `rave build`", path)
     g = read_ply(path)
     enc = ProgressiveEncoder(g, quant_config_from_args(args), args.codec, args.chunk_size,
                              progress=not getattr(args, "quiet", False))  # fmt: skip

@@ -36,6 +36,23 @@ from .ranking import rank
 from .units import GaussianUnits
 
 
+#: Fine-tuning steps when neither the config nor the model's run record says (10 % of gsplat's 30k steps).
+DEFAULT_STEPS = 3000
+
+
+def training_steps(ply: str | os.PathLike) -> int | None:
+    """Steps the model was trained for, from the run record ``rave train`` writes beside it (``scene.json``)."""
+    import json
+
+    p = Path(ply).with_suffix(".json")
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        steps = rec.get("steps_done", (rec.get("config") or {}).get("steps"))
+        return int(steps) if isinstance(steps, int) and steps > 0 else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
 def downscale_cameras(cams: Cameras, max_side: int) -> Cameras:
     """``cams`` with images (and intrinsics) resized so the long side is at most ``max_side`` (antialiased)."""
     long_side = max(cams.width, cams.height)
@@ -95,10 +112,16 @@ class Builder:
     """One model + dataset + config; stages are computed on demand and cached (see module docstring)."""
 
     def __init__(self, gaussians: Gaussians, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
-                 *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None):
+                 *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None,
+                 train_steps: int | None = None):
         from ..codec import QuantConfig, fake_quantize, scene_bounds
 
         self.cfg = cfg or BuildConfig()
+        if self.cfg.steps is None:  # default length: a fraction of the original training
+            steps = DEFAULT_STEPS if not train_steps else max(self.cfg.min_steps,
+                                                              int(round(self.cfg.finetune_fraction * train_steps)))
+            self.cfg = self.cfg.replace(steps=steps)
+        self.train_steps = train_steps
         self.progress = progress
         self.sources = dict(sources or {})
         gaussians.validate("input model")
@@ -114,6 +137,7 @@ class Builder:
         self.scene_scale = float(scene_scale)
         self.quant = QuantConfig.from_dict(self.cfg.quant) if self.cfg.quant else QuantConfig()
         self.bounds = scene_bounds(self.gaussians)
+        self.quant = self.quant.fit(self.gaussians)  # data-fitted SH ranges: fixed once, for QAT and the stream
         self.fake_quantize = lambda g: fake_quantize(g, self.quant, self.bounds)  # noqa: E731
         self.background = torch.tensor(self.cfg.background, dtype=torch.float32)
         self.units = GaussianUnits(self.gaussians, backend=self.cfg.backend, background=self.background)
@@ -203,6 +227,7 @@ class Builder:
             "input_gaussians": len(self.gaussians),
             "sh_degree": self.gaussians.sh_degree,
             "scene_scale": self.scene_scale,
+            "train_steps": self.train_steps,
             "levels": {"method": c.level_method, "passes": lv.passes,
                        "fractions": [s / len(final) for s in self.sizes]},
             "ranking_passes": rk.passes,
@@ -229,7 +254,9 @@ def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLik
     g = read_ply(ply)
     ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background))
     sources = {"ply": str(Path(ply)), "data": str(Path(data))}
-    b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources)
+    train_steps = training_steps(ply)
+    b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
+                train_steps=train_steps)
     ckpt = b.checkpoint()
     if out is not None:
         save_checkpoint(ckpt, out)

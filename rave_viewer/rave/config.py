@@ -11,14 +11,13 @@ Defaults and where they come from:
   replace that. The finest level is always all Gaussians.
 * Levels are built coarse-from-fine (``level_method: iterative``, the authors' way): score with the current
   level rendered, keep the best, repeat; ``oneshot`` sorts once by the full-model score.
-* Importance = ||dL_v/dtheta_i||_2 of L_v = 0.8 L1 + 0.2 (1 - SSIM), accumulated over the training views v
-  as a sum of per-view norms (``importance: sum_of_norms``, default) or as the norm of the summed gradient
-  (``norm_of_sum``, what the authors' code does). The default was chosen by measurement: with per-view norms
-  the paper's context-aware order beats the global one on every scene we tried, with the norm of the sum it
-  does not (differences within noise, both signs); see importance.py and benchmarks/SELECTION.md.
+* Importance = ||dL/dtheta_i||_2 of L = 0.8 L1 + 0.2 (1 - SSIM) summed over the training views
+  (``importance: norm_of_sum``: the paper's formula, also what the authors' code does); ``sum_of_norms`` sums
+  per-view gradient norms instead (see importance.py and benchmarks/SELECTION.md for when each wins).
 * Fine-tuning: quantization-aware, one random training view and one random level per step, levels drawn
   uniformly (paper) or with the authors' weights (``level_sampling: authors``); learning rates are gsplat's
-  end-of-schedule values; ``steps: 3000`` (10 % of a 30k-step training).
+  end-of-schedule values; by default 10 % of the model's training steps (read from the run record ``rave
+  train`` writes beside the PLY; at least 300), or 3000 (10 % of a 30k-step training) without a record.
 """
 
 from __future__ import annotations
@@ -68,15 +67,19 @@ class BuildConfig:
     anchors: int | None = _f(None, "Naive multi-anchor ablation: this many levels and no interpolation "
                              "between them (selection snaps to the level at or below the target).", min=2)
     # -- importance ---------------------------------------------------------------------------------------
-    importance: str = _f("sum_of_norms", "sum_of_norms: sum over the training views of each view's gradient "
-                         "norm (default, see benchmarks/SELECTION.md); norm_of_sum: L2 norm of the gradient summed "
-                         "over the views (the authors' code).",
+    importance: str = _f("norm_of_sum", "norm_of_sum: L2 norm of the gradient summed over the training views "
+                         "(paper, authors' code; default); sum_of_norms: sum over the views of per-view norms.",
                          choices=IMPORTANCE_MODES)
     importance_params: list = _f(list(PARAM_NAMES), "Parameters whose gradients enter the score.")
     importance_batch: int = _f(1, "Views rendered per forward/backward in norm_of_sum scoring.", min=1)
     # -- fine-tuning --------------------------------------------------------------------------------------
     finetune: bool = _f(True, "Quantization-aware fine-tuning with stochastic level sampling.")
-    steps: int = _f(3000, "Fine-tuning steps (one view, one level per step).", min=0)
+    steps: int | None = _f(None, "Fine-tuning steps (one view, one level per step); empty: finetune_fraction of "
+                           "the training steps in the model's run record (scene.json beside scene.ply), else "
+                           "3000 (10 % of a 30k-step training).", min=0)
+    finetune_fraction: float = _f(0.1, "Default fine-tuning length as a fraction of the model's training steps.",
+                                  min=0.0, max=1.0, min_exclusive=True)
+    min_steps: int = _f(300, "Lower bound of the default fine-tuning length.", min=0)
     level_sampling: str = _f("uniform", "uniform over the L levels (paper), authors (weights "
                              ".32 .20 .16 .12 .08 .04 .04 .04 finest->coarsest, 8 levels only) or finest "
                              "(always G_L: plain QAT fine-tuning, a control for ablations).",

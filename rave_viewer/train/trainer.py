@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import threading
 import time
@@ -71,12 +72,13 @@ class TrainResult:
     backend: str
     device: str
     init_mode: str
-    num_initial: int
+    num_initial: int                 # initial Gaussians, sky points included
+    num_sky: int = 0                 # of which on the sky sphere (init_sky_points kept)
     extra: dict[str, Any] = field(default_factory=dict)
+    load_average: tuple[float, ...] = ()  # 1-minute system load at the start and end (other work competing)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record of the run (config, metrics, count, timing, versions, machine)."""
-        import os
         import platform
 
         import gsplat
@@ -94,7 +96,7 @@ class TrainResult:
             "cpu_time_s": round(self.cpu_time_s, 3),
             "backend": self.backend,
             "device": self.device,
-            "init": {"mode": self.init_mode, "num_points": self.num_initial},
+            "init": {"mode": self.init_mode, "num_gaussians": self.num_initial, "sky_points": self.num_sky},
             "config": self.config.to_dict(),
             "schedule": self.schedule.to_dict(),
             "history": self.history,
@@ -102,7 +104,8 @@ class TrainResult:
                          "python": platform.python_version()},
             "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                        "cuda": torch.cuda.get_device_name() if self.device.startswith("cuda") else None},
+                        "cuda": torch.cuda.get_device_name() if self.device.startswith("cuda") else None,
+                        "load_average_1min": [round(v, 2) for v in self.load_average]},
             **self.extra,
         }
 
@@ -138,6 +141,13 @@ def _eval_subset(cams: Cameras, k: int) -> Cameras:
         return cams
     idx = sorted({int(round(i * (n - 1) / (k - 1))) for i in range(k)}) if k > 1 else [0]
     return cams[idx]
+
+
+def _load1() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return float("nan")
 
 
 def _consistent(splats) -> bool:
@@ -181,7 +191,7 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
     eval_split = "test" if has_test else "train"
 
     rng_devices = [device] if device.type == "cuda" else []
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, load0 = time.perf_counter(), time.process_time(), _load1()
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(cfg.seed)  # gsplat's split() and MCMC sampling draw from the global RNG
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -309,4 +319,4 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
                        steps_done=steps_done, interrupted=interrupted, wall_time_s=wall, cpu_time_s=cpu,
                        backend=backend,
                        device=str(device), init_mode=init_mode, num_initial=len(g0),
-                       extra={"init_sky_points_kept": n_sky})
+                       num_sky=n_sky, load_average=(load0, _load1()))

@@ -43,7 +43,7 @@ def test_cli_bit_options_and_truncated_input(tmp_path, capsys):
     args = ["encode", str(ply), "-o", str(out), "--chunk-size", "30", "--pos-bits", "12", "--shN-bits", "6", "5", "4"]
     assert main(args) == 0
     res = decode(out)
-    assert res.info.cfg == QuantConfig(pos_bits=12, shN_bits=(6, 5, 4))
+    assert res.info.cfg == QuantConfig(pos_bits=12, shN_bits=(6, 5, 4)).fit(read_ply(ply))  # SH ranges fitted
     enc = ProgressiveEncoder(read_ply(ply), QuantConfig(pos_bits=12, shN_bits=(6, 5, 4)), chunk_size=30)
     cut = tmp_path / "cut.rave"
     cut.write_bytes(out.read_bytes()[: enc.overhead() + sum(enc.chunk_sizes()[:2]) + 3])  # 2 chunks + 3 bytes

@@ -116,7 +116,7 @@ def test_custom_bit_depths_round_trip_including_wide_fields():
     cfg = QuantConfig(pos_bits=21, rot_bits=12, scale_bits=10, opacity_bits=16, sh0_bits=9, shN_bits=(9, 2, 16))
     enc = ProgressiveEncoder(g, cfg, chunk_size=50)
     res = decode(enc.encode(123))
-    assert res.info.cfg == cfg
+    assert res.info.cfg == cfg.fit(g) == enc.cfg  # SH ranges fitted to the whole scene, stored in the header
     assert res.gaussians.equal(enc.quantized_prefix(123))
 
 

@@ -90,7 +90,14 @@ def builder_factory():
 
 @pytest.fixture(scope="session")
 def tiny_builder(tiny_dataset, tiny_model):
+    """Default settings (importance: norm of the gradient summed over the views)."""
     return make_builder(tiny_dataset, tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_builder_son(tiny_dataset, tiny_model):
+    """Importance = sum over views of per-view gradient norms (see test_context_ranking_at_least_as_good_as_global)."""
+    return make_builder(tiny_dataset, tiny_model, importance="sum_of_norms")
 
 
 @pytest.fixture(scope="session")

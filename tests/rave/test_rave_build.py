@@ -65,15 +65,24 @@ def test_stochastic_level_finetuning_raises_mean_level_psnr(tiny_dataset, tiny_m
     assert ft[0] - base[0] > 0.1 and ft[0] - plain[0] > 0.1  # the coarsest level gains most
 
 
-def test_context_ranking_at_least_as_good_as_global(ckpt_context, ckpt_global):
-    """The paper's Fig. 4 claim (default importance = sum of per-view gradient norms; with the norm of the summed
-    gradient it does not reproduce on scenes like this one: see rave/importance.py and benchmarks/SELECTION.md)."""
-    ctx, glob = ckpt_context, ckpt_global
+def test_context_ranking_at_least_as_good_as_global(tiny_builder_son, ckpt_context, ckpt_global):
+    """The paper's Fig. 4 claim, checked with importance = sum of per-view gradient norms.
+
+    On a trained demo scene the context-aware order beats the global one by +0.27 dB BD-PSNR with the default
+    importance (norm of the summed gradient) and +0.34 dB with per-view norms (benchmarks/SELECTION.md). On a
+    scene as small and under-fitted as this one, after fine-tuning the summed gradient nearly cancels across
+    views and the default's difference is noise (both signs over seeds; printed below), while with per-view
+    norms context beats global on 10 of 10 tiny builds. So the claim is asserted with per-view norms.
+    """
+    ctx = tiny_builder_son.checkpoint(ranking="context")
+    glob = tiny_builder_son.checkpoint(ranking="global")
     # same levels and fine-tuned model: only the order inside the intervals differs (the bytes of a level differ
     # slightly: the Gaussians fall into other chunks)
     assert ctx.level_sizes == glob.level_sizes
     bd = bd_psnr(glob.rd["bytes"], glob.rd["psnr"], ctx.rd["bytes"], ctx.rd["psnr"])
-    print(f"\nBD-PSNR context vs global: {bd:+.4f} dB")
+    bd_default = bd_psnr(ckpt_global.rd["bytes"], ckpt_global.rd["psnr"], ckpt_context.rd["bytes"],
+                         ckpt_context.rd["psnr"])
+    print(f"\nBD-PSNR context vs global: {bd:+.4f} dB (sum_of_norms), {bd_default:+.4f} dB (default norm_of_sum)")
     assert bd >= 0.0
 
 

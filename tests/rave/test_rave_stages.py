@@ -41,7 +41,7 @@ def test_level_sizes():
 def test_config_checks(tmp_path):
     assert BuildConfig().num_levels == 8
     cfg = BuildConfig().replace(ranking="global", steps=None)
-    assert cfg.ranking == "global" and cfg.steps == 3000
+    assert cfg.ranking == "global" and cfg.steps is None
     for bad, match in [({"nope": 1}, "unknown config key"), ({"ranking": "fancy"}, "ranking"),
                        ({"steps": -1}, "steps"), ({"steps": 1.5}, "integer"),
                        ({"fractions": [0.5, 0.2, 1]}, "fractions"),
@@ -150,3 +150,22 @@ def test_finetune_samples_levels_and_keeps_units(units, views):
     assert torch.equal(p0["means"], p1["means"])  # no lr -> frozen
     assert not torch.equal(p0["sh0"], p1["sh0"])
     assert not math.isnan(float(p1["sh0"].sum()))
+
+
+def test_default_finetuning_length_follows_the_training(tmp_path, tiny_dataset, tiny_model):
+    import json
+
+    from rave_viewer.rave.build import DEFAULT_STEPS, Builder, training_steps
+
+    ply = tmp_path / "scene.ply"
+    assert training_steps(ply) is None
+    (tmp_path / "scene.json").write_text(json.dumps({"steps_done": 7000, "config": {"steps": 7000}}))
+    assert training_steps(ply) == 7000
+    (tmp_path / "scene.json").write_text("{not json")
+    assert training_steps(ply) is None
+    ds = tiny_dataset
+    steps = lambda **kw: Builder(tiny_model, ds.train, ds.test, progress=False, **kw).cfg.steps  # noqa: E731
+    assert steps() == DEFAULT_STEPS == 3000
+    assert steps(train_steps=30_000) == 3000
+    assert steps(train_steps=1000) == 300  # at least min_steps
+    assert steps(cfg=BuildConfig(steps=42), train_steps=30_000) == 42
