@@ -105,8 +105,9 @@ def select_by_rate_exact(level_sizes: Sequence[int], level_rates: Sequence[int],
     """Prefix length for ``rate`` with Eq. 3's linear rule applied between exact chunk-boundary sizes.
 
     chunk_rates: [M + 1] exact sizes of the prefixes ending at chunk boundaries, counts
-    ``0, chunk, 2 chunk, …, N`` (strictly increasing). The result stays within the level interval that the
-    level table gives; its size is within one chunk of ``rate`` (module docstring).
+    ``0, chunk, 2 chunk, …, N`` (strictly increasing). Level points inside the chunk around ``rate`` serve as
+    tighter knots (so a level's own rate selects exactly that level). The result stays within the level
+    interval that the level table gives; its size is within one chunk of ``rate`` (module docstring).
     """
     rate = float(rate)
     li = _level_of_rate(level_rates, rate)
@@ -123,7 +124,13 @@ def select_by_rate_exact(level_sizes: Sequence[int], level_rates: Sequence[int],
     else:
         b0, b1 = j * chunk_size, min((j + 1) * chunk_size, n)
         s0, s1 = chunk_rates[j], chunk_rates[j + 1]
-        k = b0 + math.floor((rate - s0) / (s1 - s0) * (b1 - b0))
+        # the level points are exact sizes too: use them when they are closer knots inside this chunk
+        n0, r0, n1, r1 = level_sizes[li], level_rates[li], level_sizes[li + 1], level_rates[li + 1]
+        if b0 <= n0 < b1 and s0 <= r0 <= rate:
+            b0, s0 = n0, r0
+        if b0 < n1 <= b1 and rate < r1 <= s1:
+            b1, s1 = n1, r1
+        k = b0 + math.floor((rate - s0) / (s1 - s0) * (b1 - b0)) if s1 > s0 else b0
     return int(min(max(k, level_sizes[li]), level_sizes[li + 1] - 1))
 
 

@@ -141,3 +141,11 @@ def test_exact_selection_by_hand():
     assert select_by_rate_exact(sizes, rates, 4, table, 230) == 10
     assert select_by_rate_exact(sizes, rates, 4, table, 215) == 9
     assert select_by_rate_exact(sizes, rates, 4, table, 150, interpolate=False) == 2
+
+
+def test_exact_selection_uses_level_points_as_knots():
+    # level 1 (1 Gaussian, 150 B) lies inside the first chunk (0..4: 100..160 B): its own rate selects it exactly
+    sizes, rates, table = [1, 6, 10], [150, 170, 230], [100, 160, 200, 230]
+    assert select_by_rate_exact(sizes, rates, 4, table, 150) == 1
+    assert select_by_rate_exact(sizes, rates, 4, table, 155) == 1 + math.floor(5 / 10 * 3)
+    assert select_by_rate_exact(sizes, rates, 4, table, 170) == 6
