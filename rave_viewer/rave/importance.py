@@ -9,9 +9,9 @@ the training views. Two ways to accumulate over the views (``accumulate``):
 * ``"sum_of_norms"``: sum over views of the per-view gradient norms ||dL_v/dtheta_i||_2 (gradients of
   opposite sign from different views do not cancel; 3DGS accumulates its densification statistic this way).
 
-Measured (benchmarks/SELECTION.md): on a trained 40k-Gaussian demo scene ``norm_of_sum`` builds clearly better
-levels (+0.85 dB mean level PSNR) and the context-aware order beats the global one with both (+0.27 dB /
-+0.34 dB BD-PSNR), so the default stays ``norm_of_sum``. On tiny under-fitted scenes (the unit tests) the
+Measured (benchmarks/SELECTION.md): on the trained demo scenes ``norm_of_sum`` builds better levels (+0.6 to
++0.85 dB mean level PSNR) and the context-aware order beats the global one with both (+0.25 / +0.27 dB and
++0.31 / +0.34 dB BD-PSNR), so the default stays ``norm_of_sum``. On tiny under-fitted scenes (the unit tests) the
 levels are equally good, but after fine-tuning the summed gradient nearly cancels across views and the
 context-aware advantage is only measurable with ``sum_of_norms``.
 
