@@ -237,7 +237,8 @@ def _open_ckpt(path: Path) -> ViewSource:
     cams = ckpt.test_cameras if ckpt.test_cameras is not None and len(ckpt.test_cameras) else None
     if cams is not None and cams.images is None:
         cams = None
-    return ViewSource(path=path, kind="ckpt", gaussians=ckpt.gaussians, test_cameras=cams, checkpoint=ckpt)
+    # what a receiver decodes (quantized, dequantized): the same Gaussians the RD table was measured on
+    return ViewSource(path=path, kind="ckpt", gaussians=ckpt.decoded_gaussians(), test_cameras=cams, checkpoint=ckpt)
 
 
 def _open_rave(path: Path) -> ViewSource:

@@ -47,7 +47,8 @@ def make_cams(images_of: Gaussians | None = None) -> Cameras:
     Ks = intrinsics(W, H, math.radians(55)).expand(3, 3, 3).clone()
     cams = Cameras(vms, Ks, W, H, None, ["front", "right", "back"])
     if images_of is not None:
-        cams.images = render_cameras(images_of, cams, backend="cpu")[0].clamp(0, 1)
+        img = render_cameras(images_of, cams, backend="cpu")[0].clamp(0, 1)
+        cams.images = torch.round(img * 255.0) / 255.0  # 8-bit, like a dataset's photos (and the .ckpt copy)
     return cams
 
 
@@ -58,21 +59,24 @@ def build_checkpoint() -> RaveCheckpoint:
     quant = QuantConfig()
     bounds = scene_bounds(g)
     enc = ProgressiveEncoder(g, quant, codec="lzma", chunk_size=CHUNK, bounds=bounds, progress=False)
+    ckpt = RaveCheckpoint(
+        gaussians=g, order=torch.arange(N), level_sizes=list(LEVELS),
+        level_rates=[int(enc.size_of_prefix(s)) for s in LEVELS], quant=quant, bounds=bounds, codec="lzma",
+        chunk_size=CHUNK, rd={}, test_cameras=cams, meta={"source": "tests/viewer/conftest.py"},
+    )  # fmt: skip
+    ckpt._encoder = enc
+    # the RD table measures what a receiver decodes (as `rave build` does), so the viewer's live PSNR must match it
+    dec = ckpt.decoded_gaussians()
     counts = sorted(set(np.linspace(100, N, 40).round().astype(int).tolist()))
     rd = {"count": [], "bytes": [], "psnr": [], "ssim": []}
     with torch.no_grad():
         for k in counts:
-            img = render_cameras(g.prefix(k), cams, backend="cpu")[0].clamp(0, 1)
+            img = render_cameras(dec.prefix(k), cams, backend="cpu")[0].clamp(0, 1)
             rd["count"].append(int(k))
             rd["bytes"].append(int(enc.size_of_prefix(k)))
             rd["psnr"].append(float(psnr(img, cams.images).mean()))
             rd["ssim"].append(float(ssim(img, cams.images).mean()))
-    ckpt = RaveCheckpoint(
-        gaussians=g, order=torch.arange(N), level_sizes=list(LEVELS),
-        level_rates=[int(enc.size_of_prefix(s)) for s in LEVELS], quant=quant, bounds=bounds, codec="lzma",
-        chunk_size=CHUNK, rd=rd, test_cameras=cams, meta={"source": "tests/viewer/conftest.py"},
-    )  # fmt: skip
-    ckpt._encoder = enc
+    ckpt.rd = rd
     return ckpt
 
 

@@ -11,6 +11,7 @@ import torch
 from rave_viewer.codec import decode
 from rave_viewer.errors import RaveError
 from rave_viewer.scene.ply import read_ply
+from rave_viewer.viewer.frames import FrameRenderer
 from rave_viewer.viewer.sources import find_demo_scene, open_source
 
 
@@ -122,3 +123,23 @@ def test_decoded_rave_matches_ckpt_prefix_as_a_set(scene_files, ckpt_source):
     k = src.stops[1]
     dec = decode(ckpt_source.encode_prefix(k))
     assert torch.equal(dec.gaussians.means, src.gaussians.prefix(k).means)
+
+
+def test_live_test_view_psnr_matches_the_stored_rd_table(ckpt_source):
+    """The viewer renders what a receiver decodes: its exact per-view PSNR, averaged, is the RD table's mean."""
+    frames = FrameRenderer(ckpt_source, backend="cpu")
+    rd = ckpt_source.rd
+    views = range(len(ckpt_source.test_cameras))
+    for i in (0, len(rd["count"]) // 2, len(rd["count"]) - 1):
+        k = rd["count"][i]
+        live = np.mean([frames.test_psnr(k, v) for v in views])
+        assert live == pytest.approx(rd["psnr"][i], abs=1e-3)
+    # and the rendered Gaussians are the decoded stream's (the same set), not the float model's
+    dec = decode(ckpt_source.encode_prefix(ckpt_source.n)).gaussians
+    assert np.allclose(_sorted_means(dec), _sorted_means(ckpt_source.gaussians), atol=1e-6)
+    assert not np.allclose(_sorted_means(ckpt_source.checkpoint.gaussians), _sorted_means(dec), atol=1e-6)
+
+
+def _sorted_means(g) -> np.ndarray:
+    m = g.means.detach().double().numpy()
+    return m[np.lexsort(m.T[::-1])]
