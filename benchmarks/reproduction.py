@@ -48,6 +48,7 @@ from rave_viewer.eval import RDCurve, anchor_sag, bd, evaluate_models, smoothnes
 from rave_viewer.eval.plot import PALETTE, Series, line_plot  # noqa: E402
 from rave_viewer.eval.report import fmt_bytes  # noqa: E402
 from rave_viewer.fileio import atomic_write_text  # noqa: E402
+from rave_viewer.render import resolve_backend  # noqa: E402
 
 BUILD_STAGES = ("levels", "finetune", "ranking", "rates")
 # name -> plot style
@@ -166,7 +167,6 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
 def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
     from rave_viewer.rave import BuildConfig
     from rave_viewer.rave.build import Builder, downscale_cameras
-    from rave_viewer.render import resolve_backend
     from rave_viewer.scene.datasets import load_dataset
     from rave_viewer.scene.ply import read_ply
 
@@ -415,7 +415,7 @@ def scene_section(res: dict, an: dict, files: dict) -> str:
         if k in files:
             L.append(f"![{k}]({files[k]})")
     L += ["", "### Bjøntegaard deltas of RAVE against each variant", "",
-          "PCHIP in log-rate over the overlapping range (`rave_viewer.bjontegaard`); BD-PSNR > 0: RAVE better; "
+          "PCHIP in log-rate over the overlapping range (`rave_viewer.eval.bjontegaard`); BD-PSNR > 0: RAVE better; "
           "BD-rate < 0: RAVE needs fewer bytes for the same PSNR.", "",
           "| reference | BD-PSNR of RAVE (dB) | BD-rate of RAVE (%) | note |", "|---|---:|---:|---|"]
     for r in an["bd"]:
@@ -547,6 +547,10 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
+        if resolve_backend(args.backend) == "cpu":  # a first-use build of the rasterizer must not count as a stage
+            from rave_viewer.render.cpu import load_extension
+
+            load_extension()
         for name, ply, data in scenes:
             res = run_scene(name, ply, data, s, args)
             atomic_write_text(out_dir / f"reproduction_{name}.json", json.dumps(res, indent=1) + "\n")

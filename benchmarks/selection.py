@@ -129,7 +129,7 @@ def _fit_procedural(seed: int, width: int, views: int, points: int, steps: int, 
 
 
 def _ranking_rows(g, ds, name: str, args) -> list[str]:
-    from rave_viewer.bjontegaard import bd_psnr
+    from rave_viewer.eval.bjontegaard import bd_psnr
     from rave_viewer.rave.build import Builder, rd_table
     from rave_viewer.rave.config import BuildConfig
 

@@ -1,6 +1,6 @@
 """Comparing RD curves: Bjøntegaard deltas between pairs, smoothness of one curve, and text tables of both.
 
-BD numbers come from :mod:`rave_viewer.bjontegaard` (PCHIP in log-rate over the overlapping range). Sign
+BD numbers come from :mod:`rave_viewer.eval.bjontegaard` (PCHIP in log-rate over the overlapping range). Sign
 convention: for a pair (ref, test), BD-PSNR > 0 means test is better; BD-rate < 0 means test needs fewer bytes.
 """
 
@@ -35,7 +35,7 @@ def _finite(v) -> float | None:
 
 def bd(ref: RDCurve, test: RDCurve) -> BDResult:
     """BD-PSNR (dB) and BD-rate (%) of ``test`` against ``ref`` over their overlapping rate range."""
-    from ..bjontegaard import bd_psnr, bd_rate
+    from .bjontegaard import bd_psnr, bd_rate
 
     r, t = ref.sorted(), test.sorted()
     out = BDResult(ref.label, test.label, None, None)

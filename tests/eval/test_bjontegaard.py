@@ -1,12 +1,14 @@
-"""Bjøntegaard deltas against hand-computed cases, directly and through eval.compare on RD curves."""
+"""Bjøntegaard deltas: hand-computed cases, the PCHIP fit (exact on lines, equal to scipy), and eval.compare."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy.interpolate import PchipInterpolator
 
-from rave_viewer.bjontegaard import bd_psnr, bd_rate
+from rave_viewer.eval.bjontegaard import bd_psnr, bd_rate, pchip_integral, pchip_slopes
 from rave_viewer.errors import RaveError
 from rave_viewer.eval import RDCurve, bd, bd_pairs, bd_table_text
 
@@ -25,6 +27,26 @@ def test_shift_by_one_db_gives_one_db():
     up = [p + 1.0 for p in PSNR]
     assert bd_psnr(RATES, PSNR, RATES, up) == pytest.approx(1.0, abs=1e-12)
     assert bd_psnr(RATES, up, RATES, PSNR) == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_point_order_and_duplicates_do_not_matter():
+    assert bd_psnr(RATES[::-1], PSNR[::-1], RATES + RATES[:1], PSNR + PSNR[:1]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_pchip_is_exact_on_lines_and_never_overshoots():
+    x = np.array([0.0, 0.3, 1.0, 1.1, 2.5])
+    assert pchip_integral(x, 2 * x + 1, 0.2, 2.0) == pytest.approx((2.0**2 + 2.0) - (0.2**2 + 0.2))
+    assert pchip_slopes(x, np.array([0.0, 1.0, 1.0, 2.0, 5.0]))[2] == 0.0  # flat neighbour: slope 0
+
+
+def test_pchip_integral_matches_scipy():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = np.sort(rng.uniform(0, 10, 9))
+        y = np.cumsum(rng.uniform(-0.5, 2.0, 9))
+        a, b = sorted(rng.uniform(x[0], x[-1], 2))
+        assert pchip_integral(x, y, a, b) == pytest.approx(PchipInterpolator(x, y).integrate(a, b), rel=1e-10,
+                                                           abs=1e-10)
 
 
 def test_rate_scaled_curve_gives_expected_bd_rate():
@@ -52,8 +74,10 @@ def test_partial_overlap_uses_common_range_and_disjoint_curves_fail():
     line = lambda rs: [20 + 3 * math.log10(r) for r in rs]  # noqa: E731
     hi = [1e4, 1e5, 1e6, 1e7]
     assert bd_psnr(rates, line(rates), hi, line(hi)) == pytest.approx(0.0, abs=1e-12)
-    with pytest.raises(RaveError):
+    with pytest.raises(RaveError, match="do not overlap"):
         bd_psnr([1, 2], [1, 2], [3, 4], [1, 2])
+    with pytest.raises(RaveError, match="at least 2"):
+        bd_psnr([1], [20], [1, 2], [20, 21])
 
 
 def _curve(label, rates, psnr, continuous=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from rave_viewer.bjontegaard import bd_psnr
+from rave_viewer.eval.bjontegaard import bd_psnr
 
 
 

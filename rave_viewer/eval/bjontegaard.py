@@ -1,6 +1,6 @@
 """Bjøntegaard deltas (BD-PSNR, BD-rate) between two rate-distortion curves, with piecewise-cubic (PCHIP) fits.
 
-Pure math (numpy only, no scipy), so every floor can use it. The method follows the JVET/VCEG practice
+Pure math (numpy only, no scipy). The method follows the JVET/VCEG practice
 (VCEG-M33 with the piecewise cubic Hermite interpolation of the JVET common-test-conditions sheet):
 
 * BD-PSNR: fit PSNR as a PCHIP function of log10(rate) for each curve, integrate both over the overlapping
@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import RaveError
+from ..errors import RaveError
 
 __all__ = ["bd_psnr", "bd_rate", "pchip_slopes", "pchip_integral"]
 
