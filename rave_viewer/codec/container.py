@@ -321,6 +321,15 @@ class ProgressiveEncoder:
             size += len(self._partial_chunk(k)[0])
         return size
 
+    def partial_chunk_size(self, k: int) -> int:
+        """Compressed bytes of the last, partial chunk of the first ``k`` Gaussians (0 if k ends on a chunk).
+
+        With the sizes at the chunk boundaries known (a checkpoint's chunk table), ``size_of_prefix(k)`` is
+        ``table[k // chunk] + 12 + partial_chunk_size(k)``: one partial chunk compressed, no full chunk touched.
+        """
+        k = self._check_k(k)
+        return len(self._partial_chunk(k)[0]) if k % self.chunk_size else 0
+
     def chunk_sizes(self) -> list[int]:
         """Compressed bytes of every full chunk (compresses them all once)."""
         self._ensure_full(len(self._full))

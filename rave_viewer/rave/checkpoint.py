@@ -97,14 +97,23 @@ class RaveCheckpoint:
         return self.chunk_rates
 
     def prefix_bytes(self, k: int) -> int:
-        """Exact .rave size of the first ``k`` Gaussians (no compression at chunk boundaries)."""
+        """Exact .rave size of the first ``k`` Gaussians.
+
+        With the chunk table: a table lookup at chunk boundaries, else the boundary below plus one index entry
+        and the compressed partial chunk (only that chunk is compressed, whatever k and N are).
+        """
+        from ..codec.container import INDEX_ENTRY_SIZE
+
         n = len(self)
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= n:
             raise RaveError(f"prefix length must be an integer 0..{n}, got {k!r}")
         k = int(k)
-        if self.chunk_rates is not None and (k % self.chunk_size == 0 or k == n):
+        if self.chunk_rates is None:
+            return int(self.encoder().size_of_prefix(k))
+        full, rest = divmod(k, self.chunk_size)
+        if rest == 0 or k == n:
             return int(self.chunk_rates[-(-k // self.chunk_size)])
-        return int(self.encoder().size_of_prefix(k))
+        return int(self.chunk_rates[full]) + INDEX_ENTRY_SIZE + self.encoder().partial_chunk_size(k)
 
     def decoded_gaussians(self) -> Gaussians:
         """What a receiver decodes (quantized with the fixed grid, dequantized), in ranked order; cached."""
