@@ -7,6 +7,8 @@ Variants, all from the same pretrained model, views and settings:
 * ``50 anchors``: the naive multi-anchor strategy: 50 levels built coarse-from-fine (a gradient pass per
   anchor), fine-tuned with stochastic levels, no interpolation: operating points are the 50 anchors (Fig. 4).
 * ``no fine-tuning``: RAVE's levels and context-aware ranking on the pretrained model.
+* ``RAVE, authors' weights``: RAVE with the level sampling of the authors' code (P = .32 .20 .16 .12 .08 .04
+  .04 .04, finest to coarsest) instead of the paper's uniform one (8 levels only).
 * ``fixed-rate``: 5 separate models, one per rate: the level G_l of RAVE's hierarchy (same importance
   pruning) fine-tuned alone with the same quantization-aware fine-tuning and the same number of steps
   (one training per point, as the fixed-rate methods of Fig. 3 need).
@@ -20,7 +22,7 @@ Usage::
     python benchmarks/reproduction.py                    # demo scenes in trained_scenes/ -> benchmarks/
     python benchmarks/reproduction.py --quick            # small images, few steps (smoke run, ~minutes)
     python benchmarks/reproduction.py --scene S.ply --data DATA_DIR [--name NAME]
-    python benchmarks/reproduction.py --report-only      # rewrite REPRODUCTION.md from benchmarks/reproduction_*.json
+    python benchmarks/reproduction.py --report-only      # redraw figures, rewrite REPRODUCTION.md from reproduction_*.json
 
 A full run writes ``reproduction_<scene>.json`` and ``reproduction_<scene>_*.png`` into ``--out``
 (default benchmarks/) and rebuilds ``REPRODUCTION.md`` there from every ``reproduction_*.json`` present.
@@ -51,12 +53,15 @@ from rave_viewer.fileio import atomic_write_text  # noqa: E402
 from rave_viewer.render import resolve_backend  # noqa: E402
 
 BUILD_STAGES = ("levels", "finetune", "ranking", "rates")
+AUTHORS = "RAVE, authors' weights"
+VARIANTS = ("rave", "global", "anchors", "noft", "fixed", "authors")
 # name -> plot style
 STYLE = {
     "RAVE": dict(color=PALETTE[0], width=2.5),
     "global": dict(color=PALETTE[1], dashed=True),
     "50 anchors": dict(color=PALETTE[2], width=1.5),
     "no fine-tuning": dict(color=PALETTE[7], dashed=True, width=1.5),
+    AUTHORS: dict(color=PALETTE[4], width=1.5, dashed=True),
     "fixed-rate": dict(color=PALETTE[3], line=False, markers=True),
 }
 # Verdict thresholds (stated in the report).
@@ -66,9 +71,11 @@ SAG_TOL_DB = 0.05  # "irregular": some operating point falls this far below the 
 
 PRESETS = {
     # max_side: long side of the images (downscaled, antialiased); steps: fine-tuning steps of every variant
-    # full: the demo scenes' native 128 px, every 3rd training view for scoring and fine-tuning (the cost is
-    # dominated by rendered views: 50 anchors need 49 scoring passes), all test views, 300 steps per fine-tuning
-    "full": dict(max_side=128, train_views=28, test_views=0, steps=300, levels=8, anchors=50, fixed=5, rd_points=64),
+    # full: the demo scenes' native 128 px, all training and test views; steps None = as many fine-tuning steps
+    # as the model's own training (the authors' code; 3000 when the PLY has no run record), for every variant
+    # and for each fixed-rate model. `rave build` defaults to 10 % of that: --steps 300 runs that setting.
+    "full": dict(max_side=128, train_views=0, test_views=0, steps=None, levels=8, anchors=50, fixed=5,
+                 rd_points=64),
     "quick": dict(max_side=48, train_views=12, test_views=4, steps=60, levels=8, anchors=50, fixed=5, rd_points=64),
 }
 
@@ -143,7 +150,8 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
         tuned, _ = finetune(sub, b.train, [k], steps=steps, lrs=lrs, weights=[1.0], seed=c.seed,
                             transform=b.fake_quantize if c.qat else None, progress=progress)
         g = tuned.gaussians
-        nbytes = ProgressiveEncoder(g, b.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=b.bounds).size_of_prefix(k)
+        nbytes = ProgressiveEncoder(g, b.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=b.bounds,
+                                    progress=progress).size_of_prefix(k)
         dt, dr = time.perf_counter() - t0, b.units.renders - r0
         t_ft, r_ft = t_ft + dt, r_ft + dr
         dec = dequantize(quantize(g, b.quant, b.bounds))  # what a receiver decodes
@@ -166,7 +174,7 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
 
 def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
     from rave_viewer.rave import BuildConfig
-    from rave_viewer.rave.build import Builder, downscale_cameras
+    from rave_viewer.rave.build import DEFAULT_STEPS, Builder, downscale_cameras, training_steps
     from rave_viewer.scene.datasets import load_dataset
     from rave_viewer.scene.ply import read_ply
 
@@ -177,6 +185,7 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
     test = downscale_cameras(_every(ds.test, s["test_views"]), s["max_side"])
     if len(test) == 0:
         raise RaveError("the dataset has no test views", data)
+    s = dict(s, steps=s["steps"] if s["steps"] is not None else (training_steps(ply) or DEFAULT_STEPS))
     cfg = BuildConfig(num_levels=s["levels"], steps=s["steps"], rd_points=s["rd_points"], backend=args.backend,
                       seed=args.seed)
     print(f"\n== {name}: {len(g)} Gaussians (SH {g.sh_degree}), {len(train)} train / {len(test)} test views at "
@@ -197,8 +206,7 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
               f"{costs[label]['seconds']:.0f} s")
 
     variants = set(args.variants)
-    if variants & {"rave", "global", "noft", "fixed"}:
-        add("RAVE", b.checkpoint("context"))
+    add("RAVE", b.checkpoint("context"))  # the reference of every comparison
     if "global" in variants:
         add("global", b.checkpoint("global"))
     if "noft" in variants:
@@ -207,6 +215,8 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
         L = len(b.sizes)
         idx = sorted({int(round(i * (L - 1) / (s["fixed"] - 1))) for i in range(s["fixed"])})
         curves["fixed-rate"], costs["fixed-rate"] = fixed_rate(b, idx, s["steps"], progress)
+    if "authors" in variants:
+        add(AUTHORS, b.variant(level_sampling="authors").checkpoint("context"))
     if "anchors" in variants:
         b50 = Builder(g, train, test, cfg.replace(anchors=s["anchors"]), scene_scale=ds.scene_scale,
                       progress=progress)
@@ -290,7 +300,8 @@ def analyse(res: dict) -> dict:
         claim("fig3-competitive", "The continuous model is competitive with separately trained fixed-rate models",
               verdict, f"BD-PSNR of RAVE vs {len(cv['fixed-rate'])} fixed-rate fine-tunes: "
               f"{_f(v, '+.3f')} dB, BD-rate {_f(r['bd_rate_pct'], '+.1f')} % (competitive = within "
-              f"{COMPETITIVE_DB} dB); build cost RAVE {cr['renders']} renders / {cr['seconds']:.0f} s vs fixed-rate "
+              f"{COMPETITIVE_DB} dB); RAVE minus fixed-rate at each fixed point's size: {point_gaps(rave, cv['fixed-rate'])}"
+              f"; build cost RAVE {cr['renders']} renders / {cr['seconds']:.0f} s vs fixed-rate "
               f"{cf['renders']} renders / {cf['seconds']:.0f} s for {len(cv['fixed-rate'])} points")
     if rave is not None and "global" in cv:
         sr, sg = out["smooth"]["RAVE"], out["smooth"]["global"]
@@ -325,11 +336,45 @@ def analyse(res: dict) -> dict:
               "the 50-anchor variant was not part of this run")
     if rave is not None and "no fine-tuning" in bdv:
         v = bdv["no fine-tuning"]["bd_psnr_db"]
+        nf = cv["no fine-tuning"]
+        worst, _ = gap_to(nf, rave)  # RAVE minus no fine-tuning, at RAVE's points
+        where = losing_range(nf, rave)
+        everywhere = worst >= -DIP_TOL_DB
         claim("finetune", "Quantization-aware fine-tuning with stochastic levels improves every operating point",
-              "reproduced" if v is not None and v > 0 else "not reproduced",
+              "reproduced" if v is not None and v > 0 and everywhere else
+              ("partly" if v is not None and v > 0 else "not reproduced"),
               f"BD-PSNR RAVE vs no fine-tuning {_f(v, '+.3f')} dB, BD-rate "
-              f"{_f(bdv['no fine-tuning']['bd_rate_pct'], '+.1f')} %")
+              f"{_f(bdv['no fine-tuning']['bd_rate_pct'], '+.1f')} %; RAVE minus no fine-tuning at equal size: "
+              f"worst {worst:+.3f} dB" + (f" (worse from {where})" if where else "") +
+              f"; at G_1 {rave.psnr[0] - nf.psnr[0]:+.2f} dB, at G_L {rave.psnr[-1] - nf.psnr[-1]:+.2f} dB")
+    if rave is not None and AUTHORS in bdv:
+        v = bdv[AUTHORS]["bd_psnr_db"]
+        a = cv[AUTHORS]
+        claim("sampling", "Paper vs authors' code: uniform level sampling (paper) serves the range at least as well "
+              "as the code's finest-heavy weights", "reproduced" if v is not None and v >= 0 else "not reproduced",
+              f"BD-PSNR uniform vs authors' weights {_f(v, '+.3f')} dB; at G_1 {rave.psnr[0] - a.psnr[0]:+.2f} dB, at "
+              f"G_L {rave.psnr[-1] - a.psnr[-1]:+.2f} dB (uniform minus authors')")
     return out
+
+
+def point_gaps(ref: RDCurve, pts: RDCurve) -> str:
+    """``ref``'s PSNR (linear in log-rate) minus each point's, at the points inside ref's range."""
+    lr = np.log10(np.asarray(ref.bytes, dtype=np.float64))
+    out = []
+    for b, p in zip(pts.bytes, pts.psnr):
+        x = np.log10(float(b))
+        out.append(f"{np.interp(x, lr, np.asarray(ref.psnr)) - p:+.2f}" if lr[0] <= x <= lr[-1] else "out of range")
+    return ", ".join(out) + " dB"
+
+
+def losing_range(ref: RDCurve, c: RDCurve) -> str:
+    """The sizes where ``c`` is more than DIP_TOL_DB below ``ref`` (empty string: nowhere)."""
+    lr = np.log10(np.asarray(ref.bytes, dtype=np.float64))
+    x = np.log10(np.asarray(c.bytes, dtype=np.float64))
+    m = (x >= lr[0]) & (x <= lr[-1])
+    d = np.asarray(c.psnr)[m] - np.interp(x[m], lr, np.asarray(ref.psnr))
+    lose = np.asarray(c.bytes)[m][d < -DIP_TOL_DB]
+    return f"{fmt_bytes(lose.min())} to {fmt_bytes(lose.max())}" if len(lose) else ""
 
 
 def gap_to(ref: RDCurve, c: RDCurve) -> tuple[float, float]:
@@ -514,24 +559,25 @@ def main(argv=None) -> int:
     ap.add_argument("--name", action="append", default=[], help="name of each --scene in the report")
     ap.add_argument("--quick", action="store_true", help="small images, few steps: a smoke run")
     ap.add_argument("--out", help="output folder (default benchmarks/, or /tmp/rave_reproduction_quick with --quick)")
-    ap.add_argument("--variants", default="rave,global,anchors,noft,fixed",
-                    help="comma list of rave, global, anchors, noft, fixed")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
     for k in ("max_side", "train_views", "test_views", "steps", "levels", "anchors", "fixed", "rd_points"):
         ap.add_argument(f"--{k.replace('_', '-')}", type=int, help=f"override the preset's {k}")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--report-only", action="store_true", help="only rewrite REPRODUCTION.md from stored JSON")
+    ap.add_argument("--report-only", action="store_true", help="only redraw the figures and rewrite REPRODUCTION.md from the stored JSON")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = set(args.variants) - {"rave", "global", "anchors", "noft", "fixed"}
+    bad = set(args.variants) - set(VARIANTS)
     if bad:
         ap.error(f"unknown variant(s): {', '.join(sorted(bad))}")
     out_dir = Path(args.out) if args.out else (Path("/tmp/rave_reproduction_quick") if args.quick
                                                else ROOT / "benchmarks")
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.report_only:
+        for p in sorted(out_dir.glob("reproduction_*.json")):
+            plots(json.loads(p.read_text()), out_dir)
         print(f"wrote {write_markdown(out_dir)}")
         return 0
     s = dict(PRESETS[args.mode])

@@ -6,6 +6,7 @@ Usage::
     python benchmarks/selection.py --n 200000       # smaller
     python benchmarks/selection.py --synthetic      # skip compression: synthetic chunk sizes (same code path)
     python benchmarks/selection.py --ckpt scene.ckpt  # a real checkpoint from `rave build`
+    python benchmarks/selection.py scaling          # select + exact bytes, 10k..1M, vs re-encoding with LZMA
     python benchmarks/selection.py ranking --seeds 3 5 7 11        # ranking ablation on fitted procedural scenes
     python benchmarks/selection.py ranking --ply scene.ply --data DATA_DIR   # ... on a trained scene
     python benchmarks/selection.py finetune --seeds 3 5 7 11       # level sampling ablation of the fine-tuning
@@ -249,7 +250,78 @@ def finetune_main(argv: list[str]) -> int:
     return 0
 
 
+# -- scaling: selection + exact size vs re-encoding -------------------------------------------------------
+def scaling_main(argv) -> int:
+    """Selection + exact byte size on a freshly loaded .ckpt for growing N, against re-encoding with LZMA."""
+    import tempfile
+
+    from rave_viewer.codec import ProgressiveEncoder
+    from rave_viewer.rave.checkpoint import save_checkpoint
+
+    ap = argparse.ArgumentParser(prog="selection.py scaling", description=scaling_main.__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--chunk", type=int, default=4096)
+    ap.add_argument("--targets", type=int, default=300, help="random target rates timed per size")
+    ap.add_argument("--reencode", type=int, default=5, help="of those, how many are also re-encoded")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        ck = make_checkpoint(n, args.chunk, synthetic=False)  # what `rave build` does once, at build time
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "scene.ckpt"
+            save_checkpoint(ck, path)
+            t = time.perf_counter()
+            lk = load_checkpoint(path)  # cold: no chunk compressed, as the viewer / `rave encode` open it
+            t_load = time.perf_counter() - t
+        r0, r1 = lk.rate_range()
+        rng = random.Random(n)
+        rates = [rng.uniform(r0, r1) for _ in range(args.targets)]
+        t = time.perf_counter()
+        lk.prefix_bytes(lk.select(rate=rates[0]))  # first call also quantizes the scene once for the encoder
+        t_first = time.perf_counter() - t
+        sel = timeit(lambda r: lk.select(rate=r), rates * max(1, 10_000 // len(rates)))["median_us"]  # warm loop
+        both = []
+        for r in rates[1:]:
+            t = time.perf_counter_ns()
+            lk.prefix_bytes(lk.select(rate=r))
+            both.append(time.perf_counter_ns() - t)
+        re_t, exact = [], True
+        grid = lk.encoder().cfg  # the stream's grid (SH ranges fitted to the whole scene), as the receiver has it
+        for r in rates[1:1 + args.reencode]:
+            k = lk.select(rate=r)
+            t = time.perf_counter()
+            size = ProgressiveEncoder(lk.gaussians.prefix(k), grid, codec=lk.codec, chunk_size=lk.chunk_size,
+                                      bounds=lk.bounds, progress=False).size_of_prefix(k)
+            re_t.append(time.perf_counter() - t)
+            exact &= size == lk.prefix_bytes(k)
+        med = lambda xs: statistics.median(xs)  # noqa: E731
+        p99 = lambda xs: sorted(xs)[int(0.99 * (len(xs) - 1))]  # noqa: E731
+        rows.append((n, t_load, t_first, sel, med(both) / 1e6, p99(both) / 1e6, med(re_t), exact))
+        print(f"  {n:,}: select+size {med(both) / 1e6:.1f} ms, re-encode {med(re_t):.2f} s", file=sys.stderr)
+    print(f"## Selection + exact size vs re-encoding (LZMA)\n\n{_machine_line()}; chunks of {args.chunk}; random "
+          f"Gaussians (SH 3); {args.targets - 1} random target rates per size, {args.reencode} of them re-encoded.\n")
+    print("| Gaussians | load .ckpt | first call (quantizes once) | `select(rate=R)` median | select + exact bytes "
+          "median / p99 | re-encode the prefix (LZMA) median | ratio | sizes equal |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n, tl, tf, ts, tb, tb99, tr, ok in rows:
+        print(f"| {n:,} | {tl:.2f} s | {tf:.2f} s | {ts:.1f} µs | {tb:.1f} / {tb99:.1f} ms | {tr:.2f} s | "
+              f"{tr / (tb / 1e3):,.0f}x | {'yes' if ok else 'NO'} |")
+    return 0 if all(r[-1] for r in rows) else 1
+
+
+def _machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, load "
+            f"average {os.getloadavg()[0]:.1f}")
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "scaling":
+        return scaling_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "ranking":
         return ranking_main(sys.argv[2:])
     if len(sys.argv) > 1 and sys.argv[1] == "finetune":

@@ -36,6 +36,10 @@ from .ranking import rank
 from .units import GaussianUnits
 
 
+#: Config keys the nested levels depend on (a variant changing none of them reuses the levels).
+LEVEL_KEYS = ("num_levels", "coarsest_fraction", "delta_rate", "fractions", "level_method", "anchors", "importance",
+              "importance_params", "importance_batch", "background", "backend")
+
 #: Fine-tuning steps when neither the config nor the model's run record says (10 % of gsplat's 30k steps).
 DEFAULT_STEPS = 3000
 
@@ -150,6 +154,17 @@ class Builder:
         self._tuned: dict[bool, tuple[GaussianUnits, dict]] = {}
         self._imp = {"accumulate": self.cfg.importance, "param_names": list(self.cfg.importance_params),
                      "batch": self.cfg.importance_batch}
+
+    def variant(self, **changes) -> "Builder":
+        """The same model and views with ``changes`` to the config (an ablation); the levels are shared when
+        none of the changes affects them, so the variant costs only the stages it changes."""
+        cfg = self.cfg.replace(**changes)
+        b = Builder(self.gaussians, self.train, self.test, cfg, scene_scale=self.scene_scale,
+                    progress=self.progress, sources=self.sources, train_steps=self.train_steps)
+        if all(getattr(cfg, k) == getattr(self.cfg, k) for k in LEVEL_KEYS):
+            b._levels = self.levels()
+            b.stages["levels"] = dict(self.stages["levels"])
+        return b
 
     @contextmanager
     def _stage(self, name: str):

@@ -110,3 +110,16 @@ def test_naive_multi_anchor_snaps_to_levels(tiny_dataset, tiny_model):
         mid = (r[i] + r[i + 1]) / 2
         assert ck.select(rate=mid) == ck.level_sizes[i]
     assert ck.rd["count"] == ck.level_sizes  # the RD table is the staircase of the levels
+
+
+def test_variant_shares_the_levels_only_when_they_do_not_change(tiny_builder):
+    """An ablation that changes fine-tuning reuses the levels (no new scoring passes); one that changes the
+    level structure builds its own, nested and of the new sizes."""
+    base = tiny_builder.levels()
+    v = tiny_builder.variant(steps=7, level_sampling="finest")
+    assert v.cfg.steps == 7 and v.levels() is base and v.units.renders == 0
+    assert v.stages["levels"] == tiny_builder.stages["levels"]
+    w = tiny_builder.variant(num_levels=3)
+    lw = w.levels()
+    assert lw is not base and len(w.sizes) == 3 and w.sizes[-1] == len(tiny_builder.gaussians)
+    assert w.units.renders > 0 and "levels" in w.stages
