@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _machine import machine_line  # noqa: E402
 
 from rave_viewer.codec import CODECS, ProgressiveEncoder, QuantConfig, decode, dequantize  # noqa: E402
 from rave_viewer.codec.container import _Layout, _pack_chunk  # noqa: E402
@@ -166,26 +167,6 @@ def run_codecs(g, cfg, codecs, chunks, repeat: int):
     return rows
 
 
-def machine_info() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    vers = []
-    for mod in ("torch", "numpy", "zstandard", "brotli", "gsply"):
-        try:
-            m = __import__(mod)
-            vers.append(f"{mod} {getattr(m, '__version__', '?')}")
-        except ImportError:
-            vers.append(f"{mod} not installed")
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}; " + ", ".join(vers))  # fmt: skip
-
-
 # -- report -------------------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -209,7 +190,7 @@ def main(argv=None) -> int:
     cfg = QuantConfig()
     cmd = " ".join(argv or sys.argv[1:])
     lines = ["# .rave codec benchmark", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
-             f"Machine: {machine_info()}", "",
+             f"Machine: {machine_line(('numpy', 'zstandard', 'brotli', 'gsply'))}", "",
              f"Scene: {scene_desc}; PLY {ply_bytes} bytes ({ply_bytes / n:.1f} B/Gaussian)", "",
              f"Default quantization: `{cfg.to_dict()}`", "",
              "Bytes are exact file sizes; MB = 10^6 bytes. Throughput = Gaussians per second over the whole file "

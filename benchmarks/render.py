@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import machine_line  # noqa: E402
 
 SIZES = [10_000, 100_000, 1_000_000]
 RESOLUTIONS = [256, 512]
@@ -102,23 +103,6 @@ def spawn(n, res, backend, backward, repeats, threads=0, timeout=7200) -> dict |
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    import torch
-
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} cores (nproc {len(os.sched_getaffinity(0))}), {cpu}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
@@ -136,7 +120,7 @@ def main() -> None:
 
     sizes = SIZES[:1] if args.quick else SIZES
     threads = f", {args.threads} thread(s) used" if args.threads else ""
-    print(f"Machine: {machine()}{threads}; load average before: {os.getloadavg()[0]:.1f}\n")
+    print(f"Machine: {machine_line()}{threads} (before the run)\n")
     print(
         "| Gaussians | image | backend | forward ms (CPU s) | backward ms (CPU s) | bwd/fwd | FPS | "
         "peak RSS MB | added MB | visible |"

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -45,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from _machine import machine  # noqa: E402
 from rave_viewer.errors import RaveError  # noqa: E402
 from rave_viewer.eval import RDCurve, anchor_sag, bd, evaluate_models, smoothness  # noqa: E402
 from rave_viewer.eval.plot import PALETTE, Series, line_plot  # noqa: E402
@@ -232,25 +231,6 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
         "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/reproduction.py " + " ".join(sys.argv[1:]),
     }
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "os": platform.platform(terse=True),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average_1min_at_end": None if load is None else round(load, 2)}
 
 
 # -- analysis -------------------------------------------------------------------------------------------------
@@ -448,8 +428,9 @@ def scene_section(res: dict, an: dict, files: dict) -> str:
              f"{res.get('config', {}).get('level_method', '?')}; fine-tuning level sampling "
              f"{res.get('config', {}).get('level_sampling', '?')}, QAT {res.get('config', {}).get('qat', '?')}. "
              f"Renderer: {res['backend']}. Whole run: {res['seconds'] / 60:.1f} min on {m['cpu']} "
-             f"({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads, load average "
-             f"{m['load_average_1min_at_end']} at the end: other processes shared the cores).")
+             f"({m['cores']} cores, torch {m['torch']}, {m['torch_threads']} threads; 1-min load average "
+             f"{m.get('load_average_1min', m.get('load_average_1min_at_end'))} at the end, the run's own load "
+             f"included).")
     if res.get("note"):
         L += ["", f"**Note:** {res['note']}"]
     L += ["", "### Claims", "", "| claim | verdict | numbers |", "|---|---|---|"]

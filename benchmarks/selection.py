@@ -28,8 +28,6 @@ length: a control), and without fine-tuning.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -41,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _machine import machine_line  # noqa: E402
 from rave_viewer.rave.checkpoint import RaveCheckpoint, chunk_rate_table, load_checkpoint  # noqa: E402
 from rave_viewer.rave.levels import level_fractions, level_sizes  # noqa: E402
 from rave_viewer.scene.cameras import Cameras  # noqa: E402
@@ -298,7 +297,7 @@ def scaling_main(argv) -> int:
         p99 = lambda xs: sorted(xs)[int(0.99 * (len(xs) - 1))]  # noqa: E731
         rows.append((n, t_load, t_first, sel, med(both) / 1e6, p99(both) / 1e6, med(re_t), exact))
         print(f"  {n:,}: select+size {med(both) / 1e6:.1f} ms, re-encode {med(re_t):.2f} s", file=sys.stderr)
-    print(f"## Selection + exact size vs re-encoding (LZMA)\n\n{_machine_line()}; chunks of {args.chunk}; random "
+    print(f"## Selection + exact size vs re-encoding (LZMA)\n\n{machine_line()}; chunks of {args.chunk}; random "
           f"Gaussians (SH 3); {args.targets - 1} random target rates per size, {args.reencode} of them re-encoded.\n")
     print("| Gaussians | load .ckpt | first call (quantizes once) | `select(rate=R)` median | select + exact bytes "
           "median / p99 | re-encode the prefix (LZMA) median | ratio | sizes equal |")
@@ -307,16 +306,6 @@ def scaling_main(argv) -> int:
         print(f"| {n:,} | {tl:.2f} s | {tf:.2f} s | {ts:.1f} µs | {tb:.1f} / {tb99:.1f} ms | {tr:.2f} s | "
               f"{tr / (tb / 1e3):,.0f}x | {'yes' if ok else 'NO'} |")
     return 0 if all(r[-1] for r in rows) else 1
-
-
-def _machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, load "
-            f"average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> int:
@@ -358,9 +347,7 @@ def main() -> int:
         ("ckpt.select(psnr=p)", timeit(lambda p: ck.select(psnr=p), psnrs)),
         ("ckpt.level_of(k)", timeit(ck.level_of, counts)),
     ]
-    print(f"## Selection speed\n\n{what}; {args.targets:,} random targets per row; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"torch {torch.__version__}\n")
+    print(f"## Selection speed\n\n{what}; {args.targets:,} random targets per row; {machine_line()}\n")
     print("| operation | median | p99 | max |\n|---|---:|---:|---:|")
     for name, t in rows:
         print(f"| {name} | {t['median_us']:.1f} µs | {t['p99_us']:.1f} µs | {t['max_us']:.1f} µs |")

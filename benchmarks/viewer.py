@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import machine_line  # noqa: E402
 
 RESOLUTIONS = [("moving", 320, 180, 40), ("still", 1280, 720, 70)]
 SHARES = [0.25, 1.0]
@@ -167,8 +167,7 @@ def main() -> None:
     sources += [synthetic_source(n) for n in ([10_000] if args.quick else [10_000, 100_000])]
 
     print(f"# Viewer frame time ({resolve_backend('auto')} backend)\n")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print(f"{machine_line()}\n")
     print("| scene | Gaussians rendered | frame | render ms | uint8 ms | JPEG ms | frame ms (median) | "
           "frame ms (best) | FPS (median) |")  # fmt: skip
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")

@@ -6,10 +6,9 @@ import dataclasses
 
 import pytest
 import torch
-import yaml
 
 from rave_viewer.errors import RaveError
-from rave_viewer.train.config import TrainConfig, describe, from_dict, load_config
+from rave_viewer.train.config import TrainConfig, describe, load_config
 from rave_viewer.train.init import init_gaussians, knn_rms_distance, rgb_to_sh
 from rave_viewer.train.schedule import make_strategy, scaled_schedule
 
