@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import RaveError
+from .errors import guarded
 
 # Sub-command name -> module in rave_viewer.commands providing ``HELP``, ``add_arguments(p)``, ``run(args)``.
 COMMANDS = {
@@ -40,23 +40,11 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _guarded(fn, *a) -> int:
-    try:
-        rc = fn(*a)
-        return int(rc or 0)
-    except RaveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     names = [argv[0]] if argv and argv[0] in COMMANDS else None
     args = build_parser(names).parse_args(argv)
-    return _guarded(args._run, args)
+    return guarded(args._run, args)
 
 
 def view_main(argv: list[str] | None = None) -> int:
@@ -65,7 +53,7 @@ def view_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rave-view", description=view.HELP)
     view.add_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return _guarded(view.run, args)
+    return guarded(view.run, args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from typing import Any, Callable
 
 
 class RaveError(Exception):
@@ -12,3 +14,15 @@ class RaveError(Exception):
         self.path = None if path is None else os.fspath(path)
         msg = " ".join(str(message).split())  # always one line
         super().__init__(f"{self.path}: {msg}" if self.path is not None else msg)
+
+
+def guarded(fn: Callable[..., Any], *args: Any) -> int:
+    """Run a command's body and return its exit code: a RaveError is one line on stderr (2), Ctrl-C is 130."""
+    try:
+        return int(fn(*args) or 0)
+    except RaveError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RaveError
+from ..errors import RaveError, guarded
 from .config import TrainConfig, from_dict, read_yaml
 
 #: Recipe ``scene:`` keys -> (type, required); the arguments of ``generate_scene``.
@@ -115,21 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default="out/datasets", help="where the generated datasets go (git-ignored)")
     p.add_argument("--steps", type=int, help="override the recipes' step count (quick checks)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    try:
-        recipes = [load_recipe(r) for r in args.recipes]  # check them all before any work
-        for r in recipes:
-            result, ply = build_demo(r, Path(args.output), Path(args.data_root), steps=args.steps,
-                                     progress=not args.quiet)
-            if result.interrupted:
-                print(f"interrupted at step {result.steps_done}: checkpoint written to {ply}", file=sys.stderr)
-                return 130
-            m = result.metrics
-            print(f"{r.name}: wrote {ply} ({len(result.gaussians)} Gaussians, test PSNR {m['test_psnr']:.2f} dB, "
-                  f"SSIM {m['test_ssim']:.4f}, {result.wall_time_s:.0f} s)")
-    except RaveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return guarded(_run, p.parse_args(argv))
+
+
+def _run(args) -> int:
+    recipes = [load_recipe(r) for r in args.recipes]  # check them all before any work
+    for r in recipes:
+        result, ply = build_demo(r, Path(args.output), Path(args.data_root), steps=args.steps,
+                                 progress=not args.quiet)
+        if result.interrupted:
+            print(f"interrupted at step {result.steps_done}: checkpoint written to {ply}", file=sys.stderr)
+            return 130
+        m = result.metrics
+        print(f"{r.name}: wrote {ply} ({len(result.gaussians)} Gaussians, test PSNR {m['test_psnr']:.2f} dB, "
+              f"SSIM {m['test_ssim']:.4f}, {result.wall_time_s:.0f} s)")
     return 0
 
 

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import RaveError
+from ..errors import RaveError, guarded
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -120,13 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("scene", nargs="?", help="default: the demo scene in trained_scenes/")
     ap.add_argument("--out", default="assets/viewer.png")
     args = ap.parse_args(argv)
-    try:
-        scene = args.scene or find_demo_scene()[0]
-        print(f"wrote {capture(scene, args.out)}")
-    except RaveError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded(lambda: print(f"wrote {capture(args.scene or find_demo_scene()[0], args.out)}"))
 
 
 if __name__ == "__main__":
