@@ -297,9 +297,8 @@ class ViewerApp:
         self.clients: dict[int, ClientState] = {}
         self._lock = threading.Lock()
         self._splats: SplatArrays | None = None
-        if source.kind == "ckpt":  # compress every full chunk once now (progress bar), not on a slider move
-            source.checkpoint.encoder().chunk_sizes()
-            source.bytes_of(source.min_count)
+        if source.kind == "ckpt":  # quantize once now; exact sizes = the ckpt's chunk table + one partial chunk
+            source.bytes_of(source.min_count + 1)
         self.frames.warm_up()  # the first CPU render may build the rasterizer: do it before serving
         self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
         if self.up is not None:
