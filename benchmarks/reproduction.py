@@ -7,6 +7,7 @@ Variants, all from the same pretrained model, views and settings:
 * ``50 anchors``: the naive multi-anchor strategy: 50 levels built coarse-from-fine (a gradient pass per
   anchor), fine-tuned with stochastic levels, no interpolation: operating points are the 50 anchors (Fig. 4).
 * ``no fine-tuning``: RAVE's levels and context-aware ranking on the pretrained model.
+* ``RAVE, 5x steps``: RAVE fine-tuned for as many steps as the 5 fixed-rate models together (equal compute).
 * ``RAVE, authors' weights``: RAVE with the level sampling of the authors' code (P = .32 .20 .16 .12 .08 .04
   .04 .04, finest to coarsest) instead of the paper's uniform one (8 levels only).
 * ``fixed-rate``: 5 separate models, one per rate: the level G_l of RAVE's hierarchy (same importance
@@ -52,9 +53,13 @@ from rave_viewer.fileio import atomic_write_text  # noqa: E402
 from rave_viewer.render import resolve_backend  # noqa: E402
 
 BUILD_STAGES = ("levels", "finetune", "ranking", "rates")
+DELTA_YLIM = (-2.0, 1.5)  # dB range of the difference plot (curves beyond it are clipped at the box)
+DELTA_CLIP_NOTE = "; y clipped to -2..+1.5 dB"
 NOTES = "reproduction_notes.md"  # hand-written findings, included after the generated summary
 AUTHORS = "RAVE, authors' weights"
-VARIANTS = ("rave", "global", "anchors", "noft", "fixed", "authors")
+LONG = "RAVE, 5x steps"
+VARIANTS = ("rave", "global", "anchors", "noft", "fixed", "authors", "long")
+DEFAULT_VARIANTS = ("rave", "global", "anchors", "noft", "fixed", "authors")  # "long": add it with --merge
 # name -> plot style
 STYLE = {
     "RAVE": dict(color=PALETTE[0], width=2.5),
@@ -62,6 +67,7 @@ STYLE = {
     "50 anchors": dict(color=PALETTE[2], width=1.5),
     "no fine-tuning": dict(color=PALETTE[7], dashed=True, width=1.5),
     AUTHORS: dict(color=PALETTE[4], width=1.5, dashed=True),
+    LONG: dict(color=PALETTE[5], width=1.5),
     "fixed-rate": dict(color=PALETTE[3], line=False, markers=True),
 }
 # Verdict thresholds (stated in the report).
@@ -172,7 +178,8 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
     return curve, cost
 
 
-def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
+def run_scene(name: str, ply: Path, data: Path, s: dict, args, have: frozenset = frozenset()) -> dict:
+    """Build and evaluate the requested variants of one scene (``have``: labels already measured, skipped)."""
     from rave_viewer.rave import BuildConfig
     from rave_viewer.rave.build import DEFAULT_STEPS, Builder, downscale_cameras, training_steps
     from rave_viewer.scene.datasets import load_dataset
@@ -206,7 +213,8 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
               f"{costs[label]['seconds']:.0f} s")
 
     variants = set(args.variants)
-    add("RAVE", b.checkpoint("context"))  # the reference of every comparison
+    if "RAVE" not in have:
+        add("RAVE", b.checkpoint("context"))  # the reference of every comparison
     if "global" in variants:
         add("global", b.checkpoint("global"))
     if "noft" in variants:
@@ -215,6 +223,8 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
         L = len(b.sizes)
         idx = sorted({int(round(i * (L - 1) / (s["fixed"] - 1))) for i in range(s["fixed"])})
         curves["fixed-rate"], costs["fixed-rate"] = fixed_rate(b, idx, s["steps"], progress)
+    if "long" in variants:
+        add(LONG.replace("5x", f"{s['fixed']}x"), b.variant(steps=s["steps"] * s["fixed"]).checkpoint("context"))
     if "authors" in variants:
         add(AUTHORS, b.variant(level_sampling="authors").checkpoint("context"))
     if "anchors" in variants:
@@ -232,6 +242,20 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args) -> dict:
         "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python benchmarks/reproduction.py " + " ".join(sys.argv[1:]),
     }
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with ``new``'s variants added (their settings must agree); the run is recorded under "merged"."""
+    keys = ("settings", "levels", "train_views", "test_views", "width", "height", "gaussians")
+    diff = [k for k in keys if old.get(k) != new.get(k)]
+    if diff:
+        raise RaveError(f"cannot merge into the stored run of {old['scene']}: different {', '.join(diff)}")
+    out = dict(old)
+    for k in ("curves", "costs", "extra"):
+        out[k] = {**old[k], **new[k]}
+    out["merged"] = [*old.get("merged", []), {k: new[k] for k in ("date", "seconds", "machine", "command")}
+                     | {"variants": list(new["curves"])}]
+    return out
 
 
 # -- analysis -------------------------------------------------------------------------------------------------
@@ -328,6 +352,17 @@ def analyse(res: dict) -> dict:
               f"{_f(bdv['no fine-tuning']['bd_rate_pct'], '+.1f')} %; RAVE minus no fine-tuning at equal size: "
               f"worst {worst:+.3f} dB" + (f" (worse from {where})" if where else "") +
               f"; at G_1 {rave.psnr[0] - nf.psnr[0]:+.2f} dB, at G_L {rave.psnr[-1] - nf.psnr[-1]:+.2f} dB")
+    long_ = next((k for k in cv if k.startswith("RAVE, ") and k.endswith("x steps")), None)
+    if long_ and "fixed-rate" in cv:
+        r = bd(cv["fixed-rate"], cv[long_]).to_dict()
+        v, cl, cf = r["bd_psnr_db"], costs[long_], costs["fixed-rate"]
+        claim("fig3-compute", f"With the fine-tuning budget of the {len(cv['fixed-rate'])} fixed-rate models, the "
+              "continuous model is competitive with them",
+              "not measured" if v is None else "reproduced" if v >= -COMPETITIVE_DB else
+              "partly" if v >= -2 * COMPETITIVE_DB else "not reproduced",
+              f"BD-PSNR of {long_} vs fixed-rate {_f(v, '+.3f')} dB, BD-rate {_f(r['bd_rate_pct'], '+.1f')} %; "
+              f"minus fixed-rate at each fixed point's size: {point_gaps(cv[long_], cv['fixed-rate'])}; build "
+              f"{cl['renders']} renders / {cl['seconds']:.0f} s vs fixed-rate {cf['renders']} / {cf['seconds']:.0f} s")
     if rave is not None and AUTHORS in bdv:
         v = bdv[AUTHORS]["bd_psnr_db"]
         a = cv[AUTHORS]
@@ -385,7 +420,7 @@ def plots(res: dict, out_dir: Path) -> dict[str, str]:
         return [Series(k, cv[k].bytes, getattr(cv[k], key), **STYLE.get(k, STYLE["50 anchors"]))
                 for k in keys if k in cv]
 
-    order = ["RAVE", "fixed-rate", "global", *[k for k in cv if k.endswith("anchors")], "no fine-tuning"]
+    order = ["RAVE", "fixed-rate", "global", *[k for k in cv if k.endswith("anchors")], AUTHORS, "no fine-tuning"]
     xl = "size of the .rave stream (log scale; KB = 10^3 B, MB = 10^6 B)"
     p = out_dir / f"{stem}_rd.png"
     line_plot(p, series(order), title="Fig. 3 analogue: RD curves of every variant", note=note, logx=True,
@@ -410,8 +445,10 @@ def plots(res: dict, out_dir: Path) -> dict[str, str]:
             ser.append(Series(k, x[m].tolist(), d.tolist(), **STYLE.get(k, STYLE["50 anchors"])))
         ser.append(Series("RAVE (reference, 0)", [r.bytes[0], r.bytes[-1]], [0.0, 0.0], **STYLE["RAVE"]))
         p = out_dir / f"{stem}_delta.png"
-        line_plot(p, ser, title="PSNR of each variant minus RAVE's at the same size", note=note, logx=True,
-                  xfmt=fmt_bytes, xlabel=xl, ylabel="PSNR difference to RAVE (dB)", legend="lower left")
+        # the variants differ by tenths of a dB; without fine-tuning falls by several dB at low rates: clipped
+        line_plot(p, ser, title="PSNR of each variant minus RAVE's at the same size", note=note + DELTA_CLIP_NOTE,
+                  logx=True, xfmt=fmt_bytes, xlabel=xl, ylabel="PSNR difference to RAVE (dB)", legend="lower left",
+                  ylim=DELTA_YLIM)
         files["delta"] = p.name
     return files
 
@@ -546,7 +583,9 @@ def main(argv=None) -> int:
     ap.add_argument("--name", action="append", default=[], help="name of each --scene in the report")
     ap.add_argument("--quick", action="store_true", help="small images, few steps: a smoke run")
     ap.add_argument("--out", help="output folder (default benchmarks/, or /tmp/rave_reproduction_quick with --quick)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="comma list of " + ", ".join(VARIANTS))
+    ap.add_argument("--merge", action="store_true", help="add the variants to the scene's stored JSON (same "
+                    "settings; its RAVE curve is reused) instead of replacing it")
     for k in ("max_side", "train_views", "test_views", "steps", "levels", "anchors", "fixed", "rd_points"):
         ap.add_argument(f"--{k.replace('_', '-')}", type=int, help=f"override the preset's {k}")
     ap.add_argument("--backend", default="auto")
@@ -585,7 +624,11 @@ def main(argv=None) -> int:
 
             load_extension()
         for name, ply, data in scenes:
-            res = run_scene(name, ply, data, s, args)
+            stored = out_dir / f"reproduction_{name}.json"
+            old = json.loads(stored.read_text()) if args.merge and stored.exists() else None
+            res = run_scene(name, ply, data, s, args, frozenset(old["curves"]) if old else frozenset())
+            if old is not None:
+                res = merge(old, res)
             atomic_write_text(out_dir / f"reproduction_{name}.json", json.dumps(res, indent=1) + "\n")
             plots(res, out_dir)
             for c in analyse(res)["claims"]:

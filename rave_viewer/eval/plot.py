@@ -101,10 +101,12 @@ def line_plot(
     size: tuple[int, int] = (960, 640),
     legend: str = "lower right",
     note: str = "",
+    ylim: tuple[float, float] | None = None,
 ) -> None:
     """Draw ``series`` and write a PNG to ``path`` (atomic). Non-finite points are skipped.
 
     legend: "lower right" | "upper left" | "upper right" | "lower left". ``note``: small text under the title.
+    ``ylim``: fixed (low, high) y range; curves outside it are clipped at the box (default: fit the data).
     """
     xfmt = xfmt or _fmt_default
     yfmt = yfmt or _fmt_default
@@ -135,10 +137,13 @@ def line_plot(
             x0, x1 = x0 - 1, x1 + 1
         pad = 0.03 * (x1 - x0)
         x0, x1 = x0 - pad, x1 + pad
+    if ylim is not None:
+        y0, y1 = (float(v) for v in ylim)
     if y1 <= y0:
         y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = 0.06 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
+    if ylim is None:
+        pad = 0.06 * (y1 - y0)
+        y0, y1 = y0 - pad, y1 + pad
 
     left, right = 92 * _SS, W - 24 * _SS
     top = (56 + (18 if note else 0)) * _SS
