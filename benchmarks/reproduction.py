@@ -73,6 +73,7 @@ STYLE = {
 # Verdict thresholds (stated in the report).
 DIP_TOL_DB = 0.05  # a "dip": PSNR falls by more than this between neighbouring operating points
 COMPETITIVE_DB = 0.3  # |BD-PSNR| within this of the fixed-rate reference = "competitive"
+NOISE_DB = 0.05  # a BD-PSNR this small (either sign) is "no difference": it does not decide a verdict
 SAG_TOL_DB = 0.05  # "irregular": some operating point falls this far below the chord joining its two anchors
 
 PRESETS = {
@@ -314,7 +315,7 @@ def analyse(res: dict) -> dict:
         ar, ag = sr["sag"], sg["sag"]
         smoother = sr["dips"] <= sg["dips"] and ar["worst_db"] >= ag["worst_db"]
         irregular = sg["dips"] > 0 or ag["worst_db"] < -SAG_TOL_DB
-        better = v is not None and v >= 0
+        better = v is not None and v > NOISE_DB
         verdict = ("reproduced" if smoother and irregular and better else
                    "partly" if (smoother or better) else "not reproduced")
         claim("fig4-context", "Context-aware ranking gives a smooth curve where the global ranking is irregular",
@@ -327,7 +328,7 @@ def analyse(res: dict) -> dict:
         v = bdv[anchors]["bd_psnr_db"]
         ca, cr = costs[anchors], costs["RAVE"]
         costlier = ca["renders"] > cr["renders"]
-        worse = v is not None and v > 0
+        worse = v is not None and v > NOISE_DB
         claim("fig4-anchors", f"A naive {anchors} strategy is both costlier and worse than RAVE",
               "reproduced" if costlier and worse else ("partly" if costlier or worse else "not reproduced"),
               f"build {ca['renders']} renders / {ca['seconds']:.0f} s vs RAVE {cr['renders']} renders / "
@@ -533,7 +534,9 @@ larger than {dip} dB between neighbours; "competitive" = BD-PSNR within ±{comp}
 reference; Fig. 4 = the context-aware curve has no more dips than the global one and falls less below the
 chords joining consecutive anchors (straight lines in log-rate: a well-ordered interpolation of a concave RD
 curve stays on or above them), the global one is irregular (a dip, or a point more than {sag} dB below its
-chord), and BD-PSNR(context vs global) ≥ 0. Scale: our scenes are small procedural ones rendered on CPU at low
+chord), and context beats global (BD-PSNR > {noise} dB); "worse" / "better" in any verdict means a BD-PSNR
+beyond ±{noise} dB (a smaller difference counts as equal). The thresholds were set before the first full run;
+the noise margin was added after it (a +0.015 dB BD-PSNR had counted as "worse"). Scale: our scenes are small procedural ones rendered on CPU at low
 resolution with few fine-tuning steps, not Mip-NeRF360 with a Scaffold-GS backbone on a GPU; the numbers say
 what happens at that scale.
 
@@ -552,7 +555,7 @@ def write_markdown(out_dir: Path) -> Path:
         if isinstance(res, dict) and "curves" in res:
             results.append(res)
     parts = [HEADER.replace("{dip}", str(DIP_TOL_DB)).replace("{comp}", str(COMPETITIVE_DB)).replace(
-        "{sag}", str(SAG_TOL_DB))]
+        "{sag}", str(SAG_TOL_DB)).replace("{noise}", str(NOISE_DB))]
     if not results:
         parts.append("\nNo results yet: run `python benchmarks/reproduction.py`.\n")
     summary = ["## Summary", "", "| scene | claim | verdict |", "|---|---|---|"]
