@@ -565,7 +565,8 @@ def write_markdown(out_dir: Path) -> Path:
         files = {k: f"reproduction_{res['scene']}_{k}.png" for k in ("rd", "fig4", "delta")
                  if (out_dir / f"reproduction_{res['scene']}_{k}.png").exists()}
         for c in an["claims"]:
-            summary.append(f"| {res['scene']} ({res['mode']}) | {c['claim']} | **{c['verdict']}** |")
+            summary.append(f"| {res['scene']} ({res['mode']}, {res['settings']['steps']} steps) | {c['claim']} | "
+                           f"**{c['verdict']}** |")
         sections.append(scene_section(res, an, files))
     if results:
         parts.append("\n".join(summary) + "\n")
