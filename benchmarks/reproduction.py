@@ -23,7 +23,8 @@ Usage::
     python benchmarks/reproduction.py                    # demo scenes in trained_scenes/ -> benchmarks/
     python benchmarks/reproduction.py --quick            # small images, few steps (smoke run, ~minutes)
     python benchmarks/reproduction.py --scene S.ply --data DATA_DIR [--name NAME]
-    python benchmarks/reproduction.py --report-only      # redraw figures, rewrite REPRODUCTION.md from reproduction_*.json
+    python benchmarks/reproduction.py --report-only      # redraw figures, rewrite REPRODUCTION.md from the JSON
+    python benchmarks/reproduction.py --variants long --merge   # add the equal-compute variant to stored runs
 
 A full run writes ``reproduction_<scene>.json`` and ``reproduction_<scene>_*.png`` into ``--out``
 (default benchmarks/) and rebuilds ``REPRODUCTION.md`` there from every ``reproduction_*.json`` present.
@@ -224,8 +225,8 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args, have: frozenset =
         L = len(b.sizes)
         idx = sorted({int(round(i * (L - 1) / (s["fixed"] - 1))) for i in range(s["fixed"])})
         curves["fixed-rate"], costs["fixed-rate"] = fixed_rate(b, idx, s["steps"], progress)
-    if "long" in variants:
-        add(LONG.replace("5x", f"{s['fixed']}x"), b.variant(steps=s["steps"] * s["fixed"]).checkpoint("context"))
+    if "long" in variants:  # labelled "RAVE, <fixed>x steps"
+        add(f"RAVE, {s['fixed']}x steps", b.variant(steps=s["steps"] * s["fixed"]).checkpoint("context"))
     if "authors" in variants:
         add(AUTHORS, b.variant(level_sampling="authors").checkpoint("context"))
     if "anchors" in variants:
@@ -306,9 +307,9 @@ def analyse(res: dict) -> dict:
         claim("fig3-competitive", "The continuous model is competitive with separately trained fixed-rate models",
               verdict, f"BD-PSNR of RAVE vs {len(cv['fixed-rate'])} fixed-rate fine-tunes: "
               f"{_f(v, '+.3f')} dB, BD-rate {_f(r['bd_rate_pct'], '+.1f')} % (competitive = within "
-              f"{COMPETITIVE_DB} dB); RAVE minus fixed-rate at each fixed point's size: {point_gaps(rave, cv['fixed-rate'])}"
-              f"; build cost RAVE {cr['renders']} renders / {cr['seconds']:.0f} s vs fixed-rate "
-              f"{cf['renders']} renders / {cf['seconds']:.0f} s for {len(cv['fixed-rate'])} points")
+              f"{COMPETITIVE_DB} dB); RAVE minus fixed-rate at each fixed point's size: "
+              f"{point_gaps(rave, cv['fixed-rate'])}; build cost RAVE {cr['renders']} renders / {cr['seconds']:.0f} s "
+              f"vs fixed-rate {cf['renders']} renders / {cf['seconds']:.0f} s for {len(cv['fixed-rate'])} points")
     if rave is not None and "global" in cv:
         sr, sg = out["smooth"]["RAVE"], out["smooth"]["global"]
         v = bdv["global"]["bd_psnr_db"]
@@ -374,35 +375,31 @@ def analyse(res: dict) -> dict:
     return out
 
 
-def point_gaps(ref: RDCurve, pts: RDCurve) -> str:
-    """``ref``'s PSNR (linear in log-rate) minus each point's, at the points inside ref's range."""
+def diff_to(ref: RDCurve, c: RDCurve) -> tuple[np.ndarray, np.ndarray]:
+    """(sizes, PSNR of ``c`` minus ``ref``'s) at c's points inside ref's rate range, ref linear in log-rate."""
     lr = np.log10(np.asarray(ref.bytes, dtype=np.float64))
-    out = []
-    for b, p in zip(pts.bytes, pts.psnr):
-        x = np.log10(float(b))
-        out.append(f"{np.interp(x, lr, np.asarray(ref.psnr)) - p:+.2f}" if lr[0] <= x <= lr[-1] else "out of range")
-    return ", ".join(out) + " dB"
+    x = np.log10(np.asarray(c.bytes, dtype=np.float64))
+    m = (x >= lr[0]) & (x <= lr[-1])
+    return np.asarray(c.bytes)[m], np.asarray(c.psnr)[m] - np.interp(x[m], lr, np.asarray(ref.psnr))
+
+
+def point_gaps(ref: RDCurve, pts: RDCurve) -> str:
+    """``ref``'s PSNR minus each of ``pts``' points (at its size), or "out of range"."""
+    inside = {int(b): -float(d) for b, d in zip(*diff_to(ref, pts))}
+    return ", ".join(f"{inside[int(b)]:+.2f}" if int(b) in inside else "out of range" for b in pts.bytes) + " dB"
 
 
 def losing_range(ref: RDCurve, c: RDCurve) -> str:
     """The sizes where ``c`` is more than DIP_TOL_DB below ``ref`` (empty string: nowhere)."""
-    lr = np.log10(np.asarray(ref.bytes, dtype=np.float64))
-    x = np.log10(np.asarray(c.bytes, dtype=np.float64))
-    m = (x >= lr[0]) & (x <= lr[-1])
-    d = np.asarray(c.psnr)[m] - np.interp(x[m], lr, np.asarray(ref.psnr))
-    lose = np.asarray(c.bytes)[m][d < -DIP_TOL_DB]
+    sizes, d = diff_to(ref, c)
+    lose = sizes[d < -DIP_TOL_DB]
     return f"{fmt_bytes(lose.min())} to {fmt_bytes(lose.max())}" if len(lose) else ""
 
 
 def gap_to(ref: RDCurve, c: RDCurve) -> tuple[float, float]:
-    """(worst, mean) PSNR of ``c`` minus ``ref``'s (linear in log-rate) at c's points inside ref's range."""
-    lr = np.log10(np.asarray(ref.bytes, dtype=np.float64))
-    x = np.log10(np.asarray(c.bytes, dtype=np.float64))
-    m = (x >= lr[0]) & (x <= lr[-1])
-    if not m.any():
-        return float("nan"), float("nan")
-    d = np.asarray(c.psnr)[m] - np.interp(x[m], lr, np.asarray(ref.psnr))
-    return float(d.min()), float(d.mean())
+    """(worst, mean) PSNR of ``c`` minus ``ref``'s at c's points inside ref's range (nan when none)."""
+    d = diff_to(ref, c)[1]
+    return (float(d.min()), float(d.mean())) if len(d) else (float("nan"), float("nan"))
 
 
 def _f(v, fmt):
@@ -421,7 +418,8 @@ def plots(res: dict, out_dir: Path) -> dict[str, str]:
         return [Series(k, cv[k].bytes, getattr(cv[k], key), **STYLE.get(k, STYLE["50 anchors"]))
                 for k in keys if k in cv]
 
-    order = ["RAVE", "fixed-rate", "global", *[k for k in cv if k.endswith("anchors")], AUTHORS, "no fine-tuning"]
+    order = ["RAVE", "fixed-rate", "global", *[k for k in cv if k.endswith("anchors")], AUTHORS,
+             *[k for k in cv if k.endswith("x steps")], "no fine-tuning"]
     xl = "size of the .rave stream (log scale; KB = 10^3 B, MB = 10^6 B)"
     p = out_dir / f"{stem}_rd.png"
     line_plot(p, series(order), title="Fig. 3 analogue: RD curves of every variant", note=note, logx=True,
@@ -434,16 +432,10 @@ def plots(res: dict, out_dir: Path) -> dict[str, str]:
     files["fig4"] = p.name
     if "RAVE" in cv:  # difference to RAVE's curve (interpolated linearly in log-rate): irregularities show here
         r = cv["RAVE"]
-        lr = np.log10(np.asarray(r.bytes, dtype=np.float64))
         ser = []
-        for k in order[1:]:
-            if k not in cv:
-                continue
-            c = cv[k]
-            x = np.asarray(c.bytes, dtype=np.float64)
-            m = (np.log10(x) >= lr[0]) & (np.log10(x) <= lr[-1])
-            d = np.asarray(c.psnr)[m] - np.interp(np.log10(x[m]), lr, np.asarray(r.psnr))
-            ser.append(Series(k, x[m].tolist(), d.tolist(), **STYLE.get(k, STYLE["50 anchors"])))
+        for k in (k for k in order[1:] if k in cv):
+            sizes, d = diff_to(r, cv[k])
+            ser.append(Series(k, sizes.tolist(), d.tolist(), **STYLE.get(k, STYLE["50 anchors"])))
         ser.append(Series("RAVE (reference, 0)", [r.bytes[0], r.bytes[-1]], [0.0, 0.0], **STYLE["RAVE"]))
         p = out_dir / f"{stem}_delta.png"
         # the variants differ by tenths of a dB; without fine-tuning falls by several dB at low rates: clipped
@@ -536,9 +528,9 @@ chords joining consecutive anchors (straight lines in log-rate: a well-ordered i
 curve stays on or above them), the global one is irregular (a dip, or a point more than {sag} dB below its
 chord), and context beats global (BD-PSNR > {noise} dB); "worse" / "better" in any verdict means a BD-PSNR
 beyond ±{noise} dB (a smaller difference counts as equal). The thresholds were set before the first full run;
-the noise margin was added after it (a +0.015 dB BD-PSNR had counted as "worse"). Scale: our scenes are small procedural ones rendered on CPU at low
-resolution with few fine-tuning steps, not Mip-NeRF360 with a Scaffold-GS backbone on a GPU; the numbers say
-what happens at that scale.
+the noise margin was added after it (a +0.015 dB BD-PSNR had counted as "worse"). Scale: our scenes are small
+procedural ones rendered on CPU at low resolution, not Mip-NeRF360 with a Scaffold-GS backbone on a GPU; the
+numbers say what happens at that scale.
 
 LPIPS is not reported: it needs pretrained network weights downloaded from a model hub, and these runs are
 offline.
@@ -594,7 +586,8 @@ def main(argv=None) -> int:
         ap.add_argument(f"--{k.replace('_', '-')}", type=int, help=f"override the preset's {k}")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--report-only", action="store_true", help="only redraw the figures and rewrite REPRODUCTION.md from the stored JSON")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only redraw the figures and rewrite REPRODUCTION.md from the stored JSON")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
