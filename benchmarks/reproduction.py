@@ -147,15 +147,13 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
     c = b.cfg
     lv = b.levels()
     units = b.units.select(lv.order)
-    lrs = {"means": c.means_lr * b.scene_scale, "quats": c.quats_lr, "scales": c.scales_lr,
-           "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
     pts = {"count": [], "bytes": [], "psnr": [], "ssim": []}
     t_ft, r_ft, per = 0.0, 0, []
     for li in levels_idx:
         k = b.sizes[li]
         sub = units.select(torch.arange(k))
         t0, r0 = time.perf_counter(), b.units.renders
-        tuned, _ = finetune(sub, b.train, [k], steps=steps, lrs=lrs, weights=[1.0], seed=c.seed,
+        tuned, _ = finetune(sub, b.train, [k], steps=steps, lrs=b.lrs, weights=[1.0], seed=c.seed,
                             transform=b.fake_quantize if c.qat else None, progress=progress)
         g = tuned.gaussians
         nbytes = ProgressiveEncoder(g, b.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=b.bounds,

@@ -293,7 +293,7 @@ def scaling_main(argv) -> int:
                                       bounds=lk.bounds, progress=False).size_of_prefix(k)
             re_t.append(time.perf_counter() - t)
             exact &= size == lk.prefix_bytes(k)
-        med = lambda xs: statistics.median(xs)  # noqa: E731
+        med = statistics.median
         p99 = lambda xs: sorted(xs)[int(0.99 * (len(xs) - 1))]  # noqa: E731
         rows.append((n, t_load, t_first, sel, med(both) / 1e6, p99(both) / 1e6, med(re_t), exact))
         print(f"  {n:,}: select+size {med(both) / 1e6:.1f} ms, re-encode {med(re_t):.2f} s", file=sys.stderr)

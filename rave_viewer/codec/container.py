@@ -325,7 +325,8 @@ class ProgressiveEncoder:
         """Compressed bytes of the last, partial chunk of the first ``k`` Gaussians (0 if k ends on a chunk).
 
         With the sizes at the chunk boundaries known (a checkpoint's chunk table), ``size_of_prefix(k)`` is
-        ``table[k // chunk] + 12 + partial_chunk_size(k)``: one partial chunk compressed, no full chunk touched.
+        ``table[k // chunk] + INDEX_ENTRY_SIZE + partial_chunk_size(k)``: one partial chunk compressed, no full
+        chunk touched.
         """
         k = self._check_k(k)
         return len(self._partial_chunk(k)[0]) if k % self.chunk_size else 0

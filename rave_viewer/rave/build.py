@@ -155,6 +155,13 @@ class Builder:
         self._imp = {"accumulate": self.cfg.importance, "param_names": list(self.cfg.importance_params),
                      "batch": self.cfg.importance_batch}
 
+    @property
+    def lrs(self) -> dict[str, float]:
+        """Fine-tuning learning rates per parameter (positions scaled by the scene size)."""
+        c = self.cfg
+        return {"means": c.means_lr * self.scene_scale, "quats": c.quats_lr, "scales": c.scales_lr,
+                "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
+
     def variant(self, **changes) -> "Builder":
         """The same model and views with ``changes`` to the config (an ablation); the levels are shared when
         none of the changes affects them, so the variant costs only the stages it changes."""
@@ -190,11 +197,9 @@ class Builder:
                 self._tuned[ft] = (units, {"steps": 0})
             else:
                 c = self.cfg
-                lrs = {"means": c.means_lr * self.scene_scale, "quats": c.quats_lr, "scales": c.scales_lr,
-                       "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
                 w = level_weights(len(self.sizes), c.level_sampling, AUTHORS_LEVEL_WEIGHTS)
                 with self._stage("finetune"):
-                    self._tuned[ft] = finetune(units, self.train, self.sizes, steps=c.steps, lrs=lrs, weights=w,
+                    self._tuned[ft] = finetune(units, self.train, self.sizes, steps=c.steps, lrs=self.lrs, weights=w,
                                                transform=self.fake_quantize if c.qat else None, seed=c.seed,
                                                progress=self.progress)
         return self._tuned[ft]

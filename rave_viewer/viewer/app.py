@@ -298,7 +298,7 @@ class ViewerApp:
         self._lock = threading.Lock()
         self._splats: SplatArrays | None = None
         if source.kind == "ckpt":  # quantize once now; exact sizes = the ckpt's chunk table + one partial chunk
-            source.bytes_of(source.min_count + 1)
+            source.bytes_of(min(source.min_count + 1, source.n))
         self.frames.warm_up()  # the first CPU render may build the rasterizer: do it before serving
         self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
         if self.up is not None:
