@@ -264,10 +264,10 @@ class Panel:
     def frame_done(self, fps: float, width: int, height: int) -> None:
         """A frame reached the browser: update the FPS readout and clear a shown render error."""
         self._status.update(fps=fps, size=(width, height))
+        self._write_status()  # first: once the error is hidden, the FPS readout is already there
         if self.error is not None:
             self.error = None
             self.error_md.visible = False
-        self._write_status()
 
     def show_error(self, message: str) -> None:
         """A render failed: say so in the panel (cleared by the next good frame)."""
