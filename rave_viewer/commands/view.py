@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import sys
 import time
+
+from ..errors import RaveError
 
 HELP = (
     "Interactive viewer with a live bitrate slider: open a RAVE checkpoint (.ckpt), a progressive stream "
@@ -14,19 +18,73 @@ HELP = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", nargs="?", help="scene.ckpt | stream.rave | scene.ply (default: trained_scenes/ demo)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; the next free one if taken)")
+    p.add_argument(
+        "--host", default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only); any other address requires the secret "
+        "token printed in the URL",
+    )  # fmt: skip
+    p.add_argument("--port", type=_port, default=8080, help="port 0-65535 (default 8080; the next free one if taken; 0: any)")
+    p.add_argument(
+        "--allow-origin", action="append", default=[], metavar="URL",
+        help="also accept connections from pages of this origin (repeatable), e.g. https://example.com; by "
+        "default only the viewer's own page may connect",
+    )  # fmt: skip
+    p.add_argument(
+        "--no-token", action="store_true",
+        help="off loopback, serve without the secret token (anyone who reaches the port sees and downloads the scene)",
+    )  # fmt: skip
+    p.add_argument(
+        "--share", action="store_true",
+        help="show viser's Share button, which publishes this viewer at a public URL through viser's share service",
+    )  # fmt: skip
     p.add_argument(
         "--backend", choices=("auto", "cpu", "gsplat"), default="auto",
         help="server-side renderer: gsplat needs CUDA; auto picks gsplat with CUDA, else the CPU rasterizer",
     )  # fmt: skip
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer port 0-65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be an integer port 0-65535, got {text!r}")
+    return value
+
+
+def check_host(host: str) -> None:
+    """RaveError unless ``host`` is an address this machine can listen on (before anything slow starts)."""
+    try:
+        infos = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as e:
+        raise RaveError(f"--host {host!r}: not an address of this machine ({e})") from None
+    family, _, _, _, addr = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind(addr)
+    except OSError as e:
+        raise RaveError(f"--host {host!r}: cannot listen there ({e.strerror or e})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..render import resolve_backend
+    from ..viewer.gate import is_loopback_host, new_token, normalize_origin
     from ..viewer.sources import find_demo_scene, open_source
 
     backend = resolve_backend(args.backend)  # RaveError (one line) if gsplat is asked for without CUDA
+    check_host(args.host)
+    allow = [normalize_origin(o) for o in args.allow_origin]
+    token = None
+    if not is_loopback_host(args.host):
+        if args.no_token:
+            print(f"warning: --no-token: anyone who can reach {args.host}:{args.port} can view and download "
+                  "this scene", file=sys.stderr)
+        else:
+            token = new_token()
+    if args.share:
+        print("warning: --share: the Share button publishes this viewer (scene, exports) at a public URL "
+              "through viser's share service", file=sys.stderr)
     if args.scene is None:
         path, note = find_demo_scene()
         print(f"no file given: opening the demo scene {path}" + (f" ({note})" if note else ""))
@@ -38,9 +96,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..viewer.app import ViewerApp
 
-    app = ViewerApp(source, host=args.host, port=args.port, backend=backend)
+    app = ViewerApp(source, host=args.host, port=args.port, backend=backend, allow_origins=allow, token=token,
+                    share=args.share)  # fmt: skip
     print(f"rave-view: {source.path.name} ({source.n:,} Gaussians, {source.kind}), rendering with {backend}")
     print(f"open {app.url} in a browser (Ctrl+C to stop)", flush=True)
+    if token is not None:
+        print("the token in this URL is the key to this viewer: share it only with people who may see the scene",
+              flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -9,7 +9,12 @@ render interrupted by a newer camera or slider event). We adapt it in four ways:
   error becomes a message in the tab's panel and a black frame, and the next render proceeds;
 * a frame rendered for a selection that changed meanwhile is dropped (unless the tab has shown nothing for
   :data:`STALE_GRACE_S`, so a continuous drag still shows progress); the pending re-render shows the new one;
-* frames reach the browser through a sink that drops them after the tab closed or while the browser renders.
+* frames reach the browser through a sink that drops them after the tab closed or while the browser renders;
+* camera messages are sanitized (:func:`safe_camera_state`): render sizes are capped at
+  :data:`MAX_RENDER_SIDE`, a 0x0 canvas or a non-finite pose keeps the last good camera.
+
+Every request passes :mod:`~rave_viewer.viewer.gate` first (Origin/Host checks, the token off loopback), and
+viser's share-URL button and handler are off unless ``share=True``.
 
 GUI events never wait for a render: they update the session and hand nerfview a task (which replaces any
 task still waiting), and the GUI updates of the render thread go through a small worker thread.
@@ -17,6 +22,7 @@ task still waiting), and the GUI updates of the render thread go through a small
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -24,10 +30,12 @@ import warnings
 
 import numpy as np
 import viser
-from nerfview import RenderTabState, Viewer
+import viser.transforms as vtf
+from nerfview import CameraState, RenderTabState, Viewer
 from nerfview._renderer import InterruptRenderException, Renderer, RenderTask
 
 from .browser import LatestWorker, SplatArrays, splat_arrays
+from .gate import Gate, gated_viser, is_wildcard_host
 from .frames import FrameRenderer, match_test_view, pose_of_test_view, scene_frame, to_uint8
 from .panel import Panel
 from .session import Session
@@ -35,6 +43,44 @@ from .sources import ViewSource
 
 STALE_GRACE_S = 0.5  # show a stale frame anyway if the tab has had no new frame for this long
 SPLATS_NAME = "/rave/splats"
+MAX_RENDER_SIDE = 4096  # px: the longest side any client message can make the server render (live or screenshot)
+MAX_ASPECT = 10.0  # canvas width/height (or height/width) beyond this is clamped
+SHARE_SUFFIXES = (".share.viser.studio",)  # where viser's share tunnel serves the page (only with share=True)
+
+
+def capped_size(width: float, height: float, limit: int = MAX_RENDER_SIDE) -> tuple[int, int] | None:
+    """(W, H) scaled down to fit ``limit`` with the aspect kept (clamped to MAX_ASPECT); None for 0 or non-finite."""
+    try:
+        w, h = float(width), float(height)
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(w) and np.isfinite(h)) or w < 1 or h < 1:
+        return None
+    w, h = min(w, h * MAX_ASPECT), min(h, w * MAX_ASPECT)
+    s = min(1.0, limit / max(w, h))
+    return max(int(w * s), 1), max(int(h * s), 1)
+
+
+def safe_camera_state(camera: viser.CameraHandle, last: CameraState | None) -> CameraState:
+    """nerfview's CameraState of a client's camera, or ``last`` when the message is degenerate (0 size, NaN)."""
+    size = capped_size(camera.image_width, camera.image_height)
+    try:
+        wxyz = np.asarray(camera.wxyz, dtype=np.float64)
+        pos = np.asarray(camera.position, dtype=np.float64)
+        fov = float(camera.fov)
+    except (TypeError, ValueError):
+        wxyz, pos, fov = np.full(4, np.nan), np.full(3, np.nan), float("nan")
+    ok = (
+        size is not None and wxyz.shape == (4,) and pos.shape == (3,) and np.isfinite(wxyz).all()
+        and np.linalg.norm(wxyz) > 1e-6 and np.isfinite(pos).all() and np.isfinite(fov) and 1e-3 < fov < 3.1
+    )  # fmt: skip
+    if not ok:
+        if last is not None:
+            return last
+        size, wxyz, pos, fov = (1, 1), np.array([1.0, 0, 0, 0]), np.zeros(3), 1.0
+    R = vtf.SO3(wxyz / np.linalg.norm(wxyz)).as_matrix()
+    c2w = np.concatenate([np.concatenate([R, pos[:, None]], 1), [[0, 0, 0, 1]]], 0)
+    return CameraState(fov=fov, aspect=size[0] / size[1], c2w=c2w)
 
 
 def _no_render(*_):  # nerfview's global render_fn is never used: each client has its own
@@ -44,17 +90,19 @@ def _no_render(*_):  # nerfview's global render_fn is never used: each client ha
 class _ClientView:
     """The part of a nerfview ``Viewer`` that its ``Renderer`` thread uses, for one client."""
 
-    def __init__(self, viewer: Viewer, render_fn):
+    def __init__(self, viewer: Viewer, render_fn, camera_state):
         self._viewer = viewer
         self.render_fn = render_fn
         self.render_tab_state = RenderTabState()
+        self.render_tab_state.viewer_res = min(self.render_tab_state.viewer_res, MAX_RENDER_SIDE)
+        self._camera_state = camera_state
 
     @property
     def state(self) -> str:
         return self._viewer.state
 
     def get_camera_state(self, client):
-        return self._viewer.get_camera_state(client)
+        return self._camera_state()
 
     def _after_render(self) -> None:
         pass
@@ -118,7 +166,8 @@ class ClientState:
     def __init__(self, app: "ViewerApp", client: viser.ClientHandle):
         self.app, self.client = app, client
         self.session = Session(app.source)
-        self.view = _ClientView(app.nerfview, self._render_guarded)
+        self._last_camera: CameraState | None = None
+        self.view = _ClientView(app.nerfview, self._render_guarded, self.camera_state)
         self.fps: float | None = None
         self.last_frame = 0.0
         self.frames_shown = 0
@@ -146,8 +195,9 @@ class ClientState:
         self.splat_worker.stop()
 
     # -- PanelHost ------------------------------------------------------------------------------------------
-    def camera_state(self):
-        return self.app.nerfview.get_camera_state(self.client)
+    def camera_state(self) -> CameraState:
+        self._last_camera = safe_camera_state(self.client.camera, self._last_camera)
+        return self._last_camera
 
     def request_render(self) -> None:
         if self.session.snapshot().browser:
@@ -183,9 +233,9 @@ class ClientState:
             self.renderer.submit(RenderTask("rerender", self.camera_state()))
 
     def screenshot_image(self) -> np.ndarray:
-        """The current view at the browser canvas' full resolution (server-rendered)."""
+        """The current view at the browser canvas' resolution (server-rendered, at most MAX_RENDER_SIDE px)."""
         cam = self.client.camera
-        W, H = int(cam.image_width), int(cam.image_height)
+        W, H = capped_size(cam.image_width, cam.image_height) or capped_size(*self._frame_size) or (640, 480)
         snap = self.session.snapshot()
         if snap.view is not None and snap.compare != "off":
             return self.app.frames.comparison(snap.k, snap.view, snap.compare, W, H)
@@ -223,8 +273,9 @@ class ClientState:
     # -- camera -----------------------------------------------------------------------------------------------
     def on_camera(self, camera: viser.CameraHandle) -> None:
         rts = self.view.render_tab_state
-        if camera.image_width > 0 and camera.image_height > 0:
-            rts.viewer_res = int(max(camera.image_width, camera.image_height))  # "full" = the canvas size
+        size = capped_size(camera.image_width, camera.image_height)
+        if size is not None:
+            rts.viewer_res = max(size)  # "full" = the canvas size, capped
         st = self.camera_state()
         view = match_test_view(st.c2w, self.app.source.test_cameras, self.app.radius)
         if self.session.set_view(view):
@@ -250,7 +301,7 @@ class ClientState:
         snap = self.session.snapshot()
         if snap.browser:
             raise InterruptRenderException()  # the browser renders: send no server frames
-        W, H = int(rts.viewer_width), int(rts.viewer_height)
+        W, H = capped_size(rts.viewer_width, rts.viewer_height) or (1, 1)
         frames = self.app.frames
         t0 = time.perf_counter()
         if snap.view is not None and snap.compare != "off":
@@ -289,9 +340,14 @@ class ViewerApp:
 
     def __init__(
         self, source: ViewSource, host: str = "127.0.0.1", port: int = 8080, backend: str = "auto",
-        verbose: bool = False,
+        verbose: bool = False, allow_origins: tuple[str, ...] | list[str] = (), token: str | None = None,
+        share: bool = False,
     ):  # fmt: skip
+        """``token``: required on every request (the printed URL carries it); ``allow_origins``: pages besides
+        the viewer's own that may connect; ``share``: keep viser's share-URL button (publishes the viewer)."""
         self.source = source
+        self.share = share
+        self.gate = Gate(host, allow_origins, token, extra_origin_suffixes=SHARE_SUFFIXES if share else ())
         self.frames = FrameRenderer(source, backend)
         self.centre, self.radius, self.up = scene_frame(source)
         self.clients: dict[int, ClientState] = {}
@@ -300,13 +356,23 @@ class ViewerApp:
         if source.kind == "ckpt":  # quantize once now; exact sizes = the ckpt's chunk table + one partial chunk
             source.bytes_of(min(source.min_count + 1, source.n))
         self.frames.warm_up()  # the first CPU render may build the rasterizer: do it before serving
-        self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
+        with gated_viser(self.gate):
+            self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
+        if not share:  # a crafted ShareUrlRequest must not publish the viewer either
+            self.server.request_share_url = self._share_refused  # type: ignore[method-assign]
         if self.up is not None:
             self.server.scene.set_up_direction(tuple(float(x) for x in self.up))
         self._set_initial_camera()
         self.nerfview = _NerfviewViewer(self.server, self)
         self.server.gui.set_panel_label("RAVE viewer")
-        self.server.gui.configure_theme(control_width="large", dark_mode=True, brand_color=(255, 211, 105))
+        self.server.gui.configure_theme(
+            control_width="large", dark_mode=True, brand_color=(255, 211, 105), show_share_button=share
+        )
+
+    @staticmethod
+    def _share_refused(*_a, **_k) -> None:
+        print("rave-view: refused a share-URL request (start with --share to allow it)", file=sys.stderr)
+        return None
 
     @property
     def host(self) -> str:
@@ -319,8 +385,10 @@ class ViewerApp:
     @property
     def url(self) -> str:
         host = self.host
-        host = "localhost" if host in ("0.0.0.0", "::", "") else host
-        return f"http://{host}:{self.port}/"
+        host = "localhost" if is_wildcard_host(host) else host
+        host = f"[{host}]" if ":" in host else host
+        token = f"?token={self.gate.token}" if self.gate.token else ""
+        return f"http://{host}:{self.port}/{token}"
 
     def splats(self) -> SplatArrays:
         with self._lock:

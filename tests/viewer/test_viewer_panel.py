@@ -6,7 +6,6 @@ minus the transport, so these tests drive the same code the browser does.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -15,7 +14,6 @@ import time
 import numpy as np
 import pytest
 import viser
-import viser.transforms as vtf
 from nerfview._renderer import InterruptRenderException
 from PIL import Image
 
@@ -24,6 +22,7 @@ from rave_viewer.viewer.frames import match_test_view, pose_of_test_view
 from rave_viewer.viewer.panel import FREE_CAMERA, Panel
 from rave_viewer.viewer.session import Session
 from rave_viewer.viewer.sources import open_source
+from viewer_fakes import FakeCamera, FakeClient, readout as _readout
 
 
 class FakeHost:
@@ -58,11 +57,6 @@ def server():
     s = viser.ViserServer(host="127.0.0.1", port=0, verbose=False)
     yield s
     s.stop()
-
-
-def _readout(panel) -> dict[str, str]:
-    rows = [line.strip("|").split("|") for line in panel.readout.content.splitlines()[2:]]
-    return {a.strip(): b.strip() for a, b in rows}
 
 
 def test_slider_number_and_mode_callbacks(server, ckpt_source):
@@ -144,54 +138,6 @@ def test_ply_panel_has_no_rave_controls(server, scene_files):
 
 
 # -- a tab's render path, with a fake client ----------------------------------------------------------------
-class FakeCamera:
-    def __init__(self, c2w, fov, w=160, h=120):
-        self.fov, self.image_width, self.image_height = fov, w, h
-        self.set_c2w(c2w)
-        self.up_direction = np.array([0.0, 0.0, 1.0])
-
-    def set_c2w(self, c2w):
-        self.wxyz = vtf.SO3.from_matrix(c2w[:3, :3]).wxyz
-        self.position = c2w[:3, 3].copy()
-        self.look_at = self.position + c2w[:3, 2]
-
-    @property
-    def aspect(self):
-        return self.image_width / self.image_height
-
-    def on_update(self, cb):
-        pass
-
-
-class FakeScene:
-    def __init__(self):
-        self.backgrounds, self.splats = [], []
-
-    def set_background_image(self, img, **kw):
-        self.backgrounds.append(img)
-
-    def add_gaussian_splats(self, name, centers, covariances, rgbs, opacities):
-        self.splats.append(len(centers))
-        return type("H", (), {"remove": lambda self: None})()
-
-
-class FakeClient:
-    client_id = 1
-
-    def __init__(self, gui, camera):
-        self.gui, self.camera, self.scene = gui, camera, FakeScene()
-        self.files, self.notes = [], []
-
-    def atomic(self):
-        return contextlib.nullcontext()
-
-    def send_file_download(self, name, data, save_immediately=False):
-        self.files.append((name, data))
-
-    def add_notification(self, title, body, **kw):
-        self.notes.append((title, body))
-
-
 @pytest.fixture(scope="module")
 def app(ckpt_source):
     a = ViewerApp(ckpt_source, port=0)
