@@ -121,10 +121,16 @@ def _zstd_decompress(data: bytes, raw_size: int) -> bytes:
         if size > raw_size:  # -1 when unknown; a declared size is allocated up front, so check it first
             raise CodecError(f"zstd frame declares {size} bytes, expected {raw_size}")
         dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
-        out = dctx.decompress(data, max_output_size=max(raw_size, 1))
+        out = _check_len(dctx.decompress(data, max_output_size=max(raw_size, 1)), raw_size)
+        # decompress() reads only the first frame; find where it ends (a second pass over the same frame,
+        # now known to yield exactly raw_size bytes, so it is as bounded as the first).
+        obj = dctx.decompressobj()
+        obj.decompress(data)
     except zstandard.ZstdError as e:
         raise CodecError(f"zstd: {e}") from None
-    return _check_len(out, raw_size)
+    if obj.unused_data:
+        raise CodecError("bytes after the end of the zstd frame")
+    return out
 
 
 # -- brotli ----------------------------------------------------------------------------------------------

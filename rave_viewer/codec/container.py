@@ -51,7 +51,22 @@ MAGIC = b"RAVE"
 FORMAT_VERSION = 1
 DEFAULT_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = 1 << 18  # Gaussians per chunk: bounds the memory one (forged) chunk can claim
-MAX_GAUSSIANS = (1 << 32) - 1
+MAX_GAUSSIANS = (1 << 32) - 1  # what the format can hold
+#: decode() refuses streams of more Gaussians than this unless told otherwise (max_gaussians=): at about 0.3-1.3
+#: kB of peak memory per decoded Gaussian (SH degree 0-3), 20M is a 6-26 GB decode, larger than any real scene.
+DEFAULT_MAX_GAUSSIANS = 20_000_000
+#: Decompression-bomb guard: decoded bytes (chunk payload, raw) per byte of the file up to the last complete
+#: chunk. Measured on real encodes (lzma/zstd/brotli, chunks of 4096 and 2^18): trained scenes 2.5-5.3:1 (SH
+#: degree 2, also padded to degree 3 with zero SH), every Gaussian duplicated 8 times 17-22:1, a trained scene
+#: padded with 4x its size of identical "dead" Gaussians 17-18:1. Only synthetic scenes reach more: 2^18
+#: identical Gaussians 700-1250:1 in chunks of 4096 and 5900 (lzma) to 74000:1 (brotli) in one chunk of 2^18,
+#: which is what a bomb is (1.4 kB of all-zero brotli chunks declaring 8.4M Gaussians = 105000:1). 64 leaves
+#: 3x headroom over the most redundant realistic scene while bounding what a file can cost to ~64x its size
+#: (+ FREE_GAUSSIANS) of decoded data; max_ratio=None decodes a legitimately degenerate stream anyway.
+DEFAULT_MAX_RATIO = 64.0
+#: The first Gaussians decode whatever their compression ratio (one chunk of the largest size: at most ~340 MB
+#: of peak memory at SH degree 3), so small synthetic scenes of identical Gaussians always decode.
+FREE_GAUSSIANS = MAX_CHUNK_SIZE
 #         magic ver hsize N  chunk nchunk deg codec bits[8] flags bounds[6] ranges[6] crc
 _HEADER = struct.Struct("<4sHHQIIBB8BH6f6dI")
 HEADER_SIZE = _HEADER.size
@@ -141,18 +156,24 @@ def _pack_chunk(morton: np.ndarray, cols: np.ndarray, layout: _Layout) -> tuple[
     return raw, perm
 
 
-def _unpack_chunk(raw: bytes, n: int, layout: _Layout) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of :func:`_pack_chunk`: ([n] uint64 Morton codes, [n, C] int32 codes); CodecError if invalid."""
+def _unpack_chunk(
+    raw: bytes, n: int, layout: _Layout, codes_out: np.ndarray | None = None, cols_out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`_pack_chunk`: ([n] uint64 Morton codes, [n, C] int32 codes); CodecError if invalid.
+
+    ``codes_out`` / ``cols_out`` (slices of the whole stream's arrays) receive the result in place, so decoding
+    never holds a second copy of the scene's codes.
+    """
     buf = np.frombuffer(raw, dtype=np.uint8)
     mb = layout.morton_bytes
     planes = np.zeros((n, 8), dtype=np.uint8)
     planes[:, 8 - mb :] = buf[: mb * n].reshape(mb, n).T
     deltas = planes.view(">u8").reshape(n).astype(np.uint64)
-    codes = np.cumsum(deltas, dtype=np.uint64)
+    codes = np.cumsum(deltas, dtype=np.uint64, out=codes_out)
     limit = 1 << (3 * layout.cfg.pos_bits)
     if n and (int(codes[-1]) >= limit or (codes[1:] < codes[:-1]).any()):  # a decrease means overflow
         raise CodecError("position codes out of range")
-    cols = np.empty((n, len(layout.bits)), dtype=np.int32)
+    cols = np.empty((n, len(layout.bits)), dtype=np.int32) if cols_out is None else cols_out
     pos = mb * n
     for j, b in enumerate(layout.bits):
         if b <= 8:
@@ -161,10 +182,9 @@ def _unpack_chunk(raw: bytes, n: int, layout: _Layout) -> tuple[np.ndarray, np.n
         else:
             v = (buf[pos : pos + n].astype(np.int32) << 8) | buf[pos + n : pos + 2 * n]
             pos += 2 * n
+        if int(v.max(initial=0)) > layout.max_code[j]:
+            raise CodecError(f"attribute column {j} has codes out of range")
         cols[:, j] = v
-    bad = cols > np.asarray(layout.max_code, dtype=np.int32)[None, :]
-    if bad.any():
-        raise CodecError(f"attribute column {int(bad.any(axis=0).argmax())} has codes out of range")
     return codes, cols
 
 
@@ -537,33 +557,86 @@ def cut_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
     return b"".join([head, index, *(data[c.offset : c.offset + c.length] for c in chunks)])
 
 
-def decode(data_or_path, strict: bool = False, *, name: str | None = None) -> DecodedStream:
+def _check_budget(
+    info: StreamInfo, n_chunks: int, raw_per: int, name: str | None, max_gaussians: int | None,
+    max_ratio: float | None,
+) -> None:
+    """Refuse (before decompressing anything) to decode more than the limits allow from the first chunks.
+
+    ``n_chunks`` complete chunks hold ``n`` Gaussians, i.e. ``n * raw_per`` decompressed bytes, read from the
+    ``used`` bytes of the file up to their end (header and index included).
+    """
+    n = sum(c.count for c in info.chunks[:n_chunks])
+    if max_gaussians is not None and n > max_gaussians:
+        of = f" (of {info.n_gaussians} declared)" if n != info.n_gaussians else ""
+        raise RaveError(
+            f"the stream holds {n} Gaussians{of}, more than the limit of {max_gaussians} (max_gaussians); "
+            f"raise the limit to decode it",
+            name,
+        )
+    if max_ratio is None or n <= FREE_GAUSSIANS:
+        return
+    last = info.chunks[n_chunks - 1]
+    used = last.offset + last.length
+    raw = n * raw_per
+    if raw > FREE_GAUSSIANS * raw_per + max_ratio * used:
+        raise RaveError(
+            f"refusing a likely decompression bomb: {n} Gaussians ({raw} bytes uncompressed) from {used} bytes "
+            f"is a {raw / used:.0f}:1 compression ratio, above the limit of {max_ratio:g}:1 (max_ratio) that "
+            f"real scenes stay far below",
+            name,
+        )
+
+
+def _check_limit(value, what: str, kind: type | tuple[type, ...]) -> None:
+    """RaveError unless ``value`` is None or a number >= 0 of the given type(s)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, kind) or not value >= 0:
+        raise RaveError(f"{what} must be a number >= 0 or None, got {value!r}")
+
+
+def decode(
+    data_or_path,
+    strict: bool = False,
+    *,
+    name: str | None = None,
+    max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
+    max_ratio: float | None = DEFAULT_MAX_RATIO,
+) -> DecodedStream:
     """Decode a .rave stream (bytes or a path) into Gaussians in stream order.
 
     A stream cut short decodes its complete chunks: a :class:`RaveStreamWarning` says how many Gaussians were
     recovered (``strict=True`` raises :class:`RaveError` instead). Anything else wrong (bad magic, newer
     version, CRC mismatch naming the chunk, inconsistent counts) raises :class:`RaveError` naming the file.
+
+    The work is bounded by the input: more than ``max_gaussians`` Gaussians in the complete chunks, or (beyond
+    the first :data:`FREE_GAUSSIANS`) more than ``max_ratio`` decompressed bytes per byte of the file, is
+    refused with a RaveError before anything is decompressed (None lifts a limit).
     """
+    _check_limit(max_gaussians, "max_gaussians", (int, np.integer))
+    _check_limit(max_ratio, "max_ratio", (int, float, np.integer, np.floating))
     data, name = _load(data_or_path, name)
     info = _parse(data, name)
     layout = _Layout.of(info.cfg, info.sh_degree)
     codec = get_codec(info.codec)
-    codes, cols = [], []
-    for i, c in enumerate(info.chunks):
-        if c.offset + c.length > len(data):
-            break
+    # chunks are contiguous, so the complete ones are a prefix
+    n_chunks_ok = sum(1 for c in info.chunks if c.offset + c.length <= len(data))
+    _check_budget(info, n_chunks_ok, layout.bytes_per_gaussian, name, max_gaussians, max_ratio)
+    n_ok = sum(c.count for c in info.chunks[:n_chunks_ok])
+    codes = np.empty(n_ok, dtype=np.uint64)
+    cols = np.empty((n_ok, len(layout.bits)), dtype=np.int32)
+    start = 0
+    for i, c in enumerate(info.chunks[:n_chunks_ok]):
         blob = data[c.offset : c.offset + c.length]
         if zlib.crc32(blob) != c.crc:
             raise RaveError(f"chunk {i} is corrupt (CRC mismatch)", name)
         try:
             raw = codec.decompress(blob, c.count * layout.bytes_per_gaussian)
-            m, col = _unpack_chunk(raw, c.count, layout)
+            _unpack_chunk(raw, c.count, layout, codes[start : start + c.count], cols[start : start + c.count])
         except CodecError as e:
             raise RaveError(f"chunk {i} does not decode: {e}", name) from None
-        codes.append(m)
-        cols.append(col)
-    n_chunks_ok = len(codes)
-    n_ok = sum(c.count for c in info.chunks[:n_chunks_ok])
+        start += c.count
     message = None
     if n_chunks_ok < len(info.chunks):
         message = (
@@ -576,12 +649,8 @@ def decode(data_or_path, strict: bool = False, *, name: str | None = None) -> De
         if strict:
             raise RaveError(message, name)
         warnings.warn(f"{name}: {message}" if name else message, RaveStreamWarning, stacklevel=2)
-    if codes:
-        q = _quantized_from(np.concatenate(codes), np.concatenate(cols), info.cfg, info.bounds, info.sh_degree)
-    else:
-        q = _quantized_from(
-            np.zeros(0, np.uint64), np.zeros((0, len(layout.bits)), np.int32), info.cfg, info.bounds, info.sh_degree
-        )
+    q = _quantized_from(codes, cols, info.cfg, info.bounds, info.sh_degree)
+    del codes, cols  # q holds copies: free the stream-wide arrays before dequantizing
     gaussians = dequantize(q).validate(name, allow_empty=True)  # cannot fail for what the encoder wrote
     return DecodedStream(
         gaussians=gaussians, quantized=q, info=info, n_declared=info.n_gaussians,
@@ -602,4 +671,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_SIZE",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_GAUSSIANS",
+    "DEFAULT_MAX_RATIO",
+    "FREE_GAUSSIANS",
 ]
