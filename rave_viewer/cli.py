@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from .errors import guarded
 
@@ -20,12 +21,20 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one ``error:`` line naming the flag (exit 2), like RaveErrors."""
+
+    def error(self, message: str) -> NoReturn:
+        msg = " ".join(message.split())
+        self.exit(2, f"error: {self.prog}: {msg} (see {self.prog} --help)\n")
+
+
 def _load(name: str):
     return importlib.import_module(f"rave_viewer.commands.{COMMANDS[name]}")
 
 
 def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rave", description="RAVE rate-adaptive 3D Gaussian Splatting")
+    parser = Parser(prog="rave", description="RAVE rate-adaptive 3D Gaussian Splatting")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in names or list(COMMANDS):
         try:
@@ -40,20 +49,37 @@ def build_parser(names: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code of --help (0) or of a usage error (2, its line already printed)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+
+def _main(argv: list[str]) -> int:
     names = [argv[0]] if argv and argv[0] in COMMANDS else None
-    args = build_parser(names).parse_args(argv)
-    return guarded(args._run, args)
+    args = _parse(build_parser(names), argv)
+    return args if isinstance(args, int) else int(args._run(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``rave``: every failure (bad flag, bad file, Ctrl-C or SIGTERM, also during start-up) is one stderr line."""
+    return guarded(_main, sys.argv[1:] if argv is None else list(argv))
+
+
+def _view_main(argv: list[str]) -> int:
+    from .commands import view
+
+    parser = Parser(prog="rave-view", description=view.HELP)
+    view.add_arguments(parser)
+    args = _parse(parser, argv)
+    return args if isinstance(args, int) else int(view.run(args) or 0)
 
 
 def view_main(argv: list[str] | None = None) -> int:
-    from .commands import view
-
-    parser = argparse.ArgumentParser(prog="rave-view", description=view.HELP)
-    view.add_arguments(parser)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    return guarded(view.run, args)
+    """``rave-view``: like :func:`main`."""
+    return guarded(_view_main, sys.argv[1:] if argv is None else list(argv))
 
 
 if __name__ == "__main__":

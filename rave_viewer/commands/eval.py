@@ -6,6 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
+from ._args import MAX_RATES, add_force, dataset_files, int_in
+
+#: The files `rave eval` writes into its -o folder (eval.report.write_report).
+REPORT_FILES = ("rd.csv", "bd.csv", "rd.json", "rd_psnr.png", "rd_ssim.png")
+
 HELP = (
     "evaluate a RAVE checkpoint: PSNR and SSIM on the test views at N rates spanning its range; writes "
     "rd.csv, rd.json and PNG plots; --compare adds other checkpoints and prints BD-PSNR / BD-rate"
@@ -17,15 +22,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DATA_DIR",
                    help="dataset folder whose test split is evaluated (default: the test views stored in the "
                         "checkpoint)")
-    p.add_argument("--downscale", type=int, default=1, help="image downscale factor for --data (default 1)")
+    p.add_argument("--downscale", type=int_in(1, 64), default=1, metavar="D",
+                   help="image downscale factor for --data, 1..64 (default 1)")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="report folder (created if needed)")
-    p.add_argument("--rates", type=int, default=32, metavar="N",
-                   help="number of target rates, log-spaced over the checkpoint's range (default 32)")
+    p.add_argument("--rates", type=int_in(2, MAX_RATES), default=32, metavar="N",
+                   help=f"number of target rates, 2..{MAX_RATES}, log-spaced over the checkpoint's range (default 32)")
     p.add_argument("--compare", nargs="+", default=[], metavar="CKPT",
                    help="other checkpoints: overlaid on the plots; BD-PSNR and BD-rate printed for each pair")
     p.add_argument("--backend", default="auto", choices=["auto", "gsplat", "cpu", "reference"],
                    help="renderer (default auto: gsplat with CUDA, else the CPU rasterizer)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_force(p)
 
 
 def _label(path: str, taken: set[str]) -> str:
@@ -56,15 +63,15 @@ def _load(path: str):
 def run(args: argparse.Namespace) -> int:
     from ..errors import RaveError
     from ..eval import LPIPS_NOTE, bd_pairs, bd_table_text, curve_table_text, evaluate_checkpoint, write_report
+    from ..fileio import check_output
 
-    if args.rates < 2:
-        raise RaveError(f"--rates must be at least 2, got {args.rates}")
-    if args.downscale < 1:
-        raise RaveError(f"--downscale must be a positive integer, got {args.downscale}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise RaveError("report output exists and is not a folder", out)
     paths = [args.checkpoint, *args.compare]
+    inputs = [*paths, *dataset_files(args.data)]
+    for name in REPORT_FILES:
+        check_output(out / name, *inputs, force=args.force, flag="a report file in -o/--out")
     ckpts = [_load(p) for p in paths]  # all inputs checked before any long work
 
     if args.data:

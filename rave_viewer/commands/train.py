@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import MAX_SEED, MAX_STEPS, add_force, dataset_files, int_in
+
 HELP = "train a standard 3DGS scene (PLY) on a COLMAP or transforms.json dataset"
 
 
@@ -12,13 +14,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_dir", nargs="?", help="dataset folder (COLMAP sparse/ + images/, or transforms*.json)")
     p.add_argument("-o", "--output", help="trained model to write (.ply); its run record goes to the .json beside it")
     p.add_argument("--config", help="YAML file of training options (see --help-config)")
-    p.add_argument("--steps", type=int, help="number of training steps (overrides the config)")
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), metavar="N",
+                   help=f"number of training steps, 1..{MAX_STEPS} (overrides the config)")
     p.add_argument("--backend", choices=("auto", "cpu", "gsplat"),
                    help="renderer: auto (gsplat with CUDA, else cpu), cpu, gsplat (overrides the config)")
-    p.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    p.add_argument("--seed", type=int_in(0, MAX_SEED), metavar="S",
+                   help=f"random seed, 0..{MAX_SEED} (overrides the config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_force(p)
     p.add_argument("--help-config", action="store_true",
                    help="print every training option with its default and meaning (as YAML) and exit")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before loading anything, outputs (the PLY, its run JSON, the Ctrl-C checkpoint) that would
+    replace an input (the dataset's own files, the config) or a symlink/special/read-only file."""
+    from ..fileio import check_output
+    from ..train.run import checkpoint_path, run_json_path
+
+    inputs = [*dataset_files(args.data_dir), args.config]
+    for out, flag in ((args.output, "-o/--output"), (run_json_path(args.output), "the run record of -o/--output"),
+                      (checkpoint_path(args.output), "the Ctrl-C checkpoint of -o/--output")):
+        check_output(out, *inputs, force=args.force, flag=flag)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,10 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.data_dir or not args.output:
         raise RaveError("usage: rave train DATA_DIR -o scene.ply [--config cfg.yaml] [--steps N] "
                         "[--backend auto|cpu|gsplat] [--seed S]")
-    if args.steps is not None and args.steps < 1:
-        raise RaveError(f"--steps must be >= 1, got {args.steps}")
-    if args.seed is not None and args.seed < 0:
-        raise RaveError(f"--seed must be >= 0, got {args.seed}")
+    check_outputs(args)
     cfg = load_config(args.config)
     overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed))
                  if v is not None}

@@ -1,0 +1,132 @@
+"""Every numeric flag has a range, bad configs and Ctrl-C at start-up are one line: never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rave_viewer.cli as cli
+from rave_viewer.cli import main
+from rave_viewer.commands._args import float_in, int_in
+from rave_viewer.errors import Terminated
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_int_in_and_float_in_messages():
+    size = int_in(16, 8192)
+    assert size("8192") == 8192 and size(" 16 ") == 16
+    for bad, shown in (("100000", "100000"), ("-1", "-1"), ("12.5", "12.5"), ("ten", "ten"), ("1e3", "1e3")):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            size(bad)
+        assert str(e.value) == f"must be an integer in 16..8192, got {shown}"
+    with pytest.raises(argparse.ArgumentTypeError, match=r"got 9999999999999999999999999999999999999\.\.\.$"):
+        size("9" * 5000)  # past int()'s digit limit: still one short line
+    with pytest.raises(argparse.ArgumentTypeError, match=r"got '1\\n2'"):
+        size("1\n2")
+    fov = float_in(1.0, 150.0)
+    assert fov("1") == 1.0 and fov("150") == 150.0
+    for bad in ("nan", "inf", "-inf", "1e999999", "0.5", "151", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"must be a finite number in \[1, 150\], got"):
+            fov(bad)
+    frac = float_in(0.0, 1.0, lo_open=True)
+    assert frac("1") == 1.0
+    with pytest.raises(argparse.ArgumentTypeError, match=r"in \(0, 1\], got 0"):
+        frac("0")
+
+
+BAD_FLAGS = [
+    ("generate", "--seed", "-1"), ("generate", "--seed", "4294967296"), ("generate", "--size", "100000"),
+    ("generate", "--size", "8"), ("generate", "--views", "1"), ("generate", "--views", "10001"),
+    ("generate", "--fov", "nan"), ("generate", "--fov", "1e999999"), ("generate", "--radius", "0"),
+    ("generate", "--radius", "inf"), ("generate", "--spp", "0"), ("generate", "--spp", "100000"),
+    ("generate", "--points", "-1"), ("generate", "--points", "1e12"),
+    ("train", "--steps", "0"), ("train", "--steps", "10000001"), ("train", "--steps", "1e999999"),
+    ("train", "--seed", "-1"),
+    ("build", "--steps", "-1"), ("build", "--steps", "99999999999"), ("build", "--levels", "1"),
+    ("build", "--levels", "100000"), ("build", "--anchors", "1"), ("build", "--coarsest", "0"),
+    ("build", "--coarsest", "nan"), ("build", "--coarsest", "1.5"), ("build", "--chunk-size", "0"),
+    ("build", "--chunk-size", "1000000000"),
+    ("eval", "--rates", "1"), ("eval", "--rates", "10001"), ("eval", "--downscale", "0"),
+    ("eval", "--downscale", "1e999999"),
+]
+
+
+def _args(command: str, tmp_path: Path) -> list[str]:
+    out = tmp_path / "out"
+    return {"generate": [str(out)], "train": [str(tmp_path), "-o", str(out / "m.ply")],
+            "build": [str(tmp_path / "m.ply"), "--data", str(tmp_path), "-o", str(out / "m.ckpt")],
+            "eval": [str(tmp_path / "m.ckpt"), "-o", str(out)]}[command]
+
+
+@pytest.mark.parametrize("command, flag, value", BAD_FLAGS)
+def test_out_of_range_flags_are_one_argparse_line(command, flag, value, tmp_path, capsys):
+    rc = main([command, *_args(command, tmp_path), flag, value])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: rave {command}: argument {flag}: must be "), err
+    assert "Traceback" not in err
+    assert os.listdir(tmp_path) == []  # nothing created
+
+
+def test_help_texts_state_the_bounds(capsys):
+    for command, words in (("generate", ["16..8192", "2..10000", "0..4294967295"]), ("train", ["1..10000000"]),
+                           ("build", ["2..256", "(0, 1]"]), ("eval", ["2..10000", "1..64"])):
+        assert main([command, "--help"]) == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for w in words:
+            assert w in text, (command, w)
+
+
+def test_console_entry_point_prints_one_line_and_exits_2(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "rave_viewer", "generate", str(tmp_path / "g"), "--size", "100000"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == ("error: rave generate: argument --size: must be an integer in 16..8192, got 100000 "
+                        "(see rave generate --help)\n")
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "build"])
+@pytest.mark.parametrize("case", ["missing", "folder", "not-yaml", "not-utf8", "not-a-mapping"])
+def test_bad_config_file_is_one_line_naming_it(command, case, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "transforms.json").write_text("{}")
+    (tmp_path / "m.ply").write_bytes(b"ply\n")
+    cfg = tmp_path / "cfg.yaml"
+    if case == "folder":
+        cfg.mkdir()
+    elif case == "not-yaml":
+        cfg.write_text("steps: [1, 2\n")
+    elif case == "not-utf8":
+        cfg.write_bytes(b"\xff\xfe steps: 3\n")
+    elif case == "not-a-mapping":
+        cfg.write_text("- steps\n- 3\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out = tmp_path / ("m2.ply" if command == "train" else "m.ckpt")
+    base = ([str(tmp_path / "data")] if command == "train" else [str(tmp_path / "m.ply"), "--data",
+                                                                   str(tmp_path / "data")])
+    rc = main([command, *base, "-o", str(out), "--config", str(cfg), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:"), err
+    assert str(cfg) in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("exc, code, line", [(KeyboardInterrupt(), 130, "interrupted"),
+                                             (Terminated(15), 143, "terminated by SIGTERM")])
+def test_interrupt_during_start_up_is_one_line(exc, code, line, monkeypatch, capsys):
+    def slow_import(names=None):
+        raise exc
+
+    monkeypatch.setattr(cli, "build_parser", slow_import)
+    assert main(["generate", "x"]) == code
+    assert capsys.readouterr().err == line + "\n"
