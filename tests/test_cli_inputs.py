@@ -130,3 +130,22 @@ def test_interrupt_during_start_up_is_one_line(exc, code, line, monkeypatch, cap
     monkeypatch.setattr(cli, "build_parser", slow_import)
     assert main(["generate", "x"]) == code
     assert capsys.readouterr().err == line + "\n"
+
+
+@pytest.mark.parametrize("extra, expected", [([], False), (["--allow-outside-paths"], True)])
+def test_eval_passes_allow_outside_paths_to_the_dataset_loader(extra, expected, tmp_path, monkeypatch, capsys):
+    import rave_viewer.commands.eval as eval_cmd
+    import rave_viewer.scene.datasets as datasets
+    from rave_viewer.errors import RaveError
+
+    seen = {}
+
+    def fake_load_dataset(path, **kw):
+        seen.update(kw)
+        raise RaveError("stop here", path)
+
+    monkeypatch.setattr(eval_cmd, "_load", lambda path: object())
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    rc = main(["eval", str(tmp_path / "a.ckpt"), "--data", str(tmp_path), "-o", str(tmp_path / "r"), *extra])
+    assert rc == 2 and "stop here" in capsys.readouterr().err
+    assert seen["allow_outside_paths"] is expected

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "checkpoint)")
     p.add_argument("--downscale", type=int_in(1, 64), default=1, metavar="D",
                    help="image downscale factor for --data, 1..64 (default 1)")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let --data's image and point-cloud paths lead outside its folder (.., absolute paths, "
+                        "symlinks); only for datasets you trust")
     p.add_argument("-o", "--out", required=True, metavar="DIR", help="report folder (created if needed)")
     p.add_argument("--rates", type=int_in(2, MAX_RATES), default=32, metavar="N",
                    help=f"number of target rates, 2..{MAX_RATES}, log-spaced over the checkpoint's range (default 32)")
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         from ..scene.datasets import load_dataset
 
-        cams = load_dataset(args.data, downscale=args.downscale).test
+        cams = load_dataset(args.data, downscale=args.downscale,
+                            allow_outside_paths=args.allow_outside_paths).test
         if len(cams) == 0:
             raise RaveError("the dataset has no test views (every 8th image, or transforms_test.json)", args.data)
         source = f"{len(cams)} test views of {args.data} at {cams.width}x{cams.height}"
