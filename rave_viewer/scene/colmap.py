@@ -3,11 +3,17 @@
 Formats follow COLMAP's ``read_write_model.py``. Only what a 3DGS trainer needs is kept: cameras (model,
 size, parameters), registered images (pose, camera, name; 2D keypoints are skipped) and 3D points (xyz, rgb;
 tracks are skipped). The writers exist so tests can generate small models.
+
+Every file is checked before it is trusted: each declared count (cameras, images, 2D points, 3D points,
+track lengths) must fit in the bytes that follow it before anything is allocated, image sizes must be
+positive, and every number (intrinsics, poses, points) must be finite, so any input gives a model or one
+:class:`RaveError` line naming the file.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import struct
 from dataclasses import dataclass, field
@@ -36,6 +42,14 @@ CAMERA_MODELS: dict[int, tuple[str, int]] = {
 MODEL_IDS = {name: (i, n) for i, (name, n) in CAMERA_MODELS.items()}
 #: Models we turn into pinhole intrinsics (distortion, if any, is ignored).
 SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+#: Largest camera width or height accepted (pixels); a larger value is a corrupt file, not a camera.
+MAX_CAMERA_SIZE = 1 << 20
+# Smallest record of each binary list (bytes), so a declared count can be checked against the file size.
+_CAMERA_MIN_BYTES = 24 + 8 * min(n for _, n in CAMERA_MODELS.values())  # iiQQ + parameters
+_IMAGE_MIN_BYTES = 64 + 1 + 8  # i7di + name terminator + number of 2D points
+_POINT2D_BYTES = 24  # x, y: double, point3D_id: int64
+_POINT3D_MIN_BYTES = 51  # Q3d3BdQ (id, xyz, rgb, error, track length)
+_TRACK_BYTES = 8  # image_id: int32, point2D_idx: int32
 
 
 @dataclass
@@ -52,6 +66,15 @@ class ColmapCamera:
         Raises RaveError (naming ``source``, the cameras file) for models that are not pinhole-like.
         """
         p = self.params
+        if self.model in SUPPORTED_MODELS and (
+            len(p) != MODEL_IDS[self.model][1] or not np.isfinite(p).all() or p[0] <= 0
+            or (self.model in ("PINHOLE", "OPENCV") and p[1] <= 0)
+        ):
+            raise RaveError(
+                f"camera {self.id}: {self.model} needs {MODEL_IDS[self.model][1]} finite parameters with "
+                f"positive focal lengths, got {_show(p.tolist())}",
+                source,
+            )
         if self.model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
             fx = fy = p[0]
             cx, cy = p[1], p[2]
@@ -99,6 +122,7 @@ class ColmapModel:
 def qvec_to_rotmat(q: np.ndarray) -> np.ndarray:
     """[3, 3] rotation matrix of the (normalised) quaternion ``q = (w, x, y, z)``."""
     q = np.asarray(q, dtype=np.float64)
+    q = q / np.abs(q).max()  # first to [-1, 1], so the norm cannot overflow (q = 1e300 is a valid rotation)
     w, x, y, z = q / np.linalg.norm(q)
     return np.array(
         [
@@ -193,6 +217,18 @@ class _Reader:
             raise RaveError(f"truncated COLMAP binary file (ends at byte {len(self.buf)})", self.path)
         self.pos += n
 
+    def count(self, what: str, min_bytes: int) -> int:
+        """Read a uint64 count of records of at least ``min_bytes`` each; refuse it if they cannot fit."""
+        (n,) = self.read("Q")
+        left = len(self.buf) - self.pos
+        if n * min_bytes > left:
+            raise RaveError(
+                f"declares {n} {what} but only {left} bytes follow (at least {min_bytes} each): "
+                "truncated or corrupt COLMAP binary file",
+                self.path,
+            )
+        return n
+
     def cstring(self) -> str:
         end = self.buf.find(b"\0", self.pos)
         if end < 0:
@@ -202,40 +238,91 @@ class _Reader:
         return s
 
 
+def _show(value: object, limit: int = 80) -> str:
+    """``repr`` for an error message, cut to ``limit`` characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit printing limit
+        return "(a number too long to print)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_camera(cam: ColmapCamera, path: Path, where: str) -> ColmapCamera:
+    """``cam`` if its size is positive and bounded and its parameters are finite; RaveError otherwise."""
+    if not (0 < cam.width <= MAX_CAMERA_SIZE and 0 < cam.height <= MAX_CAMERA_SIZE):
+        raise RaveError(
+            f"{where}camera {cam.id} is {cam.width}x{cam.height}: width and height must be 1..{MAX_CAMERA_SIZE}",
+            path,
+        )
+    if not np.isfinite(cam.params).all():
+        raise RaveError(f"{where}camera {cam.id} has non-finite parameters {_show(cam.params.tolist())}", path)
+    return cam
+
+
+def _check_image(im: ColmapImage, path: Path, where: str) -> ColmapImage:
+    """``im`` if its pose is finite with a non-zero quaternion; RaveError otherwise."""
+    label = f"{where}image {im.id} ({_show(im.name, 60)})"
+    if not (np.isfinite(im.qvec).all() and np.isfinite(im.tvec).all()):
+        raise RaveError(
+            f"{label} has a non-finite pose (qvec {_show(im.qvec.tolist())}, tvec {_show(im.tvec.tolist())})", path
+        )
+    if not np.abs(im.qvec).max() > 0:
+        raise RaveError(f"{label} has a zero quaternion (qvec {_show(im.qvec.tolist())})", path)
+    if "\0" in im.name:
+        raise RaveError(f"{label} has a NUL character in its name", path)
+    return im
+
+
+def _check_points(xyz: np.ndarray, path: Path) -> None:
+    bad = ~np.isfinite(xyz).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise RaveError(f"3D point {i} (of {len(xyz)}) has non-finite coordinates {_show(xyz[i].tolist())}", path)
+
+
 def _read_cameras_bin(path: Path) -> dict[int, ColmapCamera]:
     r = _Reader(path)
     cams = {}
-    for _ in range(r.read("Q")[0]):
+    for _ in range(r.count("cameras", _CAMERA_MIN_BYTES)):
         cid, mid, w, h = r.read("iiQQ")
         if mid not in CAMERA_MODELS:
             raise RaveError(f"camera {cid} has unknown COLMAP model id {mid}", path)
         name, n = CAMERA_MODELS[mid]
-        cams[cid] = ColmapCamera(cid, name, int(w), int(h), np.array(r.read(f"{n}d"), dtype=np.float64))
+        cam = ColmapCamera(cid, name, int(w), int(h), np.array(r.read(f"{n}d"), dtype=np.float64))
+        cams[cid] = _check_camera(cam, path, "")
     return cams
 
 
 def _read_images_bin(path: Path) -> dict[int, ColmapImage]:
     r = _Reader(path)
     images = {}
-    for _ in range(r.read("Q")[0]):
+    for _ in range(r.count("images", _IMAGE_MIN_BYTES)):
         iid, qw, qx, qy, qz, tx, ty, tz, cid = r.read("i7di")
         name = r.cstring()
-        (n2d,) = r.read("Q")
-        r.skip(24 * n2d)  # (x: double, y: double, point3D_id: int64) per keypoint
-        images[iid] = ColmapImage(iid, np.array([qw, qx, qy, qz]), np.array([tx, ty, tz]), cid, name)
+        im = _check_image(ColmapImage(iid, np.array([qw, qx, qy, qz]), np.array([tx, ty, tz]), cid, name), path, "")
+        n2d = r.count(f"2D points for image {iid}", _POINT2D_BYTES)
+        r.skip(_POINT2D_BYTES * n2d)
+        images[iid] = im
     return images
 
 
 def _read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     r = _Reader(path)
-    (n,) = r.read("Q")
+    n = r.count("3D points", _POINT3D_MIN_BYTES)  # bounds the arrays below by the file size
     xyz = np.empty((n, 3), dtype=np.float64)
     rgb = np.empty((n, 3), dtype=np.uint8)
     for i in range(n):
         _, x, y, z, cr, cg, cb, _err, track_len = r.read("Q3d3BdQ")
         xyz[i] = (x, y, z)
         rgb[i] = (cr, cg, cb)
-        r.skip(8 * track_len)  # (image_id: int32, point2D_idx: int32) per observation
+        if track_len * _TRACK_BYTES > len(r.buf) - r.pos:
+            raise RaveError(
+                f"3D point {i} declares a track of {track_len} observations but only {len(r.buf) - r.pos} "
+                "bytes follow: truncated or corrupt COLMAP binary file",
+                path,
+            )
+        r.skip(_TRACK_BYTES * track_len)
+    _check_points(xyz, path)
     return xyz, rgb
 
 
@@ -266,7 +353,7 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
             raise RaveError(f"line {i}: unknown COLMAP camera model '{model}'", path)
         if len(params) != MODEL_IDS[model][1]:
             raise RaveError(f"line {i}: {model} needs {MODEL_IDS[model][1]} parameters, got {len(params)}", path)
-        cams[cid] = ColmapCamera(cid, model, w, h, params)
+        cams[cid] = _check_camera(ColmapCamera(cid, model, w, h, params), path, f"line {i}: ")
     return cams
 
 
@@ -287,7 +374,7 @@ def _read_images_txt(path: Path) -> dict[int, ColmapImage]:
             cid, name = int(e[8]), e[9]
         except (ValueError, IndexError):
             raise _bad_line(path, i, "image (expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME)") from None
-        images[iid] = ColmapImage(iid, q, t, cid, name)
+        images[iid] = _check_image(ColmapImage(iid, q, t, cid, name), path, f"line {i}: ")
         i += 1  # the next line holds the image's 2D points (possibly empty): skipped
     return images
 
@@ -300,12 +387,17 @@ def _read_points_txt(path: Path) -> tuple[np.ndarray, np.ndarray]:
             continue
         e = line.split()
         try:
-            xyz.append([float(v) for v in e[1:4]])
-            rgb.append([int(v) for v in e[4:7]])
-            if len(xyz[-1]) != 3 or len(rgb[-1]) != 3:
+            p, c = [float(v) for v in e[1:4]], [int(v) for v in e[4:7]]
+            if len(p) != 3 or len(c) != 3:
                 raise ValueError
         except ValueError:
             raise _bad_line(path, i, "point (expected POINT3D_ID X Y Z R G B ERROR TRACK...)") from None
+        if not all(map(math.isfinite, p)):
+            raise RaveError(f"line {i}: 3D point has non-finite coordinates {_show(p)}", path)
+        if not all(0 <= v <= 255 for v in c):
+            raise RaveError(f"line {i}: 3D point colour {_show(c)} is not three integers in 0..255", path)
+        xyz.append(p)
+        rgb.append(c)
     return np.array(xyz, dtype=np.float64).reshape(-1, 3), np.array(rgb, dtype=np.uint8).reshape(-1, 3)
 
 

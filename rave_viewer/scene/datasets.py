@@ -18,19 +18,27 @@ Conventions (those of 3DGS / gsplat):
   ``background``; all images of a split must have the same size.
 * ``scene_scale`` = 1.1 x the largest distance of a training camera centre from their mean (3DGS's
   ``getNerfppNorm``), or 1.0 when all cameras coincide.
+
+Untrusted input (a dataset someone shared): every image and point-cloud path must resolve, symlinks
+included, inside the dataset folder (``allow_outside_paths=True`` lifts this), so a dataset cannot pull
+other local files into a checkpoint; a view may not reuse another view's image file; image sizes are read
+from the file headers and checked (:data:`MAX_IMAGE_PIXELS`, equal sizes, total memory) before any pixel
+is decoded; numbers must be finite. Any input gives a :class:`Dataset` or one :class:`RaveError` line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -38,10 +46,19 @@ from torch import Tensor
 
 from ..errors import RaveError
 from .cameras import Cameras
-from .colmap import find_model_files, read_model
+from .colmap import _show, find_model_files, read_model
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".webp", ".tif", ".tiff")
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+#: Largest image decoded, in pixels (8192 x 8192: a 0.8 GB float32 RGB array), checked from the file header
+#: before any pixel is decoded. It is below Pillow's own decompression-bomb threshold (about 89.5 MP), so
+#: Pillow never warns about an image this module would load.
+MAX_IMAGE_PIXELS = 8192 * 8192
+#: Largest ``downscale`` factor accepted (any larger one leaves a few pixels of any photo).
+MAX_DOWNSCALE = 1024
+#: Longest integer literal accepted in a transforms.json (a float64 holds at most 309 digits).
+_MAX_JSON_INT_DIGITS = 320
+_OUTSIDE_HINT = "refused so a dataset cannot pull in other files (allow with --allow-outside-paths)"
 
 
 @dataclass
@@ -80,7 +97,75 @@ class _View:
     path: Path  # image file
     viewmat: np.ndarray  # [4, 4] float64 world-to-camera (OpenCV)
     intrinsics: Callable[[int, int], np.ndarray]  # (file width, file height) -> [3, 3] K for the file's pixels
+    source: Path  # the file that lists this view (transforms*.json, COLMAP images file), for messages
+    label: str  # how messages name the view ("frame 3 ('./train/r_3')", "image 'a.png'")
     prescaled: bool = False  # image already downscaled on disk (COLMAP images_{d}/)
+
+
+class _Paths:
+    """The dataset folder's file references: confined to the folder (symlinks resolved), each file used once."""
+
+    def __init__(self, root: Path, allow_outside: bool):
+        self.root = root
+        self.real = None if allow_outside else os.path.realpath(root)
+
+    def join(self, base: Path, ref: str, label: str, src: Path) -> Path:
+        """``base / ref``, refused (RaveError naming ``src``) when ``ref`` has a NUL or leads outside the folder."""
+        if "\0" in ref:
+            raise RaveError(f"{label}: the path contains a NUL character", src)
+        return self.check(base / ref, label, src)
+
+    def check(self, path: Path, label: str, src: Path) -> Path:
+        if self.real is not None:
+            real = os.path.realpath(path)
+            if os.path.commonpath([real, self.real]) != self.real:
+                raise RaveError(
+                    f"{label}: the path leads outside the dataset folder {self.root} (to {_show(real, 200)}); "
+                    + _OUTSIDE_HINT,
+                    src,
+                )
+        return path
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL: no such file
+        return False
+
+
+def _file_key(path: Path) -> tuple:
+    """Identity of the file behind ``path`` (hard links and symlinks included)."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        return (os.path.realpath(path),)
+
+
+def _unique(views: list[_View]) -> list[_View]:
+    """``views``, refused when two of them read the same image file (a small list must not cost n x memory)."""
+    seen: dict[tuple, _View] = {}
+    for v in views:
+        first = seen.setdefault(_file_key(v.path), v)
+        if first is not v:
+            raise RaveError(
+                f"{v.label} uses the same image file as {first.label}; each view needs its own image", v.source
+            )
+    return views
+
+
+def _pose(viewmat: np.ndarray, label: str, src: Path) -> np.ndarray:
+    """``viewmat`` if it and its inverse (the camera centre) are finite in float32; RaveError otherwise."""
+    with np.errstate(all="ignore"):
+        try:
+            inv = np.linalg.inv(viewmat)
+        except np.linalg.LinAlgError:
+            inv = np.full((4, 4), np.nan)
+        ok = np.isfinite(viewmat.astype(np.float32)).all() and np.isfinite(inv.astype(np.float32)).all()
+    if not ok:
+        raise RaveError(f"{label}: the camera pose is not finite (or too large for float32)", src)
+    return viewmat
 
 
 # -- public entry point -----------------------------------------------------------------------------------
@@ -91,28 +176,34 @@ def load_dataset(
     downscale: int = 1,
     test_every: int = 8,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    allow_outside_paths: bool = False,
 ) -> Dataset:
     """Load a COLMAP or NeRF/Blender dataset folder (see the module docstring for every convention).
 
     ``path`` is the dataset folder (or a ``transforms*.json`` file). COLMAP is recognised by
     ``sparse/0/`` or ``sparse/`` holding ``cameras.bin``/``cameras.txt`` with images in ``images/``; it is
-    preferred when a folder also has a transforms.json. Problems raise :class:`RaveError` naming the file.
+    preferred when a folder also has a transforms.json. Image and point-cloud paths that resolve outside the
+    dataset folder (``..``, absolute paths, symlinks) are refused unless ``allow_outside_paths``. Problems
+    raise :class:`RaveError` naming the file.
     """
-    downscale, test_every = _as_int(downscale, "downscale", 1), _as_int(test_every, "test_every", 0)
+    downscale = _as_int(downscale, "downscale", 1, MAX_DOWNSCALE)
+    test_every = _as_int(test_every, "test_every", 0)
     try:
         bg = np.array([float(v) for v in background], dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         bg = np.zeros(0)
     if bg.shape != (3,) or not np.isfinite(bg).all():
-        raise RaveError(f"background must be three numbers (r, g, b) in [0, 1], got {background!r}")
+        raise RaveError(f"background must be three numbers (r, g, b) in [0, 1], got {_show(background)}")
 
     kind, where = detect_dataset(path)
     if kind == "colmap":
         root, split_files = Path(path), None
-        views, points, colors = _colmap_views(root, where[0], downscale)
+        paths = _Paths(root, bool(allow_outside_paths))
+        views, points, colors = _colmap_views(root, where[0], downscale, paths)
     else:
         root = where[0].parent
-        views, split_files, points, colors = _transforms_views(where)
+        paths = _Paths(root, bool(allow_outside_paths))
+        views, split_files, points, colors = _transforms_views(where, paths)
 
     if split_files is not None:
         train_v, test_v = split_files
@@ -133,18 +224,28 @@ def load_dataset(
     if not train_v:
         raise RaveError("the dataset has no training images", root)
 
-    train = _load_split(train_v, downscale, bg, "train")
-    test = _load_split(test_v, downscale, bg, "test") if test_v else _empty_cameras(train)
-    centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in train_v])
+    # Headers first: sizes, intrinsics and memory are checked before any pixel is decoded.
+    probes = [(_probe_split(v, downscale, s), v, s) for v, s in ((train_v, "train"), (test_v, "test")) if v]
+    _check_memory([(len(v), size) for (size, _), v, _ in probes], downscale, root)
+    splits = [_load_split(v, size, Ks, downscale, bg, s) for (size, Ks), v, s in probes]
+    train = splits[0]
+    test = splits[1] if len(splits) > 1 else _empty_cameras(train)
+    centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in train_v])  # finite in float32 (_pose)
     radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
     scene_scale = 1.1 * radius if radius > 1e-12 else 1.0
     return Dataset(root, train, test, points, colors, scene_scale)
 
 
-def _as_int(value, name: str, minimum: int) -> int:
-    if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= minimum:
+def _as_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
+    if (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Integral)
+        and value >= minimum
+        and (maximum is None or value <= maximum)
+    ):
         return int(value)
-    raise RaveError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+    raise RaveError(f"{name} must be an integer {bound}, got {_show(value)}")
 
 
 def detect_dataset(path: str | os.PathLike) -> tuple[str, list[Path]]:
@@ -154,9 +255,13 @@ def detect_dataset(path: str | os.PathLike) -> tuple[str, list[Path]]:
     (``[transforms_train.json]`` alone when there is no test file: then it is split like transforms.json).
     """
     root = Path(path)
-    if not root.exists():
+    try:
+        exists, is_file = root.exists(), root.is_file()
+    except (OSError, ValueError):  # a name too long for the system, a NUL character
+        exists = is_file = False
+    if not exists:
         raise RaveError("dataset folder not found", root)
-    if root.is_file():
+    if is_file:
         if root.suffix.lower() == ".json":
             return "transforms", [root]
         raise RaveError("expected a dataset folder (COLMAP or transforms.json), got a file", root)
@@ -180,8 +285,9 @@ def detect_dataset(path: str | os.PathLike) -> tuple[str, list[Path]]:
 # -- COLMAP -----------------------------------------------------------------------------------------------
 
 
-def _colmap_views(root: Path, sparse: Path, downscale: int):
+def _colmap_views(root: Path, sparse: Path, downscale: int, paths: _Paths):
     model = read_model(sparse)
+    cams_file, imgs_file, pts_file = find_model_files(sparse)
     if not model.images:
         raise RaveError("the COLMAP model has no registered images", sparse)
     img_dir = root / "images"
@@ -195,7 +301,7 @@ def _colmap_views(root: Path, sparse: Path, downscale: int):
     views = []
     for im in model.images.values():
         cam = model.cameras[im.camera_id]
-        K = cam.K(source=find_model_files(sparse)[0])  # raises for unsupported models
+        K = cam.K(source=cams_file)  # raises for unsupported models and bad parameters
         if cam.id not in warned and np.any(cam.distortion != 0):
             warned.add(cam.id)
             warnings.warn(
@@ -203,10 +309,18 @@ def _colmap_views(root: Path, sparse: Path, downscale: int):
                 "ignored (pinhole model used); undistort with `colmap image_undistorter` for accurate results",
                 stacklevel=3,
             )
-        views.append(_View(im.name, img_dir / im.name, im.viewmat(), _scaled_K(K, cam.width, cam.height), prescaled))
+        label = f"image {im.id} ({_show(im.name, 200)})"
+        path = paths.join(img_dir, im.name, label, imgs_file)
+        viewmat = _pose(im.viewmat(), label, imgs_file)
+        views.append(_View(im.name, path, viewmat, _scaled_K(K, cam.width, cam.height), imgs_file, label, prescaled))
+    _unique(views)
     points = colors = None
     if len(model.points):
-        points = torch.from_numpy(model.points.astype(np.float32))
+        with np.errstate(over="ignore"):
+            xyz = model.points.astype(np.float32)
+        if not np.isfinite(xyz).all():
+            raise RaveError("3D points have coordinates too large for float32", pts_file)
+        points = torch.from_numpy(xyz)
         colors = torch.from_numpy(model.colors.astype(np.float32) / 255.0)
     return views, points, colors
 
@@ -224,12 +338,24 @@ def _scaled_K(K: np.ndarray, ref_w: float, ref_h: float) -> Callable[[int, int],
 
 
 def _read_json(path: Path) -> dict:
+    def constant(name: str):
+        raise RaveError(f"invalid JSON: {name} is not a number in standard JSON", path)
+
+    def integer(text: str) -> int:
+        if len(text) > _MAX_JSON_INT_DIGITS:
+            raise RaveError(f"invalid JSON: an integer of {len(text)} digits is too large for a number", path)
+        return int(text)
+
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=constant, parse_int=integer)
     except json.JSONDecodeError as e:
         raise RaveError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", path) from None
     except (OSError, UnicodeDecodeError) as e:
         raise RaveError(f"cannot read file: {getattr(e, 'strerror', None) or e}", path) from None
+    except RecursionError:
+        raise RaveError("invalid JSON: nested too deeply", path) from None
+    except ValueError as e:  # anything else the parser refuses
+        raise RaveError(f"invalid JSON: {e}", path) from None
     if not isinstance(meta, dict):
         raise RaveError("expected a JSON object with a 'frames' list", path)
     if "frames" not in meta:
@@ -243,21 +369,27 @@ def _number(d: dict, key: str, where: str, src: Path, positive: bool = False) ->
     v = d.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+    ok = not isinstance(v, bool) and isinstance(v, (int, float))
+    if ok:
+        try:
+            f = float(v)
+        except OverflowError:  # an int beyond float64
+            ok = False
+        else:
+            ok = math.isfinite(f) and (f > 0 or not positive)
+    if not ok:
         kind = "a positive number" if positive else "a finite number"
-        raise RaveError(f"{where}key '{key}' must be {kind}, got {v!r}", src)
-    return float(v)
+        raise RaveError(f"{where}key '{key}' must be {kind}, got {_show(v)}", src)
+    return f
 
 
-def _resolve_image(base: Path, file_path: str) -> Path | None:
-    p = base / file_path
-    if p.is_file():
-        return p
-    for ext in IMAGE_EXTS:  # Blender writes "./train/r_0" without the extension
-        q = p.with_name(p.name + ext)
-        if q.is_file():
-            return q
-    return None
+def _find_image(base: Path, file_path: str, paths: _Paths, label: str, src: Path) -> Path:
+    p = paths.join(base, file_path, label, src)
+    # Blender writes "./train/r_0" without the extension
+    for q in (p, *(p.parent / (p.name + ext) for ext in IMAGE_EXTS)):
+        if _is_file(q):
+            return paths.check(q, label, src)
+    raise RaveError(f"image file not found ({label} of {src.name})", p)
 
 
 def _frame_intrinsics(meta: dict, frame: dict, where: str, src: Path) -> Callable[[int, int], np.ndarray]:
@@ -273,6 +405,9 @@ def _frame_intrinsics(meta: dict, frame: dict, where: str, src: Path) -> Callabl
     ax, ay = get("camera_angle_x", True), get("camera_angle_y", True)
     if fl_x is None and ax is None:
         raise RaveError(f"{where}missing key 'camera_angle_x' (or 'fl_x'): no focal length", src)
+    for key, angle in (("camera_angle_x", ax), ("camera_angle_y", ay)):
+        if angle is not None and angle >= math.pi:
+            raise RaveError(f"{where}key '{key}' must be a field of view in radians below pi, got {angle!r}", src)
     for k in ("k1", "k2", "k3", "p1", "p2"):
         if _number(frame, k, where, src) or _number(meta, k, "", src):
             warnings.warn(f"{src}: lens distortion ('{k}') is ignored (pinhole model used)", stacklevel=4)
@@ -292,7 +427,7 @@ def _frame_intrinsics(meta: dict, frame: dict, where: str, src: Path) -> Callabl
     return fn
 
 
-def _json_views(src: Path, root: Path, allow_empty: bool = False) -> tuple[list[_View], dict]:
+def _json_views(src: Path, root: Path, paths: _Paths, allow_empty: bool = False) -> tuple[list[_View], dict]:
     meta = _read_json(src)
     views = []
     for i, frame in enumerate(meta["frames"]):
@@ -301,61 +436,149 @@ def _json_views(src: Path, root: Path, allow_empty: bool = False) -> tuple[list[
         fp = frame.get("file_path")
         if not isinstance(fp, str) or not fp:
             raise RaveError(f"frame {i}: missing key 'file_path'", src)
-        where = f"frame {i} ('{fp}'): "
+        label = f"frame {i} ({_show(fp, 200)})"
+        where = label + ": "
         if "transform_matrix" not in frame:
             raise RaveError(f"{where}missing key 'transform_matrix'", src)
         try:
             c2w = np.array(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError, RecursionError):
             c2w = np.zeros(0)
         if c2w.shape == (3, 4):
             c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
-        if c2w.shape != (4, 4) or not np.isfinite(c2w).all() or abs(np.linalg.det(c2w[:3, :3])) < 1e-12:
+        viewmat = None
+        with np.errstate(all="ignore"):
+            if c2w.shape == (4, 4) and np.isfinite(c2w).all() and abs(np.linalg.det(c2w[:3, :3])) >= 1e-12:
+                try:
+                    viewmat = np.linalg.inv(c2w @ _OPENGL_TO_OPENCV)
+                except np.linalg.LinAlgError:  # e.g. a zero last row
+                    pass
+        if viewmat is None:
             raise RaveError(f"{where}key 'transform_matrix' must be an invertible 4x4 matrix of numbers", src)
         K_fn = _frame_intrinsics(meta, frame, where, src)
-        path = _resolve_image(src.parent, fp)
-        if path is None:
-            raise RaveError(f"image file not found (frame {i} of {src.name})", src.parent / fp)
-        viewmat = np.linalg.inv(c2w @ _OPENGL_TO_OPENCV)
+        path = _find_image(src.parent, fp, paths, label, src)
+        viewmat = _pose(viewmat, label, src)
         try:
             name = path.relative_to(root).as_posix()
         except ValueError:
             name = path.as_posix()
-        views.append(_View(name, path, viewmat, K_fn))
+        views.append(_View(name, path, viewmat, K_fn, src, label))
     if not views and not allow_empty:
         raise RaveError("no frames (the 'frames' list is empty)", src)
-    return views, meta
+    return _unique(views), meta
 
 
-def _transforms_views(files: list[Path]):
+def _transforms_views(files: list[Path], paths: _Paths):
     root = files[0].parent
-    views, meta = _json_views(files[0], root)
+    views, meta = _json_views(files[0], root, paths)
     split = None
     if len(files) == 2:
-        test_views, _ = _json_views(files[1], root, allow_empty=True)
+        test_views, _ = _json_views(files[1], root, paths, allow_empty=True)
         split = (views, test_views)
     points = colors = None
     ply_key = meta.get("ply_file_path")
-    if isinstance(ply_key, str) and ply_key:
-        ply = root / ply_key
-        if not ply.is_file():
+    if ply_key is not None and not isinstance(ply_key, str):
+        raise RaveError(f"key 'ply_file_path' must be a string, got {_show(ply_key)}", files[0])
+    if ply_key:
+        label = f"key 'ply_file_path' ({_show(ply_key, 200)})"
+        ply = paths.join(root, ply_key, label, files[0])
+        if not _is_file(ply):
             raise RaveError(f"point cloud not found (key 'ply_file_path' of {files[0].name})", ply)
+        paths.check(ply, label, files[0])
     else:
         ply = next((root / n for n in ("points3d.ply", "points3D.ply") if (root / n).is_file()), None)
+        if ply is not None:
+            paths.check(ply, f"point cloud {ply.name}", ply)
     if ply is not None:
         points, colors = read_points_ply(ply)
     return views, split, points, colors
+
+
+# -- point clouds (points3d.ply) ----------------------------------------------------------------------------
+
+_PLY_TYPE_BYTES = {
+    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
+    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
+}  # fmt: skip
+_MAX_PLY_HEADER = 1 << 20
+
+
+def _ply_layout(path: Path) -> dict[str, dict[str, bool]] | None:
+    """{element: {property: is_list}} of a PLY header, after checking that the declared rows fit in the file.
+
+    Refuses (RaveError) before plyfile allocates anything, so ``element face 300000000`` in a tiny file
+    costs nothing: binary rows need the bytes of their scalars (and list counts), ascii rows at least two
+    characters per property. None when the file cannot be opened or is no PLY (the reader then says why).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAX_PLY_HEADER)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return None
+    if head[:3] != b"ply" or head[3:4] not in (b"\n", b"\r"):
+        return None
+    nl = b"\r\n" if head[3:5] == b"\r\n" else head[3:4]
+    end = head.find(nl + b"end_header" + nl)
+    if end < 0:
+        raise RaveError(f"PLY header has no 'end_header' line in its first {_MAX_PLY_HEADER} bytes", path)
+    data_start = end + len(b"end_header") + 2 * len(nl)
+    fmt = None
+    elements: list[tuple[str, int, dict[str, tuple[bool, int]]]] = []
+    for line in head[:end].decode("ascii", errors="replace").split(nl.decode())[1:]:
+        t = line.split()
+        bad = RaveError(f"malformed PLY header line {_show(line)}", path)
+        if not t or t[0] in ("comment", "obj_info"):
+            continue
+        if t[0] == "format":
+            fmt = t[1] if len(t) > 1 else None
+        elif t[0] == "element":
+            if len(t) != 3 or not t[2].isdigit() or len(t[2]) > 19:
+                raise bad
+            elements.append((t[1], int(t[2]), {}))
+        elif t[0] == "property":
+            if not elements:
+                raise bad
+            if len(t) == 3 and t[1] in _PLY_TYPE_BYTES:
+                elements[-1][2][t[2]] = (False, _PLY_TYPE_BYTES[t[1]])
+            elif len(t) == 5 and t[1] == "list" and t[2] in _PLY_TYPE_BYTES and t[3] in _PLY_TYPE_BYTES:
+                elements[-1][2][t[4]] = (True, _PLY_TYPE_BYTES[t[2]])
+            else:
+                raise bad
+    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise RaveError(f"unknown PLY format {_show(fmt)}", path)
+    need = 0
+    for _, count, props in elements:
+        row = max(1, 2 * len(props)) if fmt == "ascii" else sum(b for _, b in props.values())
+        need += count * row
+    left = size - data_start
+    if need - (fmt == "ascii") > left:  # ascii: the last row may lack its newline
+        declared = ", ".join(f"{count} {name}" for name, count, _ in elements)
+        raise RaveError(
+            f"PLY header declares {declared} rows, which need at least {need} bytes, but only {left} bytes "
+            "follow: truncated or corrupt PLY file",
+            path,
+        )
+    return {name: {p: is_list for p, (is_list, _) in props.items()} for name, _, props in elements}
 
 
 def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     """Coloured point cloud from a PLY ``vertex`` element (x y z [red green blue]) as float32 tensors.
 
     Integer colours are divided by their type's maximum (255 for uchar); float colours are taken as [0, 1].
-    Missing colours are grey (0.5). Returns ([P, 3] points, [P, 3] colours in [0, 1]).
+    Missing colours are grey (0.5). Returns ([P, 3] points, [P, 3] colours in [0, 1]). The header is
+    checked against the file size before any data is read (see :func:`_ply_layout`).
     """
     from .ply import _read_plydata
 
     path = Path(path)
+    layout = _ply_layout(path)
+    if layout is not None:
+        if "vertex" not in layout:
+            raise RaveError("PLY has no 'vertex' element", path)
+        for n in ("x", "y", "z", "red", "green", "blue"):
+            if layout["vertex"].get(n):
+                raise RaveError(f"point cloud PLY property '{n}' is a list, expected a scalar", path)
     ply = _read_plydata(path)
     if "vertex" not in [e.name for e in ply.elements]:
         raise RaveError("PLY has no 'vertex' element", path)
@@ -364,16 +587,23 @@ def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     for n in ("x", "y", "z"):
         if n not in names:
             raise RaveError(f"point cloud PLY is missing property '{n}'", path)
-    xyz = np.stack([np.asarray(data[n], dtype=np.float32) for n in ("x", "y", "z")], axis=1)
+    try:
+        with np.errstate(all="ignore"):
+            xyz = np.stack([np.asarray(data[n], dtype=np.float32) for n in ("x", "y", "z")], axis=1)
+    except (TypeError, ValueError):  # a list property that the header check did not see
+        raise RaveError("point cloud PLY coordinates are not scalar numbers", path) from None
     if not np.isfinite(xyz).all():
         raise RaveError("point cloud has NaN/inf coordinates", path)
     if all(n in names for n in ("red", "green", "blue")):
         cols = []
         for n in ("red", "green", "blue"):
             c = np.asarray(data[n])
+            if c.dtype == object:
+                raise RaveError(f"point cloud PLY property '{n}' is a list, expected a scalar", path)
             if np.issubdtype(c.dtype, np.integer):
                 c = c.astype(np.float32) / float(np.iinfo(c.dtype).max)
-            cols.append(np.clip(np.nan_to_num(c.astype(np.float32)), 0.0, 1.0))
+            with np.errstate(all="ignore"):
+                cols.append(np.clip(np.nan_to_num(c.astype(np.float32)), 0.0, 1.0))
         rgb = np.stack(cols, axis=1)
     else:
         rgb = np.full_like(xyz, 0.5)
@@ -383,12 +613,74 @@ def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
 # -- images -----------------------------------------------------------------------------------------------
 
 
-def load_image(path: Path, background: np.ndarray) -> np.ndarray:
-    """[H, W, 3] float32 in [0, 1]; alpha composited over ``background``; RaveError naming ``path``."""
+def _image_error(e: Exception, path: Path) -> RaveError:
+    from PIL import Image
+
+    if isinstance(e, FileNotFoundError):
+        return RaveError("image file not found", path)
+    if isinstance(e, IsADirectoryError):
+        return RaveError("is a folder, expected an image file", path)
+    msg = " ".join(str(e).split()) or type(e).__name__
+    msg = msg if len(msg) <= 300 else msg[:297] + "..."
+    if isinstance(e, Image.DecompressionBombError):
+        return RaveError(f"image is too large to decode ({msg}); the limit is {MAX_IMAGE_PIXELS} pixels", path)
+    # PIL.UnidentifiedImageError, truncated/corrupt data (OSError, SyntaxError, ...)
+    return RaveError(f"cannot read image ({msg})", path)
+
+
+def _check_pixels(size: tuple[int, int], path: Path, max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise RaveError(f"image is {w}x{h}: it has no pixels", path)
+    if w * h > max_pixels:
+        raise RaveError(
+            f"image is {w}x{h} ({w * h / 1e6:.1f} megapixels), above the limit of {max_pixels / 1e6:.1f} "
+            "megapixels (MAX_IMAGE_PIXELS); resize the images on disk",
+            path,
+        )
+
+
+@contextlib.contextmanager
+def _no_bomb_warning() -> Iterator[None]:
+    """Silence Pillow's DecompressionBombWarning (our own size check decides, in one line).
+
+    Warnings filters are process-wide and ``catch_warnings`` is not thread-safe, so this acts in the main
+    thread only; worker threads only open images whose header was already checked there (``_probe_split``),
+    and :data:`MAX_IMAGE_PIXELS` is below Pillow's threshold, so they never trigger the warning.
+    """
+    from PIL import Image
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
+
+
+def image_size(path: Path, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image from its file header (no pixel decoded); RaveError if unreadable or too large."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
+        with _no_bomb_warning(), Image.open(path) as im:
+            size = im.size
+    except Exception as e:
+        raise _image_error(e, path) from None
+    _check_pixels(size, path, max_pixels)
+    return int(size[0]), int(size[1])
+
+
+def load_image(path: Path, background: np.ndarray, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1]; alpha composited over ``background``; RaveError naming ``path``.
+
+    The size is checked from the header before decoding: images above ``max_pixels`` are refused.
+    """
+    from PIL import Image
+
+    try:
+        with _no_bomb_warning(), Image.open(path) as im:
+            _check_pixels(im.size, path, max_pixels)
             im.load()
             mode = im.mode
             if mode.startswith("I;16") or mode in ("I", "F"):
@@ -396,18 +688,23 @@ def load_image(path: Path, background: np.ndarray) -> np.ndarray:
                 a = a / 65535.0 if mode != "F" else a
                 return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)
             alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
-            arr = np.asarray(im.convert("RGBA" if alpha else "RGB"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise RaveError("image file not found", path) from None
+            arr = np.asarray(im.convert("RGBA" if alpha else "RGB"), dtype=np.float32)
+            arr /= 255.0
     except RaveError:
         raise
-    except Exception as e:  # PIL.UnidentifiedImageError, truncated/corrupt data (OSError, SyntaxError, ...)
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise RaveError(f"cannot read image ({msg})", path) from None
+    except Exception as e:
+        raise _image_error(e, path) from None
     if alpha:
         a = arr[..., 3:4]
         arr = arr[..., :3] * a + background * (1.0 - a)
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _scaled_size(w: int, h: int, factor: int) -> tuple[int, int]:
+    """Size of a w x h image after :func:`downscale_image` by ``factor``."""
+    if h % factor == 0 and w % factor == 0:
+        return w // factor, h // factor
+    return max(1, int(round(w / factor))), max(1, int(round(h / factor)))
 
 
 def downscale_image(img: np.ndarray, factor: int) -> np.ndarray:
@@ -419,7 +716,7 @@ def downscale_image(img: np.ndarray, factor: int) -> np.ndarray:
         return img.reshape(h // factor, factor, w // factor, factor, 3).mean(axis=(1, 3), dtype=np.float32)
     from PIL import Image
 
-    size = (max(1, int(round(w / factor))), max(1, int(round(h / factor))))
+    size = _scaled_size(w, h, factor)
     chans = [
         np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize(size, Image.Resampling.BOX))
         for c in range(3)
@@ -427,51 +724,90 @@ def downscale_image(img: np.ndarray, factor: int) -> np.ndarray:
     return np.stack(chans, axis=2).astype(np.float32)
 
 
-def _load_view(view: _View, downscale: int, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _probe_split(views: list[_View], downscale: int, split: str) -> tuple[tuple[int, int], np.ndarray]:
+    """((width, height) after downscale, [n, 3, 3] Ks) from the image headers: sizes checked, nothing decoded."""
+    Ks = np.zeros((len(views), 3, 3))
+    size: tuple[int, int] | None = None
+    first = views[0]
+    for i, v in enumerate(views):
+        fw, fh = image_size(v.path)
+        w, h = (fw, fh) if v.prescaled else _scaled_size(fw, fh, downscale)
+        if size is None:
+            size = (w, h)
+        elif (w, h) != size:
+            raise RaveError(
+                f"image is {w}x{h} (after downscale {downscale}) but {first.path.name} is {size[0]}x{size[1]}; "
+                f"all {split} images must have the same size",
+                v.path,
+            )
+        with np.errstate(all="ignore"):
+            K = np.diag([w / fw, h / fh, 1.0]) @ v.intrinsics(fw, fh)
+            K32 = K.astype(np.float32)  # what the cameras keep
+            ok = bool(np.isfinite(K32).all() and K32[0, 0] > 0 and K32[1, 1] > 0)
+        if not ok:
+            raise RaveError(
+                f"{v.label}: its intrinsics for the {fw}x{fh} image are not finite positive numbers "
+                f"({_show(K.tolist())})",
+                v.source,
+            )
+        Ks[i] = K
+    assert size is not None
+    return size, Ks
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(splits: list[tuple[int, tuple[int, int]]], downscale: int, root: Path) -> None:
+    """Refuse a dataset whose decoded images (float32) would not fit in this machine's memory."""
+    need = sum(n * w * h * 3 * 4 for n, (w, h) in splits)
+    total = _physical_memory()
+    if total is not None and need > total:
+        n = sum(n for n, _ in splits)
+        raise RaveError(
+            f"the {n} images need {need / 1e9:.1f} GB as float32 (after downscale {downscale}), more than this "
+            f"machine's {total / 1e9:.1f} GB of memory; use a larger downscale",
+            root,
+        )
+
+
+def _load_view(view: _View, downscale: int, background: np.ndarray) -> np.ndarray:
     img = load_image(view.path, background)
-    fh, fw = img.shape[:2]
-    K = view.intrinsics(fw, fh)
-    if not view.prescaled:
-        img = downscale_image(img, downscale)
-    h, w = img.shape[:2]
-    return img, np.diag([w / fw, h / fh, 1.0]) @ K
+    return img if view.prescaled else downscale_image(img, downscale)
 
 
-def _load_split(views: list[_View], downscale: int, background: np.ndarray, split: str) -> Cameras:
+def _load_split(
+    views: list[_View], size: tuple[int, int], Ks: np.ndarray, downscale: int, background: np.ndarray, split: str
+) -> Cameras:
     from tqdm import tqdm
 
-    n = len(views)
-    images: Tensor | None = None
-    Ks = np.zeros((n, 3, 3))
+    n, (w, h) = len(views), size
+    images = torch.empty(n, h, w, 3, dtype=torch.float32)
     workers = max(1, min(8, os.cpu_count() or 1, n))
     pool = ThreadPoolExecutor(workers)
     bar = None
     try:
         results = pool.map(lambda v: _load_view(v, downscale, background), views)
         bar = tqdm(results, total=n, desc=f"loading {split} images", unit="img", disable=None, leave=False)
-        for i, (img, K) in enumerate(bar):
-            h, w = img.shape[:2]
-            if images is None:
-                images = torch.empty(n, h, w, 3, dtype=torch.float32)
-            elif (w, h) != (images.shape[2], images.shape[1]):
-                raise RaveError(
-                    f"image is {w}x{h} (after downscale {downscale}) but {views[0].path.name} is "
-                    f"{images.shape[2]}x{images.shape[1]}; all {split} images must have the same size",
-                    views[i].path,
-                )
+        for i, img in enumerate(bar):
+            if img.shape[:2] != (h, w):  # the file changed since its header was read
+                got = f"{img.shape[1]}x{img.shape[0]}"
+                raise RaveError(f"image is {got} after decoding, expected {w}x{h}", views[i].path)
             images[i] = torch.from_numpy(img)
-            Ks[i] = K
     finally:
         if bar is not None:
             bar.close()
         pool.shutdown(wait=True, cancel_futures=True)  # on error: do not decode the remaining images
-    assert images is not None
     viewmats = torch.from_numpy(np.stack([v.viewmat for v in views])).float()
     return Cameras(
         viewmats=viewmats,
         Ks=torch.from_numpy(Ks).float(),
-        width=int(images.shape[2]),
-        height=int(images.shape[1]),
+        width=int(w),
+        height=int(h),
         images=images,
         names=[v.name for v in views],
     )
@@ -488,4 +824,7 @@ def _empty_cameras(like: Cameras) -> Cameras:
     )
 
 
-__all__ = ["Dataset", "load_dataset", "detect_dataset", "read_points_ply", "load_image", "downscale_image"]
+__all__ = [
+    "Dataset", "load_dataset", "detect_dataset", "read_points_ply", "load_image", "image_size",
+    "downscale_image", "MAX_IMAGE_PIXELS", "MAX_DOWNSCALE",
+]  # fmt: skip
