@@ -42,6 +42,7 @@ PLY) for -0.17 dB PSNR; benchmarks/CODEC.md has the full table.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -57,6 +58,37 @@ MAX_RANGE = 1e4  # sane bound on every range: decoded values always fit float32
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 SH_FIT_QUANTILE = 0.999  # fitted SH-rest range: this quantile of |coefficient| per band (rarer outliers clamp)
 SH_FIT_MIN_RANGE = 2.0**-10
+#: Allowed bit depths: positions 1-21 (63-bit Morton codes), rotations and SH >= 2 (a sign and a magnitude),
+#: everything <= 16 (codes are stored in at most two bytes).
+BIT_RANGES = {"pos_bits": (1, MAX_POS_BITS), "rot_bits": (2, MAX_BITS), "scale_bits": (1, MAX_BITS),
+              "opacity_bits": (1, MAX_BITS), "sh0_bits": (2, MAX_BITS), "shN_bits": (2, MAX_BITS)}
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 40, 40, 40
+_BIT_FIELDS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")
+
+
+def _short(v: object, limit: int = 40) -> str:
+    """A short one-line repr of ``v`` (a 5000-digit number, a long string or a deep list stays short)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 100:
+        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
+    r = _REPR.repr(v)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _is_real(v: object) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_bits(name: str, b: object) -> None:
+    lo, hi = BIT_RANGES[name]
+    if not isinstance(b, (int, np.integer)) or isinstance(b, (bool, np.bool_)) or not lo <= b <= hi:
+        raise RaveError(f"{name} must be an integer {lo}..{hi}, got {type(b).__name__} ({_short(b)})")
+
+
+def _triple(name: str, v: object) -> tuple:
+    if not isinstance(v, (tuple, list)) or len(v) != 3:
+        raise RaveError(f"{name} needs one value per SH band (degrees 1, 2, 3), got {_short(v)}")
+    return tuple(v)
 
 
 @dataclass
@@ -64,7 +96,8 @@ class QuantConfig:
     """Bit depths and value ranges of the quantizer (defaults documented in the module docstring).
 
     Attributes:
-        pos_bits: bits per position axis over the scene bounds (1-21).
+        pos_bits: bits per position axis over the scene bounds (1-21; every bit depth is an int, see
+            ``BIT_RANGES``).
         rot_bits: bits per stored quaternion component ("smallest three"; plus 2 bits for the index).
         scale_bits: bits per log-scale.
         scale_min, scale_max: log-scale range relative to ln(size of the scene bounds) (see module doc).
@@ -85,10 +118,14 @@ class QuantConfig:
     shN_range: tuple[float, float, float] | None = None
 
     def __post_init__(self):
+        self.validate()  # before any conversion: int(14.5) or float("3") would hide a wrong value
+        for name in _BIT_FIELDS:
+            setattr(self, name, int(getattr(self, name)))
+        for name in ("scale_min", "scale_max", "sh0_range"):
+            setattr(self, name, float(getattr(self, name)))
         self.shN_bits = tuple(int(b) for b in self.shN_bits)
         if self.shN_range is not None:
             self.shN_range = tuple(float(r) for r in self.shN_range)
-        self.validate()
 
     @property
     def fitted(self) -> bool:
@@ -114,22 +151,24 @@ class QuantConfig:
         return replace(self, shN_range=tuple(ranges))
 
     def validate(self) -> "QuantConfig":
-        """Raise :class:`RaveError` for bit depths or ranges the codec cannot represent."""
-        if not 1 <= int(self.pos_bits) <= MAX_POS_BITS:
-            raise RaveError(f"pos_bits must be 1..{MAX_POS_BITS}, got {self.pos_bits}")
-        for name in ("rot_bits", "scale_bits", "opacity_bits", "sh0_bits"):
-            b = getattr(self, name)
-            lo = 2 if name in ("rot_bits", "sh0_bits") else 1
-            if not isinstance(b, (int, np.integer)) or not lo <= b <= MAX_BITS:
-                raise RaveError(f"{name} must be an integer {lo}..{MAX_BITS}, got {b}")
-        shN_range = self.shN_range if self.shN_range is not None else (1.0, 1.0, 1.0)
-        if len(self.shN_bits) != 3 or len(shN_range) != 3:
-            raise RaveError("shN_bits and shN_range need one value per SH band (degrees 1, 2, 3)")
-        if any(not 2 <= b <= MAX_BITS for b in self.shN_bits):
-            raise RaveError(f"shN_bits must be 2..{MAX_BITS}, got {list(self.shN_bits)}")
-        ranges = [self.sh0_range, *shN_range, self.scale_min, self.scale_max]
-        if not all(math.isfinite(r) and abs(r) <= MAX_RANGE for r in ranges):
-            raise RaveError(f"quantization ranges must be finite and within +-{MAX_RANGE:g}")
+        """Raise :class:`RaveError` for bit depths or ranges the codec cannot represent.
+
+        Bit depths must be integers (not bools, floats or strings) in ``BIT_RANGES``; ranges real finite numbers
+        within +-MAX_RANGE; ``shN_bits`` three bit depths, ``shN_range`` None or three ranges.
+        """
+        for name in _BIT_FIELDS:
+            _check_bits(name, getattr(self, name))
+        shN_bits = _triple("shN_bits", self.shN_bits)
+        for b in shN_bits:
+            _check_bits("shN_bits", b)
+        shN_range = (1.0, 1.0, 1.0) if self.shN_range is None else _triple("shN_range", self.shN_range)
+        named = [("scale_min", self.scale_min), ("scale_max", self.scale_max), ("sh0_range", self.sh0_range),
+                 *(("shN_range", r) for r in shN_range)]
+        for name, r in named:
+            if not _is_real(r):
+                raise RaveError(f"{name} must be a number, got {type(r).__name__} ({_short(r)})")
+            if not abs(r) <= MAX_RANGE:  # also NaN, inf and ints too large for a float
+                raise RaveError(f"quantization ranges must be finite and within +-{MAX_RANGE:g}, got {name} {_short(r)}")
         if self.sh0_range <= 0 or any(r <= 0 for r in shN_range):
             raise RaveError("SH ranges must be > 0")
         if not self.scale_min < self.scale_max:
@@ -145,14 +184,13 @@ class QuantConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "QuantConfig":
         """Inverse of :meth:`to_dict`; unknown keys are refused (they mean a newer config)."""
+        if not isinstance(d, dict):
+            raise RaveError(f"quantization settings must be a mapping, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
+        unknown = sorted(k[:40] if isinstance(k, str) else _short(k) for k in d if k not in names)
         if unknown:
             raise RaveError(f"unknown quantization settings: {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as e:
-            raise RaveError(f"bad quantization settings: {e}") from None
+        return cls(**d)  # every value is checked (RaveError) before it is converted
 
     def raw_bytes_per_gaussian(self, sh_degree: int) -> int:
         """Bytes one Gaussian takes in a chunk before entropy coding (see container.py)."""

@@ -1,11 +1,21 @@
-"""`rave info`: a readable summary of a RAVE checkpoint (levels, rates, RD range, build settings and cost)."""
+"""`rave info`: a readable summary of a RAVE checkpoint (levels, rates, RD range, build settings and cost).
+
+The build record (``meta``) is informative only: a field of an odd shape is shown as "unreadable" (and named in
+one warning line on stderr) instead of making the summary fail.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "summarise a RAVE checkpoint (.ckpt): levels, rates, quality range, build settings"
+UNREADABLE = "unreadable"
+#: Build-record fields the summary shows.
+SHOWN_META = ("ranking", "finetune", "rd_views", "stages", "total_seconds", "config", "sources")
+CONFIG_KEYS = ("num_levels", "coarsest_fraction", "delta_rate", "fractions", "level_method", "anchors", "importance",
+               "steps", "level_sampling", "qat", "ranking", "rd_points")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,14 +24,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def summary(ckpt) -> dict:
-    """The facts `rave info` prints, as plain data."""
+    """The facts `rave info` prints, as plain data; malformed build-record fields are None and listed under
+    ``"unreadable"``."""
+    from ..rave.checkpoint import clean_meta
+
     rd = ckpt.rd
     by_count = dict(zip(rd["count"], zip(rd["psnr"], rd["ssim"])))
     levels = []
     for i, (n, r) in enumerate(zip(ckpt.level_sizes, ckpt.level_rates)):
         p, s = by_count.get(n, (None, None))
         levels.append({"level": i + 1, "count": n, "bytes": r, "psnr": p, "ssim": s})
-    meta = ckpt.meta or {}
+    meta, bad = clean_meta(ckpt.meta)  # also covers a checkpoint built in memory
+    unreadable = sorted(set(bad) | set(getattr(ckpt, "unreadable_meta", ())))
+    if "meta" in unreadable:
+        unreadable = ["meta", *SHOWN_META]
+    unreadable = [k for k in unreadable if k in SHOWN_META or k == "meta"]
     return {
         "gaussians": len(ckpt),
         "sh_degree": ckpt.gaussians.sh_degree,
@@ -44,6 +61,7 @@ def summary(ckpt) -> dict:
         "total_seconds": meta.get("total_seconds"),
         "config": meta.get("config"),
         "sources": meta.get("sources"),
+        "unreadable": unreadable,
     }
 
 
@@ -51,12 +69,25 @@ def _mb(b: float) -> str:
     return f"{b / 1e6:.3f}"
 
 
+def _text(v: object, limit: int = 60) -> str:
+    """``v`` as one short line (a long string or a nested value from the file stays readable)."""
+    r = " ".join(str(v).split()) if isinstance(v, str) else " ".join(json.dumps(v, default=str).split())
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 def format_summary(path: str, s: dict) -> str:
     q = s["quant"]
+    bad = set(s.get("unreadable") or ())
+
+    def shown(key: str, value: str) -> str:
+        return UNREADABLE if key in bad else value
+
+    finetune = "yes" if s["finetune"] else ("no" if s["finetune"] is not None else "?")
     lines = [
         f"{path}: RAVE checkpoint (format {s['format_version']}), {s['gaussians']:,} Gaussians, SH degree "
         f"{s['sh_degree']}",
-        f"ranking: {s['ranking']}; fine-tuned: {'yes' if s['finetune'] else 'no'}; selection: "
+        f"ranking: {shown('ranking', _text(s['ranking']) if s['ranking'] is not None else '?')}; fine-tuned: "
+        f"{shown('finetune', finetune)}; selection: "
         f"{'continuous (Eq. 3)' if s['interpolate'] else 'snaps to levels (naive multi-anchor)'}",
         f"codec: {s['codec']}, chunks of {s['chunk_size']} Gaussians; bits: position {q['pos_bits']}, rotation "
         f"{q['rot_bits']}, scale {q['scale_bits']}, opacity {q['opacity_bits']}, SH DC {q['sh0_bits']}, SH rest "
@@ -73,21 +104,30 @@ def format_summary(path: str, s: dict) -> str:
     lines += ["", f"valid target rates: {r0:,} .. {r1:,} bytes ({_mb(r0)} - {_mb(r1)} MB)"]
     if s["psnr_range"]:
         v = s["rd_views"] or {}
-        where = f"{v.get('count', '?')} {v.get('split', 'test')} views {v.get('width', '?')}x{v.get('height', '?')}"
+        where = (f"{v.get('count', '?')} {_text(v.get('split', 'test'))} views {v.get('width', '?')}x"
+                 f"{v.get('height', '?')}")
         lines.append(f"RD table: {s['rd_points']} points, PSNR {s['psnr_range'][0]:.2f} - {s['psnr_range'][1]:.2f} dB, "
-                     f"SSIM {s['ssim_range'][0]:.4f} - {s['ssim_range'][1]:.4f} on {where}")
+                     f"SSIM {s['ssim_range'][0]:.4f} - {s['ssim_range'][1]:.4f} on {shown('rd_views', where)}")
     tv = s["test_views"]
     lines.append(f"stored test views: {tv['count']} at {tv['width']}x{tv['height']}")
-    if s["stages"]:
-        parts = [f"{k} {v['seconds']:.1f} s / {v['renders']} renders" for k, v in s["stages"].items()]
-        lines.append(f"build: {s['total_seconds']:.1f} s total; " + "; ".join(parts))
-    if s["config"]:
+    total = f"{s['total_seconds']:.1f} s total" if s["total_seconds"] is not None else "? s total"
+    total = f"{shown('total_seconds', total)}"
+    if "stages" in bad:
+        lines.append(f"build: {total}; stages: {UNREADABLE}")
+    elif s["stages"]:
+        parts = [f"{_text(k, 30)} {v['seconds']:.1f} s / {v['renders']} renders" for k, v in s["stages"].items()]
+        lines.append(f"build: {total}; " + "; ".join(parts))
+    elif s["total_seconds"] is not None or "total_seconds" in bad:
+        lines.append(f"build: {total}")
+    if "config" in bad:
+        lines.append(f"config: {UNREADABLE}")
+    elif s["config"]:
         c = s["config"]
-        keys = ("num_levels", "coarsest_fraction", "delta_rate", "fractions", "level_method", "anchors", "importance",
-                "steps", "level_sampling", "qat", "ranking", "rd_points")
-        lines.append("config: " + ", ".join(f"{k}={c[k]}" for k in keys if k in c and c[k] is not None))
-    if s["sources"]:
-        lines.append("sources: " + ", ".join(f"{k}={v}" for k, v in s["sources"].items()))
+        lines.append("config: " + ", ".join(f"{k}={_text(c[k])}" for k in CONFIG_KEYS if k in c and c[k] is not None))
+    if "sources" in bad:
+        lines.append(f"sources: {UNREADABLE}")
+    elif s["sources"]:
+        lines.append("sources: " + ", ".join(f"{_text(k, 30)}={_text(v, 200)}" for k, v in s["sources"].items()))
     return "\n".join(lines)
 
 
@@ -100,4 +140,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
     else:
         print(format_summary(args.checkpoint, s))
+    if s["unreadable"]:
+        what = "record" if "meta" in s["unreadable"] else f"field(s) {', '.join(s['unreadable'])}"
+        print(f"warning: {args.checkpoint}: build {what} unreadable (shown as such; the model itself is fine)",
+              file=sys.stderr)
     return 0

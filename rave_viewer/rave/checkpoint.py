@@ -12,9 +12,15 @@ Tensors: ``gaussians.<field>`` (float32, ranked order), ``order`` [N] int64, ``b
 ``chunk_rates`` [M + 1] int64 (exact bytes of the prefixes ending at chunk boundaries 0, c, 2c, …, N),
 ``test.viewmats`` [C, 4, 4], ``test.Ks`` [C, 3, 3], ``test.images`` [C, H, W, 3] uint8.
 
-Loading checks the format, version, presence and shapes of every tensor and the consistency of the lengths,
-and refuses pickles (``torch.save`` zips and raw pickles) without unpickling them; every problem is one
-:class:`RaveError` line naming the file.
+Loading checks the format, version, presence, dtypes and shapes of every tensor, the type and range of every
+metadata value (bit depths are ints in the quantizer's ranges, counts agree with the tensors, RD lists have one
+length, increase in count and rate and hold finite numbers) and refuses pickles (``torch.save`` zips and raw
+pickles) without unpickling them. JSON is read strictly: no NaN/Infinity, no integer literal over 40 digits, no
+nesting deeper than 64, no lone surrogates. The safetensors layout (header length, dtypes, shapes, offsets) is
+checked by safetensors itself, whose errors are wrapped. Every problem is one :class:`RaveError` line naming the
+file; a clean load encodes. The optional build record ``meta`` is the exception: a known field of the wrong shape
+(``stages``, ``total_seconds``, ``config``, ``sources``, ``rd_views``, ...) is dropped and named in
+:attr:`RaveCheckpoint.unreadable_meta`, so an odd record never makes the model unusable.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class RaveCheckpoint:
         chunk_rates: [M + 1] exact bytes of the prefixes ending at chunk boundaries 0, c, 2c, …, N (None:
             computed on first use).
         interpolate: False for the naive multi-anchor ablation (selection snaps to levels).
+        unreadable_meta: names of the ``meta`` fields a loaded file held in a malformed shape (dropped).
     """
 
     gaussians: Gaussians
@@ -70,6 +77,7 @@ class RaveCheckpoint:
     meta: dict = field(default_factory=dict)
     chunk_rates: list[int] | None = None
     interpolate: bool = True
+    unreadable_meta: tuple[str, ...] = ()
     _encoder: object = field(default=None, repr=False, compare=False)
     _decoded: Gaussians | None = field(default=None, repr=False, compare=False)
     _psnr_max: tuple | None = field(default=None, repr=False, compare=False)
@@ -227,6 +235,60 @@ def _is_old_pickle(data: bytes) -> bool:
     return bool(ops) and ops[-1][0].name == "STOP"
 
 
+MAX_JSON_DEPTH = 64  # nesting of the safetensors header and of the RAVE metadata (the writer uses 4)
+MAX_INT_DIGITS = 40  # digits of a JSON integer literal (int64 needs 19)
+MAX_IMAGE_SIDE = 1 << 15  # width / height of the stored test views
+MAX_DB = 1000.0  # |PSNR| in the RD table (images in [0, 1]: PSNR >= 0; identical images are clamped far below)
+
+
+class _Refused(Exception):
+    """A JSON value the strict reader refuses (raised from the json module's parse hooks)."""
+
+
+def _refuse_constant(name: str):
+    raise _Refused(f"{name} is not a finite number")
+
+
+def _parse_int(s: str) -> int:
+    if len(s.lstrip("-")) > MAX_INT_DIGITS:
+        raise _Refused(f"an integer of {len(s.lstrip('-'))} digits")
+    return int(s)
+
+
+def _parse_float(s: str) -> float:
+    v = float(s)
+    if not math.isfinite(v):
+        raise _Refused(f"the number {s[:24]}{'...' if len(s) > 24 else ''} does not fit a float")
+    return v
+
+
+def _strict_json(text: str, what: str, path) -> object:
+    """``json.loads`` refusing NaN/Infinity, integers over MAX_INT_DIGITS digits, nesting deeper than
+    MAX_JSON_DEPTH and lone surrogates (which cannot be printed): RaveError ``what (reason)`` otherwise."""
+    try:
+        obj = json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except _Refused as e:
+        raise RaveError(f"{what} ({e})", path) from None
+    except RecursionError:
+        raise RaveError(f"{what} (nested too deeply)", path) from None
+    except ValueError as e:  # json.JSONDecodeError
+        raise RaveError(f"{what} (not JSON: {' '.join(str(e).split())[:80]})", path) from None
+    stack = [(obj, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise RaveError(f"{what} (a string holds a lone surrogate)", path) from None
+        elif isinstance(v, (list, dict)):
+            if depth >= MAX_JSON_DEPTH:
+                raise RaveError(f"{what} (nested deeper than {MAX_JSON_DEPTH} levels)", path)
+            stack.extend((x, depth + 1) for x in (v if isinstance(v, list) else [*v, *v.values()]))
+    return obj
+
+
 def _sniff(data: bytes, path) -> dict:
     """The safetensors JSON header of ``data``; RaveError for pickles and anything else."""
     if data[:4] == b"PK\x03\x04":
@@ -240,9 +302,10 @@ def _sniff(data: bytes, path) -> dict:
     if hlen < 2 or hlen > len(data) - 8 or data[8:9] != b"{":
         raise RaveError("is not a RAVE checkpoint (not a safetensors file)", path)
     try:
-        header = json.loads(data[8:8 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RaveError("is not a RAVE checkpoint (unreadable safetensors header)", path) from None
+        text = data[8:8 + hlen].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RaveError("is not a RAVE checkpoint (unreadable safetensors header: not UTF-8)", path) from None
+    header = _strict_json(text, "is not a RAVE checkpoint: unreadable safetensors header", path)
     if not isinstance(header, dict):
         raise RaveError("is not a RAVE checkpoint (unreadable safetensors header)", path)
     return header
@@ -252,14 +315,13 @@ def _doc(header: dict, path) -> dict:
     md = header.get("__metadata__") or {}
     if not isinstance(md, dict) or md.get("format") != FORMAT or "rave" not in md:
         raise RaveError("is a safetensors file but not a RAVE checkpoint (no 'rave' metadata)", path)
-    try:
-        doc = json.loads(md["rave"])
-    except (TypeError, json.JSONDecodeError):
-        raise RaveError("has unreadable RAVE metadata (not JSON)", path) from None
+    if not isinstance(md["rave"], str):
+        raise RaveError("has unreadable RAVE metadata (not a string)", path)
+    doc = _strict_json(md["rave"], "has unreadable RAVE metadata", path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RaveError("has unreadable RAVE metadata", path)
     v = doc.get("format_version")
-    if not isinstance(v, int) or isinstance(v, bool):
+    if not _is_int(v):
         raise RaveError("has no checkpoint format version", path)
     if v > FORMAT_VERSION:
         raise RaveError(f"was written by a newer rave_viewer (checkpoint format {v}; this version reads "
@@ -270,28 +332,118 @@ def _doc(header: dict, path) -> dict:
     return doc
 
 
-def _get(doc: dict, key: str, typ, path):
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    """A JSON number (bools are not numbers; the strict reader never yields NaN or inf, in-memory values may)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _kind(v: object) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _get(doc: dict, key: str, typ, path, where: str = "checkpoint metadata"):
     if key not in doc:
-        raise RaveError(f"checkpoint metadata lacks '{key}'", path)
+        raise RaveError(f"{where} lacks '{key}'", path)
     v = doc[key]
-    ok = isinstance(v, typ) and not (isinstance(v, bool) and typ in (int, (int, float)))
-    if not ok:
-        raise RaveError(f"checkpoint metadata '{key}' has the wrong type ({type(v).__name__})", path)
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
+        raise RaveError(f"{where} '{key}' has the wrong type ({_kind(v)})", path)
     return v
 
 
 def _int_list(doc: dict, key: str, path) -> list[int]:
     v = _get(doc, key, list, path)
-    if not v or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+    if not v or not all(_is_int(x) for x in v):
         raise RaveError(f"checkpoint metadata '{key}' must be a non-empty list of integers", path)
     return v
 
 
+def _float_tensor(t: dict, name: str, shape: tuple, path) -> Tensor:
+    """Tensor ``name`` of a floating dtype, this shape (-1: any size) and finite values."""
+    x = t[name]
+    if not x.is_floating_point():
+        raise RaveError(f"checkpoint tensor '{name}' has dtype {x.dtype}, expected float32", path)
+    if x.ndim != len(shape) or any(s != -1 and d != s for d, s in zip(x.shape, shape)):
+        want = ", ".join("C" if s == -1 else str(s) for s in shape)
+        raise RaveError(f"checkpoint tensor '{name}' has shape {tuple(x.shape)}, expected ({want})", path)
+    if not torch.isfinite(x).all():
+        raise RaveError(f"checkpoint tensor '{name}' has NaN/inf values", path)
+    return x.float()
+
+
+# -- the optional build record ``meta`` ------------------------------------------------------------------
+def _number_at_least(lo: float, hi: float = 1e15):
+    return lambda v: _is_num(v) and lo <= v <= hi
+
+
+def _is_background(v: object) -> bool:
+    return isinstance(v, list) and len(v) == 3 and all(_is_num(x) and 0 <= x <= 1 for x in v)
+
+
+def _is_stages(v: object) -> bool:
+    return isinstance(v, dict) and all(
+        isinstance(s, dict) and _is_num(s.get("seconds")) and 0 <= s["seconds"] <= 1e15
+        and _is_int(s.get("renders")) and 0 <= s["renders"] <= 10**15 for s in v.values())
+
+
+def _is_rd_views(v: object) -> bool:
+    return isinstance(v, dict) and all(
+        (_is_int(v[k]) and 0 <= v[k] <= 10**9) if k in ("count", "width", "height") else
+        isinstance(v[k], str) if k == "split" else True for k in v)
+
+
+def _is_scalar_map(v: object) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, (str, int, float, bool, type(None))) for x in v.values())
+
+
+#: Checks of the ``meta`` fields readers use (``rave info``, ``rave eval``); other fields are kept as they are.
+META_CHECKS = {
+    "ranking": lambda v: isinstance(v, str),
+    "finetune": lambda v: isinstance(v, bool),
+    "config": lambda v: isinstance(v, dict) and ("background" not in v or _is_background(v["background"])),
+    "sources": _is_scalar_map,
+    "rd_views": _is_rd_views,
+    "stages": _is_stages,
+    "total_seconds": _number_at_least(0),
+    "total_renders": lambda v: _is_int(v) and 0 <= v <= 10**15,
+    "checkpoint_seconds": _number_at_least(0),
+    "input_gaussians": lambda v: _is_int(v) and v >= 0,
+    "sh_degree": lambda v: _is_int(v) and 0 <= v <= 3,
+    "scene_scale": _number_at_least(0),
+    "train_steps": lambda v: v is None or (_is_int(v) and v >= 0),
+}
+
+
+def clean_meta(meta: object) -> tuple[dict, tuple[str, ...]]:
+    """(``meta`` without its malformed known fields, their names). A ``meta`` that is not a mapping is
+    ``({}, ("meta",))``; None is ``({}, ())``. Never raises: the build record is informative only."""
+    if meta is None:
+        return {}, ()
+    if not isinstance(meta, dict):
+        return {}, ("meta",)
+    out, bad = {}, []
+    for k, v in meta.items():
+        check = META_CHECKS.get(k)
+        if check is None or check(v):
+            out[k] = v
+        else:
+            bad.append(str(k))
+    return out, tuple(bad)
+
+
 def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
-    """Read and validate a ``.ckpt``; any problem (pickle, version, missing tensors, lengths) -> RaveError."""
+    """Read and validate a ``.ckpt``; any problem (pickle, version, missing tensors, lengths, types) -> RaveError.
+
+    A malformed known field of the optional ``meta`` record is dropped and named in ``unreadable_meta``.
+    """
     from safetensors.torch import load
 
-    from ..codec import QuantConfig
+    from ..codec import CODECS, QuantConfig
+    from ..codec.container import MAX_CHUNK_SIZE
 
     p = Path(path)
     try:
@@ -303,26 +455,32 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
     header = _sniff(data, path)
     doc = _doc(header, path)
     try:
-        t = load(data)
-    except Exception as e:  # safetensors raises its own error types for corrupt files
+        t = load(data)  # safetensors checks the layout: dtypes, shapes against offsets, overlaps, coverage
+    except Exception as e:  # SafetensorError, or a dtype torch lacks
         raise RaveError(f"is a corrupt checkpoint ({' '.join(str(e).split())[:200]})", path) from None
-
-    def need(name: str) -> Tensor:
-        if name not in t:
-            raise RaveError(f"checkpoint lacks the tensor '{name}'", path)
-        return t[name]
+    except BaseException as e:  # a Rust panic (pyo3 PanicException) is a BaseException
+        if type(e).__name__ != "PanicException":
+            raise
+        raise RaveError(f"is a corrupt checkpoint ({' '.join(str(e).split())[:200]})", path) from None
 
     missing = [k for k in [*(f"gaussians.{f}" for f in FIELDS), "order", "bounds", "chunk_rates",
                            "test.viewmats", "test.Ks"] if k not in t]
     if missing:
         raise RaveError(f"checkpoint lacks the tensor(s) {', '.join(missing)}", path)
-    g = Gaussians(**{f: need(f"gaussians.{f}").float() for f in FIELDS})
+    for f in FIELDS:
+        if not t[f"gaussians.{f}"].is_floating_point():
+            raise RaveError(f"checkpoint tensor 'gaussians.{f}' has dtype {t[f'gaussians.{f}'].dtype}, expected "
+                            "float32", path)
+    g = Gaussians(**{f: t[f"gaussians.{f}"].float() for f in FIELDS})
     g.validate(str(path))
     n = len(g)
     if _get(doc, "n", int, path) != n:
         raise RaveError(f"checkpoint says {doc['n']} Gaussians but holds {n}", path)
+    if "sh_degree" in doc and _get(doc, "sh_degree", int, path) != g.sh_degree:
+        raise RaveError(f"checkpoint says SH degree {doc['sh_degree']} but its Gaussians have degree "
+                        f"{g.sh_degree}", path)
 
-    order = need("order")
+    order = t["order"]
     if order.dtype != torch.int64 or tuple(order.shape) != (n,):
         raise RaveError(f"checkpoint 'order' has shape {tuple(order.shape)} {order.dtype}, expected ({n},) int64",
                         path)
@@ -334,65 +492,78 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
     if len(rates) != len(sizes):
         raise RaveError(f"checkpoint has {len(sizes)} level sizes but {len(rates)} level rates", path)
     if sizes[0] < 1 or sizes[-1] != n or any(b <= a for a, b in zip(sizes, sizes[1:])):
-        raise RaveError(f"checkpoint level sizes must increase strictly up to {n}, got {sizes}", path)
+        raise RaveError(f"checkpoint level sizes must increase strictly from 1 up to {n}", path)
     if any(b <= a for a, b in zip(rates, rates[1:])) or rates[0] <= 0:
         raise RaveError("checkpoint level rates must be positive and increasing", path)
 
-    bounds = need("bounds")
-    if tuple(bounds.shape) != (2, 3) or not torch.isfinite(bounds).all():
-        raise RaveError(f"checkpoint 'bounds' must be a finite [2, 3] tensor, got {tuple(bounds.shape)}", path)
+    bounds = _float_tensor(t, "bounds", (2, 3), path)
+    if (bounds[1] < bounds[0]).any():
+        raise RaveError("checkpoint 'bounds' must be (min, max) with min <= max on every axis", path)
     chunk_size = _get(doc, "chunk_size", int, path)
-    if chunk_size < 1:
-        raise RaveError(f"checkpoint chunk size must be >= 1, got {chunk_size}", path)
-    cr = need("chunk_rates")
+    if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise RaveError(f"checkpoint chunk size must be 1..{MAX_CHUNK_SIZE}, got {chunk_size}", path)
+    cr = t["chunk_rates"]
     m = -(-n // chunk_size)
     if cr.dtype != torch.int64 or tuple(cr.shape) != (m + 1,):
-        raise RaveError(f"checkpoint 'chunk_rates' has shape {tuple(cr.shape)}, expected ({m + 1},) for {n} "
-                        f"Gaussians in chunks of {chunk_size}", path)
+        raise RaveError(f"checkpoint 'chunk_rates' has shape {tuple(cr.shape)} {cr.dtype}, expected ({m + 1},) "
+                        f"int64 for {n} Gaussians in chunks of {chunk_size}", path)
     chunk_rates = cr.tolist()
-    if any(b <= a for a, b in zip(chunk_rates, chunk_rates[1:])):
-        raise RaveError("checkpoint 'chunk_rates' must increase strictly", path)
+    if chunk_rates[0] <= 0 or any(b <= a for a, b in zip(chunk_rates, chunk_rates[1:])):
+        raise RaveError("checkpoint 'chunk_rates' must be positive and increase strictly", path)
     if chunk_rates[-1] != rates[-1]:
         raise RaveError(f"checkpoint rate of all Gaussians differs between the level table ({rates[-1]}) and the "
                         f"chunk table ({chunk_rates[-1]})", path)
+    for i, (k, r) in enumerate(zip(sizes, rates)):
+        if k % chunk_size == 0 and r != chunk_rates[k // chunk_size]:
+            raise RaveError(f"checkpoint rate of level {i + 1} ({r}) differs from its chunk table entry "
+                            f"({chunk_rates[k // chunk_size]})", path)
 
     quant_d = _get(doc, "quant", dict, path)
     try:
         quant = QuantConfig.from_dict(quant_d)
     except RaveError as e:
-        raise RaveError(str(e), path) from None
+        raise RaveError(f"checkpoint quantization settings: {e}", path) from None
     codec = _get(doc, "codec", str, path)
-    from ..codec import CODECS
-
     if codec not in CODECS:
-        raise RaveError(f"checkpoint uses the unknown codec '{codec}'", path)
+        raise RaveError(f"checkpoint uses the unknown codec '{codec[:40]}'", path)
+    interpolate = doc.get("interpolate", True)
+    if not isinstance(interpolate, bool):
+        raise RaveError(f"checkpoint metadata 'interpolate' must be true or false, got {_kind(interpolate)}", path)
 
     rd_d = _get(doc, "rd", dict, path)
     rd = {}
     for k in RD_KEYS:
         v = rd_d.get(k)
-        if not isinstance(v, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
-            raise RaveError(f"checkpoint RD table lacks a numeric '{k}' list", path)
-        rd[k] = [int(x) for x in v] if k in ("count", "bytes") else [float(x) for x in v]
+        ints = k in ("count", "bytes")
+        if not isinstance(v, list) or not all(_is_int(x) if ints else _is_num(x) for x in v):
+            raise RaveError(f"checkpoint RD table lacks {'an integer' if ints else 'a numeric'} '{k}' list", path)
+        rd[k] = [int(x) for x in v] if ints else [float(x) for x in v]
     if len({len(v) for v in rd.values()}) != 1:
         raise RaveError("checkpoint RD table lists have different lengths "
                         f"({', '.join(f'{k}: {len(v)}' for k, v in rd.items())})", path)
-    if any(b <= a for a, b in zip(rd["count"], rd["count"][1:])) or (rd["count"] and not
-                                                                       1 <= rd["count"][0] <= rd["count"][-1] <= n):
+    counts, nbytes = rd["count"], rd["bytes"]
+    if any(b <= a for a, b in zip(counts, counts[1:])) or (counts and not 1 <= counts[0] <= counts[-1] <= n):
         raise RaveError(f"checkpoint RD table counts must increase within 1..{n}", path)
-    if not all(math.isfinite(x) for x in rd["psnr"] + rd["ssim"]):
-        raise RaveError("checkpoint RD table has non-finite values", path)
+    if any(b < a for a, b in zip(nbytes, nbytes[1:])) or (nbytes and not 0 < nbytes[0] <= nbytes[-1]
+                                                           <= 2 * rates[-1]):
+        raise RaveError(f"checkpoint RD table bytes must increase with the count within 1..{2 * rates[-1]}", path)
+    if not all(abs(x) <= MAX_DB for x in rd["psnr"]) or not all(abs(x) <= 1.001 for x in rd["ssim"]):
+        raise RaveError(f"checkpoint RD table has PSNR outside +-{MAX_DB:g} dB or SSIM outside [-1, 1]", path)
 
     test = _get(doc, "test", dict, path)
-    vm, Ks = need("test.viewmats"), need("test.Ks")
-    c = vm.shape[0] if vm.ndim == 3 else -1
-    if tuple(vm.shape) != (c, 4, 4) or tuple(Ks.shape) != (c, 3, 3):
-        raise RaveError(f"checkpoint test cameras have shapes {tuple(vm.shape)} and {tuple(Ks.shape)}", path)
+    vm = _float_tensor(t, "test.viewmats", (-1, 4, 4), path)
+    c = vm.shape[0]
+    Ks = _float_tensor(t, "test.Ks", (c, 3, 3), path)
+    if c < 1:
+        raise RaveError("checkpoint has no test views", path)
     w, h = test.get("width"), test.get("height")
-    if not (isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0):
-        raise RaveError("checkpoint test camera size is missing or invalid", path)
+    if not (_is_int(w) and _is_int(h) and 1 <= w <= MAX_IMAGE_SIDE and 1 <= h <= MAX_IMAGE_SIDE):
+        raise RaveError(f"checkpoint test camera size is missing or invalid (width and height must be integers "
+                        f"1..{MAX_IMAGE_SIDE})", path)
     names = test.get("names") or []
-    if not isinstance(names, list) or (names and len(names) != c):
+    if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
+        raise RaveError("checkpoint test view names must be a list of strings", path)
+    if names and len(names) != c:
         raise RaveError(f"checkpoint has {c} test cameras but {len(names)} names", path)
     images = None
     if "test.images" in t:
@@ -401,15 +572,13 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
             raise RaveError(f"checkpoint 'test.images' has shape {tuple(im.shape)} {im.dtype}, expected "
                             f"({c}, {h}, {w}, 3) uint8", path)
         images = im.float() / 255.0
-    cams = Cameras(vm.float(), Ks.float(), w, h, images, [str(s) for s in names])
-    meta = doc.get("meta") or {}
-    if not isinstance(meta, dict):
-        raise RaveError("checkpoint 'meta' must be a mapping", path)
+    cams = Cameras(vm, Ks, w, h, images, list(names))
+    meta, unreadable = clean_meta(doc.get("meta"))
     meta = {**meta, "format_version": doc["format_version"]}
     return RaveCheckpoint(
-        gaussians=g, order=order, level_sizes=sizes, level_rates=rates, quant=quant, bounds=bounds.float(),
+        gaussians=g, order=order, level_sizes=sizes, level_rates=rates, quant=quant, bounds=bounds,
         codec=codec, chunk_size=chunk_size, rd=rd, test_cameras=cams, meta=meta, chunk_rates=chunk_rates,
-        interpolate=bool(doc.get("interpolate", True)),
+        interpolate=interpolate, unreadable_meta=unreadable,
     )
 
 

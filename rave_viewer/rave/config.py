@@ -18,12 +18,21 @@ Defaults and where they come from:
   uniformly (paper) or with the authors' weights (``level_sampling: authors``); learning rates are gsplat's
   end-of-schedule values; by default 10 % of the model's training steps (read from the run record ``rave
   train`` writes beside the PLY; at least 300), or 3000 (10 % of a 30k-step training) without a record.
+
+Every value is type-checked when the file is read (before any work starts: a bad bit depth or a typo is one
+:class:`RaveError` line, not a crash after minutes of building). Counts have documented upper limits, so a typo
+cannot ask for gigabytes or years: at most ``MAX_LEVELS`` (64) levels or anchors, ``MAX_STEPS`` (10 million)
+fine-tuning steps, 10,000 RD points, 1024 views per importance batch, chunks of at most 2^18 Gaussians (the
+codec's limit), test images of at most 16384 pixels a side, a downscale of at most 1024. YAML NaN/inf, numbers
+too large for a float, unknown keys and files over 1 MiB are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +49,39 @@ CODECS = ("lzma", "zstd", "brotli")
 #: Fine-tuning level weights of the authors' code, finest -> coarsest (only for 8 levels).
 AUTHORS_LEVEL_WEIGHTS = (0.32, 0.20, 0.16, 0.12, 0.08, 0.04, 0.04, 0.04)
 PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
+MAX_LEVELS = 64  # levels or anchors (the paper uses 8; each level costs a scoring pass and a fine-tuning share)
+MAX_STEPS = 10_000_000  # fine-tuning steps (the paper's are ~3000; 10M is days of work, never a real setting)
+MAX_CHUNK_SIZE = 1 << 18  # = rave_viewer.codec.container.MAX_CHUNK_SIZE (checked by a test)
+MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
+MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
+
+
+def _short(v: object, limit: int = 60) -> str:
+    """A short one-line repr of ``v``: a 5000-digit number, a long string or a deep list stays readable."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
+        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
+    r = _REPR.repr(v)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _yaml_value_error(e: Exception) -> str:
+    msg = " ".join(str(e).split())
+    if "integer string conversion" in msg:
+        return "a number has too many digits (Python reads at most 4300)"
+    return f"unreadable value ({msg[:80]})"
+
+
+def _limit(x: float) -> str:
+    """A bound as the docs write it: 10_000_000, 64, 1.0."""
+    return f"{x:_}" if isinstance(x, int) and x >= 10_000 else str(x)
+
+
+def _key(k: object) -> str:
+    return k[:60] if isinstance(k, str) else _short(k)
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist = 2, 50, 50, 50, 6
 
 
 def _f(default, doc: str, **checks):
@@ -54,32 +96,34 @@ class BuildConfig:
     """All options of ``rave build``; each field's ``metadata["doc"]`` documents it (see :func:`describe`)."""
 
     # -- levels -------------------------------------------------------------------------------------------
-    num_levels: int = _f(8, "Number of nested levels L (anchor operating points).", min=2)
+    num_levels: int = _f(8, "Number of nested levels L (anchor operating points).", min=2, max=MAX_LEVELS)
     coarsest_fraction: float = _f(0.1, "Fraction of the Gaussians kept by the coarsest level G_1 (geometric "
                                   "progression up to 1).", min=0.0, max=1.0, min_exclusive=True)
     delta_rate: float | None = _f(None, "Relative rate step between neighbouring levels (0.4 = +40 %); "
                                   "replaces coarsest_fraction: fractions (1 + dR)^-(L-l).", min=0.0,
                                   min_exclusive=True)
-    fractions: list | None = _f(None, "Explicit increasing level fractions in (0, 1], last = 1; replaces "
-                                "num_levels/coarsest_fraction/delta_rate.")
+    fractions: list | None = _f(None, "Explicit increasing level fractions in (0, 1], last = 1 (at most "
+                                f"{MAX_LEVELS}); replaces num_levels/coarsest_fraction/delta_rate.")
     level_method: str = _f("iterative", "iterative: coarse-from-fine, re-scoring with the current level "
                            "rendered (authors); oneshot: one score on the full model.", choices=LEVEL_METHODS)
     anchors: int | None = _f(None, "Naive multi-anchor ablation: this many levels and no interpolation "
-                             "between them (selection snaps to the level at or below the target).", min=2)
+                             "between them (selection snaps to the level at or below the target).", min=2,
+                             max=MAX_LEVELS)
     # -- importance ---------------------------------------------------------------------------------------
     importance: str = _f("norm_of_sum", "norm_of_sum: L2 norm of the gradient summed over the training views "
                          "(paper, authors' code; default); sum_of_norms: sum over the views of per-view norms.",
                          choices=IMPORTANCE_MODES)
     importance_params: list = _f(list(PARAM_NAMES), "Parameters whose gradients enter the score.")
-    importance_batch: int = _f(1, "Views rendered per forward/backward in norm_of_sum scoring.", min=1)
+    importance_batch: int = _f(1, "Views rendered per forward/backward in norm_of_sum scoring.", min=1,
+                                max=1024)
     # -- fine-tuning --------------------------------------------------------------------------------------
     finetune: bool = _f(True, "Quantization-aware fine-tuning with stochastic level sampling.")
     steps: int | None = _f(None, "Fine-tuning steps (one view, one level per step); empty: finetune_fraction of "
                            "the training steps in the model's run record (scene.json beside scene.ply), else "
-                           "3000 (10 % of a 30k-step training).", min=0)
+                           "3000 (10 % of a 30k-step training).", min=0, max=MAX_STEPS)
     finetune_fraction: float = _f(0.1, "Default fine-tuning length as a fraction of the model's training steps.",
                                   min=0.0, max=1.0, min_exclusive=True)
-    min_steps: int = _f(300, "Lower bound of the default fine-tuning length.", min=0)
+    min_steps: int = _f(300, "Lower bound of the default fine-tuning length.", min=0, max=MAX_STEPS)
     level_sampling: str = _f("uniform", "uniform over the L levels (paper), authors (weights "
                              ".32 .20 .16 .12 .08 .04 .04 .04 finest->coarsest, 8 levels only) or finest "
                              "(always G_L: plain QAT fine-tuning, a control for ablations).",
@@ -97,17 +141,19 @@ class BuildConfig:
     rank_quantized: bool = _f(True, "Score the quantized model (what a receiver decodes) when ranking.")
     # -- codec --------------------------------------------------------------------------------------------
     codec: str = _f("lzma", "Entropy coder of the .rave chunks.", choices=CODECS)
-    chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1)
+    chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1, max=MAX_CHUNK_SIZE)
     quant: dict = _f({}, "QuantConfig overrides (bit depths, ranges); empty = codec defaults.")
     # -- RD table, data, misc -----------------------------------------------------------------------------
     rd_points: int = _f(128, "Target rates, evenly spaced from R(G_1) to R(G_L), of the stored RD table.",
-                        min=64)
-    test_max_side: int = _f(512, "Test images stored in the .ckpt are downscaled to this long side.", min=16)
-    downscale: int = _f(1, "Integer image downscale when loading the dataset.", min=1)
-    test_every: int = _f(8, "Every N-th image is a test view (datasets without a test split).", min=1)
+                        min=64, max=10_000)
+    test_max_side: int = _f(512, "Test images stored in the .ckpt are downscaled to this long side.", min=16,
+                           max=16384)
+    downscale: int = _f(1, "Integer image downscale when loading the dataset.", min=1, max=1024)
+    test_every: int = _f(8, "Every N-th image is a test view (datasets without a test split).", min=1,
+                         max=1_000_000)
     background: list = _f([0.0, 0.0, 0.0], "RGB background behind the Gaussians.", min=0.0, max=1.0, length=3)
     backend: str = _f("auto", "Renderer backend.", choices=BACKENDS)
-    seed: int = _f(0, "Seed of the fine-tuning's random views and levels.", min=0)
+    seed: int = _f(0, "Seed of the fine-tuning's random views and levels.", min=0, max=MAX_SEED)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -149,7 +195,7 @@ def _check(name: str, value: Any, path) -> Any:
         raise RaveError(f"{where} must not be empty", path)
 
     def wrong(expected):
-        raise RaveError(f"{where} must be {expected}, got {type(value).__name__} ({value!r})", path)
+        raise RaveError(f"{where} must be {expected}, got {type(value).__name__} ({_short(value)})", path)
 
     if typ is bool:
         if not isinstance(value, bool):
@@ -160,9 +206,9 @@ def _check(name: str, value: Any, path) -> Any:
     elif typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             wrong("a number")
-        value = float(value)
-        if value != value or abs(value) == float("inf"):
+        if not abs(value) <= 1e300:  # NaN, inf, and ints a float cannot hold
             wrong("a finite number")
+        value = float(value)
     elif typ is str:
         if not isinstance(value, str):
             wrong("a string")
@@ -175,18 +221,23 @@ def _check(name: str, value: Any, path) -> Any:
             wrong("a list")
         value = list(value)
     if meta.get("choices") and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}", path)
+        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {_short(value)}", path)
     n = meta.get("length")
-    if n is not None and len(value) != n:
-        raise RaveError(f"{where} must have {n} values, got {len(value)}", path)
+    if n is not None:  # a fixed-length list of numbers (background)
+        if len(value) != n:
+            raise RaveError(f"{where} must have {n} values, got {len(value)}", path)
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= 1e300 for v in value):
+            raise RaveError(f"{where} must be {n} finite numbers, got {_short(value)}", path)
+        value = [float(v) for v in value]
     lo, hi = meta.get("min"), meta.get("max")
     for v in value if isinstance(value, list) else [value]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
-            raise RaveError(f"{where} must be {'>' if meta.get('min_exclusive') else '>='} {lo}, got {v}", path)
+            raise RaveError(f"{where} must be {'>' if meta.get('min_exclusive') else '>='} {lo}, got "
+                            f"{_short(v)}", path)
         if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {hi}, got {v}", path)
+            raise RaveError(f"{where} must be <= {_limit(hi)}, got {_short(v)}", path)
     return value
 
 
@@ -194,7 +245,7 @@ def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> Build
     """A checked :class:`BuildConfig` from a mapping; RaveError naming ``path`` and the key otherwise."""
     if not isinstance(d, dict):
         raise RaveError("a build config must be a mapping of option: value", path)
-    unknown = sorted(set(d) - set(_FIELDS))
+    unknown = sorted(_key(k) for k in d if k not in _FIELDS)
     if unknown:
         raise RaveError(f"unknown config key(s): {', '.join(unknown)}", path)
     values = {k: _check(k, v, path) for k, v in d.items()}
@@ -204,21 +255,26 @@ def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> Build
 
 
 def _check_consistency(cfg: BuildConfig, path) -> None:
-    bad = [p for p in cfg.importance_params if p not in PARAM_NAMES]
+    bad = [p for p in cfg.importance_params if not isinstance(p, str) or p not in PARAM_NAMES]
     if bad or not cfg.importance_params:
         raise RaveError(f"config key 'importance_params' must list some of {', '.join(PARAM_NAMES)}", path)
     if cfg.fractions is not None:
         fr = cfg.fractions
-        if (len(fr) < 2 or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in fr)
+        if (not 2 <= len(fr) <= MAX_LEVELS or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in fr)
                 or any(not 0 < f <= 1 for f in fr) or any(b <= a for a, b in zip(fr, fr[1:])) or fr[-1] != 1):
-            raise RaveError("config key 'fractions' must be >= 2 increasing values in (0, 1] ending with 1", path)
+            raise RaveError(f"config key 'fractions' must be 2..{MAX_LEVELS} increasing values in (0, 1] ending "
+                            "with 1", path)
+        cfg.fractions = [float(f) for f in fr]
     if cfg.level_sampling == "authors" and _effective_levels(cfg) != len(AUTHORS_LEVEL_WEIGHTS):
         raise RaveError(f"config key 'level_sampling': authors weights are defined for "
                         f"{len(AUTHORS_LEVEL_WEIGHTS)} levels, not {_effective_levels(cfg)}", path)
     if cfg.quant:
         from ..codec import QuantConfig
 
-        QuantConfig.from_dict(cfg.quant)  # raises RaveError on unknown keys / bad values
+        try:
+            QuantConfig.from_dict(cfg.quant)  # unknown keys, non-integer bits (14.5, "14"), bad ranges
+        except RaveError as e:
+            raise RaveError(f"config key 'quant': {e}", path) from None
 
 
 def _effective_levels(cfg: BuildConfig) -> int:
@@ -235,17 +291,33 @@ def load_config(path: str | os.PathLike) -> BuildConfig:
 
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise RaveError(f"is too large for a build config ({p.stat().st_size:,} bytes; at most "
+                            f"{MAX_CONFIG_BYTES:,})", path)
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise RaveError(f"cannot read config: {e.strerror or e}", path) from None
+    except UnicodeDecodeError:
+        raise RaveError("cannot read config: not UTF-8 text", path) from None
     try:
         d = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise RaveError(f"not valid YAML: {str(e).splitlines()[0]}", path) from None
+        lines = str(e).splitlines()
+        raise RaveError(f"not valid YAML: {lines[0] if lines else 'malformed'}", path) from None
+    except RecursionError:
+        raise RaveError("not valid YAML: nested too deeply", path) from None
+    except (ValueError, OverflowError) as e:  # a constructor's int()/date(): 5000 digits, a 13th month
+        raise RaveError(f"not valid YAML: {_yaml_value_error(e)}", path) from None
     if d is None:
         d = {}
-    if isinstance(d, dict) and isinstance(d.get("rave"), dict) and len(d) >= 1 and "rave" in d:
-        d = d["rave"]
+    if isinstance(d, dict) and "rave" in d:
+        others = sorted(_key(k) for k in d if k != "rave")
+        if others:
+            raise RaveError(f"unknown key(s) beside 'rave': {', '.join(others)} (a build "
+                            "config holds its options at the top level or all under 'rave:')", path)
+        d = {} if d["rave"] is None else d["rave"]
+        if not isinstance(d, dict):
+            raise RaveError("config key 'rave' must be a mapping of option: value", path)
     return from_dict(d, path)
 
 

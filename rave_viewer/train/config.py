@@ -8,12 +8,19 @@ the file and the key.
 Step-based schedule fields (``refine_*``, ``reset_every``, ``sh_degree_interval``) are written for gsplat's
 30k-step schedule and, with ``scale_schedule: true`` (default), multiplied by ``steps / 30000`` like gsplat's
 ``steps_scaler`` (see :func:`rave_viewer.train.schedule.scaled_schedule`).
+
+Values are checked when the file is read, before any work starts. Counts have documented upper limits, so a
+typo cannot ask for gigabytes or years of work: ``MAX_STEPS`` (10 million) for steps and step periods,
+``MAX_POINTS`` (50 million) for Gaussian counts, 1024 for the image downscale, 100,000 periodic test views.
+YAML NaN/inf, numbers too large for a float, unknown keys and files over 1 MiB are refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +31,22 @@ from ..errors import RaveError
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
 INIT_MODES = ("auto", "points", "random")
 STRATEGIES = ("default", "mcmc")
+MAX_STEPS = 10_000_000  # optimisation steps and step periods (30k is a full 3DGS training)
+MAX_POINTS = 50_000_000  # Gaussians (each ~1 KB with its optimiser state: 50M is ~50 GB)
+MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
+MAX_CONFIG_BYTES = 1 << 20  # a training config or recipe is a few hundred bytes
+
+
+def _short(v: object, limit: int = 60) -> str:
+    """A short one-line repr of ``v``: a 5000-digit number, a long string or a deep list stays readable."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
+        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
+    r = _REPR.repr(v)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist = 2, 50, 50, 50, 6
 
 
 def _f(default, doc: str, *, choices: tuple | None = None, min: float | None = None, max: float | None = None,
@@ -41,18 +64,22 @@ class TrainConfig:
     """All options of ``rave train``; each field's ``metadata["doc"]`` says what it does (see :func:`describe`)."""
 
     # -- run ------------------------------------------------------------------------------------------------
-    steps: int = _f(7000, "Number of optimisation steps (one training view per step).", min=1)
-    seed: int = _f(0, "Seed of every random choice (initialisation, view order, densification noise).", min=0)
+    steps: int = _f(7000, "Number of optimisation steps (one training view per step).", min=1,
+                     max=MAX_STEPS)
+    seed: int = _f(0, "Seed of every random choice (initialisation, view order, densification noise).", min=0,
+                    max=MAX_SEED)
     backend: str = _f("auto", "Renderer: auto (gsplat when CUDA is present, else cpu), cpu, gsplat, reference "
                       "(dense pure-torch oracle, tiny scenes only).", choices=BACKENDS)
     eval_every: int = _f(500, "Render the test views every this many steps and show their PSNR on the "
-                         "progress bar (0: only at the end).", min=0)
+                         "progress bar (0: only at the end).", min=0, max=MAX_STEPS)
     eval_max_views: int = _f(8, "At most this many test views for the periodic PSNR (the final figures use "
-                             "all views).", min=1)
+                             "all views).", min=1, max=100_000)
 
     # -- data -----------------------------------------------------------------------------------------------
-    downscale: int = _f(1, "Integer image downscale factor applied when loading the dataset.", min=1)
-    test_every: int = _f(8, "Every N-th image is a test view (datasets without an explicit test split).", min=1)
+    downscale: int = _f(1, "Integer image downscale factor applied when loading the dataset.", min=1,
+                       max=1024)
+    test_every: int = _f(8, "Every N-th image is a test view (datasets without an explicit test split).", min=1,
+                        max=1_000_000)
     background: list = _f([0.0, 0.0, 0.0], "RGB background in [0, 1]: composited under RGBA images and "
                           "behind the Gaussians when rendering.", min=0.0, max=1.0, length=3)
 
@@ -60,16 +87,18 @@ class TrainConfig:
     sh_degree: int = _f(3, "Maximum spherical-harmonics degree (0-3; each degree costs 3x(2d+1) floats).",
                         min=0, max=3)
     sh_degree_interval: int = _f(1000, "Raise the SH degree used in training by one every this many steps "
-                                 "(30k-step schedule units).", min=1)
+                                 "(30k-step schedule units).", min=1, max=MAX_STEPS)
     init: str = _f("auto", "Initial points: points (dataset's COLMAP points3D / points3d.ply), random "
                    "(uniform in the scene bounds), auto (points if the dataset has them).", choices=INIT_MODES)
-    init_num_points: int = _f(20_000, "Number of random initial points (init: random).", min=1)
-    init_max_points: int = _f(100_000, "Randomly subsample the dataset's points to at most this many.", min=1)
+    init_num_points: int = _f(20_000, "Number of random initial points (init: random).", min=1,
+                              max=MAX_POINTS)
+    init_max_points: int = _f(100_000, "Randomly subsample the dataset's points to at most this many.", min=1,
+                              max=MAX_POINTS)
     init_extent: float = _f(1.0, "Random init: half-size of the cube around the cameras' mean centre, in "
                             "units of the scene scale.", min=0.0, min_exclusive=True)
     init_sky_points: int = _f(0, "Add this many candidate points on a sphere around the cameras (kept where a "
                               "training view sees them, coloured from the images) to model a distant "
-                              "background such as a sky; 0: none.", min=0)
+                              "background such as a sky; 0: none.", min=0, max=MAX_POINTS)
     init_sky_radius: float = _f(3.0, "Radius of that sphere in units of the scene scale.", min=0.0,
                                 min_exclusive=True)
     init_opacity: float = _f(0.1, "Initial opacity of every Gaussian (after the sigmoid).", min=0.0, max=1.0,
@@ -95,14 +124,18 @@ class TrainConfig:
                        "clone/split/prune) or mcmc (gsplat MCMCStrategy; needs CUDA).", choices=STRATEGIES)
     scale_schedule: bool = _f(True, "Multiply the step-based fields below (and sh_degree_interval) by "
                               "steps / 30000, like gsplat's steps_scaler.")
-    refine_start_iter: int = _f(500, "Start densifying after this step (30k-step units).", min=0)
-    refine_stop_iter: int = _f(15_000, "Stop densifying at this step (30k-step units).", min=0)
-    refine_every: int = _f(100, "Densify every this many steps (30k-step units).", min=1)
+    refine_start_iter: int = _f(500, "Start densifying after this step (30k-step units).", min=0,
+                                max=MAX_STEPS)
+    refine_stop_iter: int = _f(15_000, "Stop densifying at this step (30k-step units).", min=0,
+                               max=MAX_STEPS)
+    refine_every: int = _f(100, "Densify every this many steps (30k-step units).", min=1,
+                           max=MAX_STEPS)
     min_refine_every: int = _f(50, "Lower bound on the scaled refine_every: new Gaussians get this many steps to "
                                "settle before the next densification (refining every few steps of a short run "
-                               "makes the count explode).", min=1)
+                               "makes the count explode).", min=1, max=MAX_STEPS)
     reset_every: int = _f(3000, "Opacity-reset period (30k-step units); also gates DefaultStrategy's "
-                          "pruning of too-large Gaussians (only after the first period).", min=1)
+                          "pruning of too-large Gaussians (only after the first period).", min=1,
+                          max=MAX_STEPS)
     opacity_reset: bool = _f(False, "Reset opacities every reset_every steps with gsplat's reset_opa. gsplat "
                              "1.5.3's DefaultStrategy never does this itself (its test is always false).")
     grow_grad2d: float = _f(2e-4, "Clone/split Gaussians whose mean 2D gradient (in NDC units) exceeds this.",
@@ -111,7 +144,7 @@ class TrainConfig:
                              min=0.0)
     prune_opa: float = _f(0.005, "Prune Gaussians whose opacity falls below this.", min=0.0, max=1.0)
     prune_scale3d: float = _f(0.1, "Prune Gaussians larger than this (units of the scene scale).", min=0.0)
-    cap_max: int = _f(1_000_000, "MCMC: maximum number of Gaussians.", min=1)
+    cap_max: int = _f(1_000_000, "MCMC: maximum number of Gaussians.", min=1, max=MAX_POINTS)
     noise_lr: float = _f(5e5, "MCMC: position noise scale.", min=0.0)
 
     # ------------------------------------------------------------------------------------------------------
@@ -141,6 +174,22 @@ def _yaml_scalar(v) -> str:
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
 
 
+def _yaml_value_error(e: Exception) -> str:
+    msg = " ".join(str(e).split())
+    if "integer string conversion" in msg:
+        return "a number has too many digits (Python reads at most 4300)"
+    return f"unreadable value ({msg[:80]})"
+
+
+def _limit(x: float) -> str:
+    """A bound as the docs write it: 10_000_000, 64, 1.0."""
+    return f"{x:_}" if isinstance(x, int) and x >= 10_000 else str(x)
+
+
+def _key(k: object) -> str:
+    return k[:60] if isinstance(k, str) else _short(k)
+
+
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
                list: "a list of numbers"}
 
@@ -154,7 +203,7 @@ def _check(name: str, value: Any, path) -> Any:
 
     def wrong(expected: str):
         got = "null" if value is None else type(value).__name__
-        raise RaveError(f"{where} must be {expected}, got {got} ({value!r})", path)
+        raise RaveError(f"{where} must be {expected}, got {got} ({_short(value)})", path)
 
     if typ is bool:
         if not isinstance(value, bool):
@@ -165,9 +214,9 @@ def _check(name: str, value: Any, path) -> Any:
     elif typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             wrong(_TYPE_NAMES[float])
+        if not abs(value) <= 1e300:  # NaN, inf, and ints a float cannot hold
+            raise RaveError(f"{where} must be a finite number, got {_short(value)}", path)
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise RaveError(f"{where} must be a finite number, got {value}", path)
     elif typ is str:
         if not isinstance(value, str):
             wrong(_TYPE_NAMES[str])
@@ -179,21 +228,23 @@ def _check(name: str, value: Any, path) -> Any:
             wrong(expected)
         if n is not None and len(value) != n:
             raise RaveError(f"{where} must be {expected}, got {len(value)} value(s)", path)
+        if not all(abs(v) <= 1e300 for v in value):
+            raise RaveError(f"{where} must be finite numbers, got {_short(value)}", path)
         value = [float(v) for v in value]
     else:  # pragma: no cover - a field type this checker does not know
         raise TypeError(f"unsupported config field type {typ!r} for {name}")
 
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {value!r}", path)
+        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {_short(value)}", path)
     lo, hi = meta["min"], meta["max"]
     for v in value if isinstance(value, list) else [value]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if lo is not None and (v < lo or (meta["min_exclusive"] and v == lo)):
             op = ">" if meta["min_exclusive"] else ">="
-            raise RaveError(f"{where} must be {op} {lo}, got {v}", path)
+            raise RaveError(f"{where} must be {op} {lo}, got {_short(v)}", path)
         if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {hi}, got {v}", path)
+            raise RaveError(f"{where} must be <= {_limit(hi)}, got {_short(v)}", path)
     return value
 
 
@@ -210,8 +261,8 @@ def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> Train
     values = {}
     for key, value in d.items():
         if not isinstance(key, str) or key not in _FIELDS:
-            raise RaveError(f"unknown config key '{key}' (see `rave train --help-config` for the options)",
-                            path)
+            raise RaveError(f"unknown config key '{_key(key)}' (see `rave train --help-config` for the "
+                            "options)", path)
         values[key] = _check(key, value, path)
     cfg = TrainConfig(**values)
     if cfg.sh_degree_interval <= 0:  # pragma: no cover - guarded by min above
@@ -233,11 +284,20 @@ def read_yaml(path: str | os.PathLike) -> Any:
     if path.is_dir():
         raise RaveError("is a folder, expected a YAML file", path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise RaveError(f"is too large for a config file ({size:,} bytes; at most {MAX_CONFIG_BYTES:,})", path)
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RaveError(f"cannot read config file: {e}", path) from None
+    except OSError as e:
+        raise RaveError(f"cannot read config file: {e.strerror or e}", path) from None
+    except UnicodeDecodeError:
+        raise RaveError("cannot read config file: not UTF-8 text", path) from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise RaveError("invalid YAML: nested too deeply", path) from None
+    except (ValueError, OverflowError) as e:  # a constructor's int()/date(): 5000 digits, a 13th month
+        raise RaveError(f"invalid YAML: {_yaml_value_error(e)}", path) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -259,7 +319,7 @@ def load_config(path: str | os.PathLike | None) -> TrainConfig:
     if isinstance(data, dict) and "train" in data:
         for key in data:
             if key not in RECIPE_KEYS:
-                raise RaveError(f"unknown recipe key '{key}' (expected {', '.join(RECIPE_KEYS)})", path)
+                raise RaveError(f"unknown recipe key '{_key(key)}' (expected {', '.join(RECIPE_KEYS)})", path)
         data = data["train"] if data["train"] is not None else {}
         if not isinstance(data, dict):
             raise RaveError("recipe key 'train' must be a mapping of option: value", path)

@@ -160,3 +160,50 @@ def test_sh_ranges_are_fitted_once_per_scene_and_fixed_for_every_prefix():
     d_fit = dequantize(q).shN
     d_fix = dequantize(quantize(g, QuantConfig(shN_range=(1.0, 1.0, 1.0)))).shN
     assert (d_fit - g.shN).abs().mean() < 0.5 * (d_fix - g.shN).abs().mean()
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"pos_bits": 14.5}, ["pos_bits", "integer 1..21", "float"]),
+        ({"pos_bits": "14"}, ["pos_bits", "str"]),
+        ({"pos_bits": True}, ["pos_bits", "bool"]),
+        ({"pos_bits": None}, ["pos_bits"]),
+        ({"rot_bits": 1}, ["rot_bits", "2..16"]),
+        ({"opacity_bits": 10**5000}, ["opacity_bits", "digits"]),
+        ({"shN_bits": (4, 4, 4.0)}, ["shN_bits", "float"]),
+        ({"shN_bits": ("4", 4, 4)}, ["shN_bits", "str"]),
+        ({"shN_bits": 4}, ["shN_bits", "one value per SH band"]),
+        ({"shN_bits": [4, 4, 4, 4]}, ["shN_bits", "one value per SH band"]),
+        ({"sh0_range": "3"}, ["sh0_range", "a number"]),
+        ({"sh0_range": 10**5000}, ["sh0_range", "digits"]),
+        ({"scale_min": float("-inf")}, ["scale_min", "finite"]),
+        ({"scale_max": False}, ["scale_max", "a number"]),
+        ({"shN_range": "abc"}, ["shN_range", "one value per SH band"]),
+        ({"shN_range": [1.0, [1.0], 1.0]}, ["shN_range", "a number"]),
+    ],
+)
+def test_config_values_are_type_checked_before_conversion(bad, words):
+    """int(14.5) or int("14") used to be accepted silently (or crash the encoder later): every bit depth is an
+    int in its documented range and every range a real number, checked in the constructor and from_dict."""
+    for make in (lambda: QuantConfig(**bad), lambda: QuantConfig.from_dict({**QuantConfig().to_dict(), **bad})):
+        with pytest.raises(RaveError) as e:
+            make()
+        msg = str(e.value)
+        assert "\n" not in msg and len(msg) < 200 and all(w in msg for w in words), msg
+
+
+def test_config_accepts_numpy_scalars_and_stores_python_types():
+    import json
+
+    import numpy as np
+
+    cfg = QuantConfig(pos_bits=np.int64(12), sh0_range=np.float32(2.0), shN_bits=[3, 3, 3], scale_min=-10)
+    assert cfg.pos_bits == 12 and type(cfg.pos_bits) is int and type(cfg.sh0_range) is float
+    assert type(cfg.scale_min) is float and cfg.shN_bits == (3, 3, 3)
+    assert QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    for bad in ([1, 2], "pos_bits", None):
+        with pytest.raises(RaveError, match="mapping"):
+            QuantConfig.from_dict(bad)
+    with pytest.raises(RaveError, match="unknown quantization settings: 1, bogus"):
+        QuantConfig.from_dict({"bogus": 1, 1: 2})
