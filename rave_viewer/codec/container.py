@@ -79,6 +79,10 @@ class RaveStreamWarning(UserWarning):
     """A .rave stream that decoded only partly (truncated): fewer Gaussians than its header declares."""
 
 
+class RaveValueWarning(UserWarning):
+    """Values of a scene that the encoder had to change beyond quantization (infinite opacity logits)."""
+
+
 # -- chunk payload layout ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Layout:
@@ -225,6 +229,19 @@ def _index_bytes(entries: list[tuple[int, int, int]]) -> bytes:
 
 
 # -- encoder -----------------------------------------------------------------------------------------------
+def _warn_infinite_opacities(g: Gaussians, cfg: QuantConfig, name) -> None:
+    """One :class:`RaveValueWarning` counting the +-inf opacity logits (legal in PLYs: opacity exactly 1 / 0),
+    which the quantizer stores as its extreme bins, so they decode as slightly less than opaque / more than 0."""
+    pos, neg = int(torch.isposinf(g.opacities).sum()), int(torch.isneginf(g.opacities).sum())
+    if not pos + neg:
+        return
+    lo = 0.5 / (1 << cfg.opacity_bits)
+    what = [f"{pos} +inf stored as opacity {1 - lo:.4g}" if pos else "", f"{neg} -inf as {lo:.4g}" if neg else ""]
+    msg = (f"{pos + neg} Gaussian{'s' * (pos + neg != 1)} had an infinite opacity logit (exactly opaque or "
+           f"transparent): {', '.join(w for w in what if w)}, the nearest of the {1 << cfg.opacity_bits} levels")
+    warnings.warn(f"{name}: {msg}" if name is not None else msg, RaveValueWarning, stacklevel=3)
+
+
 class ProgressiveEncoder:
     """Encodes any prefix of an ordered scene ``g`` into a .rave stream, with exact sizes for every prefix.
 
@@ -242,8 +259,9 @@ class ProgressiveEncoder:
         *,
         progress: bool = True,
         workers: int | None = None,
+        name: str | os.PathLike | None = None,
     ):
-        g.validate("scene to encode", allow_empty=True)
+        g.validate(str(name) if name is not None else "scene to encode", allow_empty=True)
         if not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise RaveError(f"chunk size must be 1..{MAX_CHUNK_SIZE}, got {chunk_size}")
         if len(g) > MAX_GAUSSIANS:
@@ -253,6 +271,7 @@ class ProgressiveEncoder:
         except KeyError as e:
             raise RaveError(str(e.args[0])) from None
         self.cfg = (cfg or QuantConfig()).validate()
+        _warn_infinite_opacities(g, self.cfg, name)
         self.chunk_size = int(chunk_size)
         self.progress = progress
         self.workers = workers or min(8, os.cpu_count() or 1)
@@ -667,6 +686,7 @@ __all__ = [
     "DecodedStream",
     "StreamInfo",
     "RaveStreamWarning",
+    "RaveValueWarning",
     "MAGIC",
     "FORMAT_VERSION",
     "HEADER_SIZE",

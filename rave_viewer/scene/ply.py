@@ -7,12 +7,19 @@ Layout, one ``vertex`` element of float32 properties (binary little endian when 
 ``f_rest`` is channel-major (all K coefficients of R, then G, then B), so ``shN[N, K, 3]`` is
 ``f_rest.reshape(N, 3, K).transpose(1, 2)``. Opacities are logits, scales are log-scales and rotations are
 quaternions (w, x, y, z), i.e. exactly gsplat's parameters, so reading and writing is a lossless copy.
+
+Reading never trusts the header: :func:`check_ply_header` parses it (at most :data:`MAX_HEADER_BYTES`) and
+refuses element counts that the bytes after it cannot hold before anything is allocated, and
+:func:`read_ply_vertices` then reads only the ``vertex`` element (a memory map for binary files), so a few kB
+declaring ``element face 300000000`` cost nothing. Both are for every PLY reader of the package.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,308 @@ REQUIRED = (
 _F_REST = re.compile(r"f_rest_(\d+)$")
 _VALID_F_REST = {0: 0, 9: 1, 24: 2, 45: 3}  # number of f_rest_* -> SH degree
 
+#: PLY scalar type names (both spellings of the spec) -> numpy type code without byte order.
+PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
+    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
+    "double": "f8", "float64": "f8",
+}  # fmt: skip
+PLY_FORMATS = {"ascii": "=", "binary_little_endian": "<", "binary_big_endian": ">"}
+#: Longest header read (a 3DGS header is ~1.5 kB); a file without ``end_header`` in it is refused.
+MAX_HEADER_BYTES = 1 << 20
+_ASCII_BLOCK = 1 << 16  # ascii rows parsed per block (bounded temporaries)
+
+
+@dataclass(frozen=True)
+class PlyProperty:
+    """One property of a PLY element: numpy type code (``"f4"``...), and the count type of a list property."""
+
+    name: str
+    dtype: str
+    list_count: str | None = None  # numpy type code of the length prefix when this is a list
+
+    @property
+    def is_list(self) -> bool:
+        return self.list_count is not None
+
+
+@dataclass(frozen=True)
+class PlyElementInfo:
+    """One element of a PLY header: its name, declared row count and properties, and where its data starts."""
+
+    name: str
+    count: int
+    properties: tuple[PlyProperty, ...]
+    offset: int | None  # byte offset of its first row (binary files with no list before it), else None
+
+    @property
+    def has_lists(self) -> bool:
+        return any(p.is_list for p in self.properties)
+
+    def min_row_bytes(self, ascii: bool) -> int:
+        """Fewest bytes one row can take: binary, its scalars and list lengths (empty lists); ascii, one
+        character and one separator per value (the last separator is the newline)."""
+        if ascii:
+            return max(1, 2 * len(self.properties))
+        return sum(np.dtype(p.list_count or p.dtype).itemsize for p in self.properties)
+
+
+@dataclass(frozen=True)
+class PlyHeader:
+    """A parsed PLY header whose element counts fit in the file (what :func:`check_ply_header` returns)."""
+
+    path: Path
+    format: str  # "ascii", "binary_little_endian" or "binary_big_endian"
+    elements: tuple[PlyElementInfo, ...]
+    header_size: int  # bytes up to and including the end_header line
+    file_size: int
+    comments: tuple[str, ...] = ()
+
+    @property
+    def ascii(self) -> bool:
+        return self.format == "ascii"
+
+    def element(self, name: str) -> PlyElementInfo | None:
+        return next((e for e in self.elements if e.name == name), None)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.elements]
+
+
+def _show(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _open_checked(path: Path):
+    """The file opened for reading, after the checks every PLY reader needs (one RaveError line each)."""
+    if not path.exists():
+        raise RaveError("file not found", path)
+    if path.is_dir():
+        raise RaveError("is a folder, expected a .ply file", path)
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise RaveError(f"cannot read file: {e.strerror or e}", path) from None
+
+
+def check_ply_header(path: str | os.PathLike) -> PlyHeader:
+    """Parse a PLY header and check that the data it declares can be in the file, before reading any data.
+
+    Refuses (:class:`RaveError`, one line naming ``path``) a missing, empty or non-PLY file, a malformed or
+    over-long header (more than :data:`MAX_HEADER_BYTES`), and elements whose declared rows need more bytes than
+    follow the header: binary rows need their scalars and list lengths, ascii rows one character and a
+    separator per value. So the work any reader does after this is bounded by the file's size.
+    """
+    path = Path(path)
+    with _open_checked(path) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(min(size, MAX_HEADER_BYTES))
+        except OSError as e:
+            raise RaveError(f"cannot read file: {e.strerror or e}", path) from None
+    if not head:
+        raise RaveError("file is empty", path)
+    if head[:3] != b"ply" or head[3:4] not in (b"\n", b"\r"):
+        raise RaveError("not a PLY file (it does not start with 'ply')", path)
+    nl = b"\r\n" if head[3:5] == b"\r\n" else head[3:4]
+    pos, line_no = 3 + len(nl), 1
+    fmt, comments = None, []
+    elements: list[tuple[str, int, list[PlyProperty]]] = []
+    while True:
+        end = head.find(nl, pos)
+        if end < 0:
+            if len(head) >= MAX_HEADER_BYTES:
+                raise RaveError(f"PLY header has no 'end_header' line in its first {MAX_HEADER_BYTES} bytes", path)
+            raise RaveError("truncated PLY file (the header ends before 'end_header')", path)
+        raw, pos, line_no = head[pos:end], end + len(nl), line_no + 1
+        try:
+            line = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise RaveError(f"corrupt PLY header: line {line_no} is not ASCII text", path) from None
+        t = line.split()
+
+        def bad(why: str) -> RaveError:
+            return RaveError(f"corrupt PLY header: line {line_no} {_show(line)}: {why}", path)
+
+        if not t:
+            continue  # empty lines are tolerated (as plyfile does)
+        key = t[0]
+        if key == "end_header":
+            if len(t) != 1:
+                raise bad("unexpected text after 'end_header'")
+            break
+        if key in ("comment", "obj_info"):
+            comments.append(line[len(key) :].strip())
+            continue
+        if fmt is None:
+            if key != "format":
+                raise bad("expected 'format' as the first line after 'ply'")
+            if len(t) != 3 or t[1] not in PLY_FORMATS:
+                raise bad(f"expected 'format {{{'|'.join(PLY_FORMATS)}}} 1.0'")
+            if t[2] != "1.0":
+                raise bad("only PLY version 1.0 is supported")
+            fmt = t[1]
+        elif key == "format":
+            raise bad("a second 'format' line")
+        elif key == "element":
+            if len(t) != 3 or not t[2].isdigit() or len(t[2]) > 19:
+                raise bad("expected 'element NAME COUNT' with a count of at most 19 digits")
+            if any(name == t[1] for name, _, _ in elements):
+                raise bad(f"element '{t[1]}' is declared twice")
+            elements.append((t[1], int(t[2]), []))
+        elif key == "property":
+            if not elements:
+                raise bad("a property before any element")
+            props = elements[-1][2]
+            if len(t) == 3 and t[1] in PLY_TYPES:
+                p = PlyProperty(t[2], PLY_TYPES[t[1]])
+            elif len(t) == 5 and t[1] == "list" and t[2] in PLY_TYPES and t[3] in PLY_TYPES:
+                if PLY_TYPES[t[2]][0] not in "iu":
+                    raise bad("a list length must have an integer type")
+                p = PlyProperty(t[4], PLY_TYPES[t[3]], PLY_TYPES[t[2]])
+            else:
+                raise bad(f"expected 'property TYPE NAME' or 'property list TYPE TYPE NAME' (types: "
+                          f"{', '.join(PLY_TYPES)})")  # fmt: skip
+            if any(q.name == p.name for q in props):
+                raise bad(f"property '{p.name}' is declared twice in element '{elements[-1][0]}'")
+            props.append(p)
+        else:
+            raise bad("unknown keyword")
+    if fmt is None:
+        raise RaveError("corrupt PLY header: no 'format' line", path)
+    header_size, ascii = pos, fmt == "ascii"
+    infos, used, offset = [], 0, header_size
+    for name, count, props in elements:
+        if count and not props:  # rows of no bytes: any count would "fit"
+            raise RaveError(f"corrupt PLY header: element '{name}' declares {count} rows but no properties", path)
+        info = PlyElementInfo(name, count, tuple(props), None)
+        row = info.min_row_bytes(ascii)
+        need, left = count * row, size - header_size - used
+        if need - ascii > left:  # ascii: the last row may lack its newline
+            raise RaveError(
+                f"truncated or corrupt PLY file: element '{name}' declares {count} rows of at least {row} "
+                f"byte{'s' * (row != 1)} "
+                f"({need} bytes) but only {max(left, 0)} bytes remain after the header"
+                + (" and the elements before it" if used else ""),
+                path,
+            )
+        used += need
+        if not ascii and offset is not None:
+            info = PlyElementInfo(name, count, tuple(props), offset)
+            offset = None if info.has_lists else offset + need
+        infos.append(info)
+    return PlyHeader(path, fmt, tuple(infos), header_size, size, tuple(comments))
+
+
+def read_ply_vertices(path: str | os.PathLike, header: PlyHeader | None = None) -> np.ndarray:
+    """The ``vertex`` element of a PLY file as an [N] structured numpy array (one field per property).
+
+    Only the vertex element is read, after :func:`check_ply_header` (or the ``header`` it returned for this
+    file): binary data is a copy-on-write memory map of the file in the file's byte order (cast what you keep),
+    ascii data is parsed into the declared types. Refused with one RaveError line: no vertex element, list
+    properties in it (not supported), binary files with a list element before it, ascii rows with the wrong
+    number of values or values that do not parse.
+    """
+    path = Path(path)
+    header = header or check_ply_header(path)
+    el = header.element("vertex")
+    if el is None:
+        raise RaveError(f"PLY has no 'vertex' element (elements: {', '.join(header.names()) or 'none'})", path)
+    lists = [p.name for p in el.properties if p.is_list]
+    if lists:
+        raise RaveError(
+            f"PLY 'vertex' element has list property '{lists[0]}'; only scalar vertex properties are supported", path
+        )
+    order = PLY_FORMATS[header.format]
+    dtype = np.dtype([(p.name, order + p.dtype) for p in el.properties])
+    if el.count == 0:
+        return np.zeros(0, dtype=dtype)
+    if not header.ascii:
+        if el.offset is None:
+            before = next(e.name for e in header.elements if e.has_lists)
+            raise RaveError(f"PLY element '{before}' has list properties and comes before 'vertex'; not supported",
+                            path)  # fmt: skip
+        if el.offset + el.count * dtype.itemsize > header.file_size:  # checked by the header: the file changed
+            raise RaveError("truncated PLY file (the vertex data ends early)", path)
+        try:
+            return np.memmap(path, dtype=dtype, mode="c", offset=el.offset, shape=(el.count,))
+        except (OSError, ValueError) as e:
+            raise RaveError(f"cannot read file: {' '.join(str(e).split())}", path) from None
+    return _read_ascii_vertices(header, el, dtype)
+
+
+def _read_ascii_vertices(header: PlyHeader, el: PlyElementInfo, dtype: np.dtype) -> np.ndarray:
+    """Ascii rows of ``el`` (one per line, after the rows of the elements before it), block by block."""
+    path = header.path
+    skip = 0
+    for e in header.elements:
+        if e.name == el.name:
+            break
+        skip += e.count
+    out = np.empty(el.count, dtype=dtype)
+    k = len(el.properties)
+    with _open_checked(path) as f:
+        f.seek(header.header_size)
+        text = io.TextIOWrapper(f, "ascii", newline=None)
+        try:
+            for _ in range(skip):
+                if not text.readline():
+                    raise RaveError("truncated PLY file (it ends before the 'vertex' rows)", path)
+            for a in range(0, el.count, _ASCII_BLOCK):
+                b = min(a + _ASCII_BLOCK, el.count)
+                rows = []
+                for i in range(a, b):
+                    line = text.readline()
+                    vals = line.split()
+                    if len(vals) != k:
+                        if not line:
+                            raise RaveError(f"truncated PLY file: {i} of {el.count} vertex rows", path)
+                        raise RaveError(f"PLY vertex row {i} has {len(vals)} values, expected {k}", path)
+                    rows.append(vals)
+                cells = np.array(rows, dtype=str)
+                for j, p in enumerate(el.properties):
+                    try:
+                        with np.errstate(over="ignore"):  # 1e39 as float32 is inf, reported by read_ply
+                            out[p.name][a:b] = cells[:, j].astype(dtype[p.name])
+                    except (ValueError, OverflowError):
+                        bad = next((i for i in range(b - a) if not _parses(cells[i, j], dtype[p.name])), 0)
+                        raise RaveError(
+                            f"PLY vertex row {a + bad} property '{p.name}': {_show(cells[bad, j], 30)} is not a "
+                            f"valid {dtype[p.name].name} value",
+                            path,
+                        ) from None
+        except UnicodeDecodeError:
+            raise RaveError("corrupt ascii PLY file (data is not ASCII text)", path) from None
+        finally:
+            text.detach()
+    return out
+
+
+def _parses(cell: str, dtype: np.dtype) -> bool:
+    try:
+        np.array([cell]).astype(dtype)
+        return True
+    except (ValueError, OverflowError):
+        return False
+
+
+def _read_plydata(path: Path):
+    """plyfile's PlyData of a PLY whose header :func:`check_ply_header` accepted; every failure one RaveError.
+
+    Kept for readers that want plyfile's objects; :func:`read_ply_vertices` reads only the vertex element.
+    """
+    from plyfile import PlyData
+
+    check_ply_header(path)
+    try:
+        return PlyData.read(str(path))  # memory-mapped binary data; ascii parsed line by line
+    except RaveError:
+        raise
+    except Exception as e:  # plyfile raises PlyHeaderParseError, PlyElementParseError, ValueError, ...
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise RaveError(f"corrupt or truncated PLY file ({msg})", path) from None
+
 
 def ply_property_names(sh_degree: int) -> list[str]:
     """Property names of the ``vertex`` element in INRIA order for ``sh_degree`` (0..3)."""
@@ -47,53 +356,52 @@ def ply_property_names(sh_degree: int) -> list[str]:
     )
 
 
-def _read_plydata(path: Path):
-    """plyfile's PlyData, with every parse failure turned into one RaveError line."""
-    from plyfile import PlyData
-
-    if not path.exists():
-        raise RaveError("file not found", path)
-    if path.is_dir():
-        raise RaveError("is a folder, expected a .ply file", path)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise RaveError(f"cannot read file: {e.strerror or e}", path) from None
-    if len(magic) == 0:
-        raise RaveError("file is empty", path)
-    if magic[:3] != b"ply" or magic[3:4] not in (b"\n", b"\r"):
-        raise RaveError("not a PLY file (it does not start with 'ply')", path)
-    try:
-        # Memory-mapped read of binary data (fast); ascii files are parsed line by line.
-        return PlyData.read(str(path))
-    except RaveError:
-        raise
-    except Exception as e:  # plyfile raises PlyHeaderParseError, PlyElementParseError, ValueError, ...
-        msg = " ".join(str(e).split()) or type(e).__name__
-        raise RaveError(f"corrupt or truncated PLY file ({msg})", path) from None
+def _non_finite_error(path: Path, field: str, names: list[str], data: np.ndarray, values: np.ndarray) -> RaveError:
+    """One line about the first of ``names`` (columns of ``values``, read from ``data``) with unusable values."""
+    bad = np.isnan(values) if field == "opacities" else ~np.isfinite(values)
+    j = int(bad.any(axis=0).argmax())
+    col = values[:, j]
+    src = np.asarray(data[names[j]])
+    src_f = src if src.dtype.kind == "f" else col  # integers never overflow float32 to inf
+    counts = [
+        ("NaN", np.isnan(col)),
+        ("+inf", np.isposinf(src_f)),
+        ("-inf", np.isneginf(src_f)),
+        ("beyond the float32 range", np.isinf(col) & np.isfinite(src_f)),
+    ]
+    if field == "opacities":  # +-inf logits are legal there (opacity exactly 1 / 0)
+        counts = counts[:1]
+    parts = ", ".join(f"{int(m.sum())} {what}" for what, m in counts if m.any())
+    first = int(bad[:, j].nonzero()[0][0])
+    return RaveError(
+        f"PLY property '{names[j]}' (Gaussian {field}) has unusable values ({parts}; first at Gaussian {first}): "
+        f"3DGS values must be finite numbers (opacity may be +-inf)",
+        path,
+    )
 
 
 def read_ply(path: str | os.PathLike) -> Gaussians:
     """Read a 3DGS PLY: float32 :class:`Gaussians`, validated (no NaN, not empty).
 
-    Properties may come in any order, normals (``nx ny nz``) are optional and ignored, float64 (or other
-    numeric) properties are converted to float32, ascii and big-endian files are accepted. The SH degree is
-    inferred from the number of ``f_rest_*`` properties (0, 9, 24 or 45). ``opacity`` may be ±inf.
+    Properties may come in any order, normals (``nx ny nz``) and other extra properties are optional and
+    ignored, float64 (or other numeric) properties are converted to float32, ascii and big-endian files are
+    accepted; other elements (faces...) are not read. The SH degree is inferred from the number of
+    ``f_rest_*`` properties (0, 9, 24 or 45). ``opacity`` may be +-inf (exactly opaque / transparent) and is
+    kept as it is; NaN anywhere, or +-inf (or a float64 value beyond float32) in any other property, is a
+    RaveError naming the property, the counts and the first Gaussian. Nothing is clamped or dropped.
     """
     path = Path(path)
-    ply = _read_plydata(path)
-    names = [e.name for e in ply.elements]
-    if "vertex" not in names:
-        found = ", ".join(names) or "none"
-        raise RaveError(f"PLY has no 'vertex' element (elements: {found})", path)
-    el = ply["vertex"]
-    props = {p.name: p for p in el.properties}
+    header = check_ply_header(path)
+    names = header.names()
+    el = header.element("vertex")
+    props = {p.name: p for p in el.properties} if el is not None else {}
     if "packed_position" in props or "chunk" in names:
         raise RaveError(
             "compressed PLY (SuperSplat/PlayCanvas packed layout) is not supported; export an uncompressed PLY",
             path,
         )
+    if el is None:
+        raise RaveError(f"PLY has no 'vertex' element (elements: {', '.join(names) or 'none'})", path)
     missing = [n for n in REQUIRED if n not in props]
     if missing:
         shown = ", ".join(f"'{m}'" for m in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
@@ -108,32 +416,35 @@ def read_ply(path: str | os.PathLike) -> Gaussians:
         gap = next(i for i, r in enumerate(rest_ids) if r != i)
         raise RaveError(f"PLY is missing property 'f_rest_{gap}'", path)
     n_rest = len(rest_ids)
-    wanted = list(REQUIRED) + [f"f_rest_{i}" for i in range(n_rest)]
-    for n in wanted:
-        if props[n].__class__.__name__ == "PlyListProperty":
+    for n in list(REQUIRED) + [f"f_rest_{i}" for i in range(n_rest)]:
+        if props[n].is_list:
             raise RaveError(f"PLY property '{n}' is a list, expected a scalar", path)
 
-    data = el.data
+    data = read_ply_vertices(path, header)
     n = int(len(data))
 
-    def cols(names: list[str]) -> torch.Tensor:
-        """[N, len(names)] float32 copy (native byte order) of the named properties."""
+    def cols(field: str, names: list[str]) -> torch.Tensor:
+        """[N, len(names)] float32 copy (native byte order) of the named properties, all finite (see above)."""
         out = np.empty((n, len(names)), dtype=np.float32)
-        for j, name in enumerate(names):
-            out[:, j] = data[name]  # casts float64/ints/big-endian to native float32
+        with np.errstate(over="ignore", invalid="ignore"):
+            for j, name in enumerate(names):
+                out[:, j] = data[name]  # casts float64/ints/big-endian to native float32
+        ok = ~np.isnan(out) if field == "opacities" else np.isfinite(out)
+        if not ok.all():
+            raise _non_finite_error(path, field, names, data, out)
         return torch.from_numpy(out)
 
     k = n_rest // 3
-    f_rest = cols([f"f_rest_{i}" for i in range(n_rest)])
+    f_rest = cols("shN", [f"f_rest_{i}" for i in range(n_rest)])
     g = Gaussians(
-        means=cols(["x", "y", "z"]),
-        quats=cols([f"rot_{i}" for i in range(4)]),
-        scales=cols([f"scale_{i}" for i in range(3)]),
-        opacities=cols(["opacity"])[:, 0].contiguous(),
-        sh0=cols([f"f_dc_{i}" for i in range(3)]).reshape(n, 1, 3),
+        means=cols("means", ["x", "y", "z"]),
+        quats=cols("quats", [f"rot_{i}" for i in range(4)]),
+        scales=cols("scales", [f"scale_{i}" for i in range(3)]),
+        opacities=cols("opacities", ["opacity"])[:, 0].contiguous(),
+        sh0=cols("sh0", [f"f_dc_{i}" for i in range(3)]).reshape(n, 1, 3),
         shN=f_rest.reshape(n, 3, k).transpose(1, 2).contiguous(),
     )
-    del data, el, ply  # release the memory map
+    del data  # release the memory map
     return g.validate(source=str(path))
 
 

@@ -298,3 +298,26 @@ def test_cut_stream_at_chunk_boundaries_equals_encoding_the_prefix():
         cut_stream(full, 120)
     with pytest.raises(RaveError):
         cut_stream(full, 231)
+
+
+def test_infinite_opacities_are_encoded_with_one_warning_naming_the_scene():
+    from rave_viewer.codec.container import RaveValueWarning
+
+    g = Gaussians.random(40, 1, seed=11)
+    g.opacities[[3, 9, 20]] = float("inf")
+    g.opacities[[5, 6]] = -float("inf")
+    with pytest.warns(RaveValueWarning) as rec:
+        enc = ProgressiveEncoder(g, QuantConfig(opacity_bits=6), name="scene.ply", progress=False)
+    assert len(rec) == 1
+    msg = str(rec[0].message)
+    assert msg == (
+        "scene.ply: 5 Gaussians had an infinite opacity logit (exactly opaque or transparent): 3 +inf stored as "
+        "opacity 0.9922, 2 -inf as 0.007812, the nearest of the 64 levels"
+    )
+    alpha = torch.sigmoid(decode(enc.encode()).gaussians.opacities.double())
+    order = enc.stream_order()
+    assert torch.allclose(alpha[torch.isposinf(g.opacities[order])], torch.tensor(1 - 1 / 128, dtype=torch.float64))
+    assert torch.allclose(alpha[torch.isneginf(g.opacities[order])], torch.tensor(1 / 128, dtype=torch.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ProgressiveEncoder(Gaussians.random(40, 1, seed=11), progress=False)  # finite: no warning
