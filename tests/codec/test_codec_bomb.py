@@ -101,6 +101,11 @@ def test_cli_prints_one_error_line_for_the_bomb(bomb_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bomb_file}: ") and err.count("\n") == 1 and "decompression bomb" in err
     assert not out.exists()
+    # --max-ratio 0 lifts the ratio limit: then the Gaussian count is what stops it
+    assert main(["decode", str(bomb_file), "-o", str(out), "--max-ratio", "0", "--max-gaussians", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bomb_file}: ") and err.count("\n") == 1 and "max_gaussians" in err
+    assert not out.exists()
 
 
 def test_max_gaussians_counts_what_would_be_decoded(tmp_path, capsys):
