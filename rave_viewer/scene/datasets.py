@@ -496,110 +496,31 @@ def _transforms_views(files: list[Path], paths: _Paths):
 
 # -- point clouds (points3d.ply) ----------------------------------------------------------------------------
 
-_PLY_TYPE_BYTES = {
-    "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
-    "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
-}  # fmt: skip
-_MAX_PLY_HEADER = 1 << 20
-
-
-def _ply_layout(path: Path) -> dict[str, dict[str, bool]] | None:
-    """{element: {property: is_list}} of a PLY header, after checking that the declared rows fit in the file.
-
-    Refuses (RaveError) before plyfile allocates anything, so ``element face 300000000`` in a tiny file
-    costs nothing: binary rows need the bytes of their scalars (and list counts), ascii rows at least two
-    characters per property. None when the file cannot be opened or is no PLY (the reader then says why).
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_MAX_PLY_HEADER)
-            size = os.fstat(f.fileno()).st_size
-    except OSError:
-        return None
-    if head[:3] != b"ply" or head[3:4] not in (b"\n", b"\r"):
-        return None
-    nl = b"\r\n" if head[3:5] == b"\r\n" else head[3:4]
-    end = head.find(nl + b"end_header" + nl)
-    if end < 0:
-        raise RaveError(f"PLY header has no 'end_header' line in its first {_MAX_PLY_HEADER} bytes", path)
-    data_start = end + len(b"end_header") + 2 * len(nl)
-    fmt = None
-    elements: list[tuple[str, int, dict[str, tuple[bool, int]]]] = []
-    for line in head[:end].decode("ascii", errors="replace").split(nl.decode())[1:]:
-        t = line.split()
-        bad = RaveError(f"malformed PLY header line {_show(line)}", path)
-        if not t or t[0] in ("comment", "obj_info"):
-            continue
-        if t[0] == "format":
-            fmt = t[1] if len(t) > 1 else None
-        elif t[0] == "element":
-            if len(t) != 3 or not t[2].isdigit() or len(t[2]) > 19:
-                raise bad
-            elements.append((t[1], int(t[2]), {}))
-        elif t[0] == "property":
-            if not elements:
-                raise bad
-            if len(t) == 3 and t[1] in _PLY_TYPE_BYTES:
-                elements[-1][2][t[2]] = (False, _PLY_TYPE_BYTES[t[1]])
-            elif len(t) == 5 and t[1] == "list" and t[2] in _PLY_TYPE_BYTES and t[3] in _PLY_TYPE_BYTES:
-                elements[-1][2][t[4]] = (True, _PLY_TYPE_BYTES[t[2]])
-            else:
-                raise bad
-    if fmt not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise RaveError(f"unknown PLY format {_show(fmt)}", path)
-    need = 0
-    for _, count, props in elements:
-        row = max(1, 2 * len(props)) if fmt == "ascii" else sum(b for _, b in props.values())
-        need += count * row
-    left = size - data_start
-    if need - (fmt == "ascii") > left:  # ascii: the last row may lack its newline
-        declared = ", ".join(f"{count} {name}" for name, count, _ in elements)
-        raise RaveError(
-            f"PLY header declares {declared} rows, which need at least {need} bytes, but only {left} bytes "
-            "follow: truncated or corrupt PLY file",
-            path,
-        )
-    return {name: {p: is_list for p, (is_list, _) in props.items()} for name, _, props in elements}
-
 
 def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
     """Coloured point cloud from a PLY ``vertex`` element (x y z [red green blue]) as float32 tensors.
 
     Integer colours are divided by their type's maximum (255 for uchar); float colours are taken as [0, 1].
     Missing colours are grey (0.5). Returns ([P, 3] points, [P, 3] colours in [0, 1]). The header is
-    checked against the file size before any data is read (see :func:`_ply_layout`).
+    checked against the file size before any data is read, and only the vertex element is read
+    (:func:`~rave_viewer.scene.ply.read_ply_vertices`), so a tiny file declaring huge elements costs nothing.
     """
-    from .ply import _read_plydata
+    from .ply import read_ply_vertices
 
     path = Path(path)
-    layout = _ply_layout(path)
-    if layout is not None:
-        if "vertex" not in layout:
-            raise RaveError("PLY has no 'vertex' element", path)
-        for n in ("x", "y", "z", "red", "green", "blue"):
-            if layout["vertex"].get(n):
-                raise RaveError(f"point cloud PLY property '{n}' is a list, expected a scalar", path)
-    ply = _read_plydata(path)
-    if "vertex" not in [e.name for e in ply.elements]:
-        raise RaveError("PLY has no 'vertex' element", path)
-    data = ply["vertex"].data
+    data = read_ply_vertices(path)  # scalar properties only; RaveError naming the file otherwise
     names = data.dtype.names or ()
     for n in ("x", "y", "z"):
         if n not in names:
             raise RaveError(f"point cloud PLY is missing property '{n}'", path)
-    try:
-        with np.errstate(all="ignore"):
-            xyz = np.stack([np.asarray(data[n], dtype=np.float32) for n in ("x", "y", "z")], axis=1)
-    except (TypeError, ValueError):  # a list property that the header check did not see
-        raise RaveError("point cloud PLY coordinates are not scalar numbers", path) from None
+    with np.errstate(all="ignore"):
+        xyz = np.stack([np.asarray(data[n], dtype=np.float32) for n in ("x", "y", "z")], axis=1)
     if not np.isfinite(xyz).all():
         raise RaveError("point cloud has NaN/inf coordinates", path)
     if all(n in names for n in ("red", "green", "blue")):
         cols = []
         for n in ("red", "green", "blue"):
             c = np.asarray(data[n])
-            if c.dtype == object:
-                raise RaveError(f"point cloud PLY property '{n}' is a list, expected a scalar", path)
             if np.issubdtype(c.dtype, np.integer):
                 c = c.astype(np.float32) / float(np.iinfo(c.dtype).max)
             with np.errstate(all="ignore"):
@@ -607,6 +528,7 @@ def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
         rgb = np.stack(cols, axis=1)
     else:
         rgb = np.full_like(xyz, 0.5)
+    del data  # release the memory map
     return torch.from_numpy(np.ascontiguousarray(xyz)), torch.from_numpy(np.ascontiguousarray(rgb))
 
 

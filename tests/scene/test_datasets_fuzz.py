@@ -27,7 +27,9 @@ from rave_viewer.errors import RaveError
 from rave_viewer.scene.colmap import MODEL_IDS, read_model
 from rave_viewer.scene.datasets import Dataset, load_dataset, read_points_ply
 
-CASES = 250  # per fuzzer; all four together run in a few seconds
+pytestmark = pytest.mark.timeout(120)  # a hang fails the test instead of the whole run
+
+CASES = 250  # per fuzzer; all four together take about 12 s on two busy cores
 MAX_CASE_SECONDS = 5.0
 MAX_CASE_BYTES = 64 << 20  # peak traced (Python + numpy) allocation per case
 SECRET = (255, 0, 255)  # colour of the image outside the dataset folder: must never be loaded

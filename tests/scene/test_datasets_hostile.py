@@ -374,10 +374,11 @@ def test_ply_element_bomb_refused_before_allocation(tmp_path, traced):
     ply.write_bytes(header.encode() + struct.pack("<3f", 1, 2, 3))
     t0 = time.perf_counter()
     msg = raises(ply, read_points_ply, ply)
-    assert "300000000 face" in msg and time.perf_counter() - t0 < 1 and _peak_mb() < 10
+    assert "'face'" in msg and "300000000" in msg and time.perf_counter() - t0 < 1 and _peak_mb() < 10
     ply.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 300000000\nproperty float x\nproperty float y\n"
                     b"property float z\nend_header\n1 2 3\n")  # fmt: skip
-    assert "300000000 vertex" in raises(ply, read_points_ply, ply)
+    msg = raises(ply, read_points_ply, ply)
+    assert "'vertex'" in msg and "300000000" in msg
     assert _peak_mb() < 10
 
 
@@ -385,7 +386,7 @@ def test_ply_list_property_and_endless_header(tmp_path):
     ply = tmp_path / "points3d.ply"
     ply.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty list uchar float x\nproperty float y\n"
                     b"property float z\nend_header\n2 1 2 3 4\n")  # fmt: skip
-    assert "'x' is a list" in raises(ply, read_points_ply, ply)  # was ValueError from np.asarray
+    assert "list property 'x'" in raises(ply, read_points_ply, ply)  # was ValueError from np.asarray
     ply.write_bytes(b"ply\nformat ascii 1.0\n" + b"comment " + b"x" * (2 << 20))
     assert "end_header" in raises(ply, read_points_ply, ply)
     ply.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\n"
