@@ -24,9 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="input scene: a 3DGS .ply, or a RAVE checkpoint .ckpt from `rave build`")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--rate", metavar="RATE",
-                   help="(.ckpt) target size: bytes or e.g. 2.5MB, 800KB (10^3/10^6), 2.5MiB (2^20)")
+                   help="(.ckpt) size cap: the most Gaussians whose file is at most RATE bytes, e.g. 2.5MB, "
+                        "800KB (10^3/10^6), 2.5MiB (2^20), 123456; ~RATE (e.g. ~2.5MB): the nearest point instead")
     t.add_argument("--count", type=int, metavar="N", help="(.ckpt) number of Gaussians to keep")
-    t.add_argument("--psnr", type=float, metavar="DB", help="(.ckpt) smallest operating point reaching this PSNR")
+    t.add_argument("--psnr", type=float, metavar="DB",
+                   help="(.ckpt) smallest operating point reaching this PSNR on the stored RD table")
+    p.add_argument("--nearest", action="store_true",
+                   help="(.ckpt, with --rate) the operating point nearest to RATE (Eq. 3 between exact chunk "
+                        "sizes), which may exceed it by part of one chunk; same as --rate ~RATE")
     p.add_argument("-o", "--output", required=True, metavar="OUT.rave", help="output .rave file (written atomically)")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=sorted(CODECS),
                    help=f"entropy coder of the chunks (default {DEFAULT_CODEC})")
@@ -45,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"bits per SH DC coefficient (default {d.sh0_bits})")
     g.add_argument("--shN-bits", "--shn-bits", type=int, nargs=3, default=list(d.shN_bits), metavar=("B1", "B2", "B3"),
                    help="bits per SH coefficient of degree 1, 2, 3 (default %s)" % " ".join(map(str, d.shN_bits)))
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress bar)")
 
 
 def quant_config_from_args(args: argparse.Namespace):
@@ -67,11 +72,14 @@ def make_encoder(args: argparse.Namespace):
     path = Path(args.input)
     target = {"rate": getattr(args, "rate", None), "count": getattr(args, "count", None),
               "psnr": getattr(args, "psnr", None)}  # fmt: skip
+    nearest = bool(getattr(args, "nearest", False))
+    if nearest and target["rate"] is None:
+        raise RaveError("--nearest goes with --rate (it picks the operating point nearest to the rate)")
     if path.suffix.lower() == ".ckpt":
         # Quantization, codec and chunk size are the checkpoint's own: its rates were measured with them.
         from ..rave.checkpoint import checkpoint_encoder
 
-        return checkpoint_encoder(path, **target)
+        return checkpoint_encoder(path, **target, nearest=nearest, progress=not getattr(args, "quiet", False))
     if any(v is not None for v in target.values()):
         raise RaveError("--rate/--count/--psnr need a RAVE checkpoint (.ckpt) from `rave build`", path)
     g = read_ply(path)
@@ -80,8 +88,9 @@ def make_encoder(args: argparse.Namespace):
     return enc, None
 
 
-def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False) -> int:
-    """Write the first ``k`` Gaussians of ``enc`` (all when None) to ``out``; print a one-line summary."""
+def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False, note: str = "") -> int:
+    """Write the first ``k`` Gaussians of ``enc`` (all when None) to ``out``; print a one-line summary
+    (ending with ``note``, if any)."""
     n = len(enc) if k is None else int(k)
     size = enc.write(out, k)
     if size != enc.size_of_prefix(n):  # the promise the format makes; cheap (everything is cached)
@@ -89,11 +98,31 @@ def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False
     if not quiet:
         per = f", {size / n:.2f} B/Gaussian" if n else ""
         print(f"wrote {out}: {n} Gaussians, {size} bytes ({size / 1e6:.3f} MB, MB = 10^6 bytes{per}) "
-              f"with {enc.codec.name}, {enc.n_chunks(n)} chunk(s) of {enc.chunk_size}", file=sys.stderr)  # fmt: skip
+              f"with {enc.codec.name}, {enc.n_chunks(n)} chunk(s) of {enc.chunk_size}{note}",
+              file=sys.stderr)  # fmt: skip
     return size
+
+
+def rate_note(enc, k: int, rate: str, nearest: bool) -> str:
+    """'; cap 200,000 B: 88 B under, one more Gaussian would be 200,031 B' (or the nearest point's offset)."""
+    from ..rave.selection import parse_rate_target
+
+    target, tilde = parse_rate_target(rate)
+    size = enc.size_of_prefix(k)
+    if nearest or tilde:
+        return f"; nearest to {target:,} B: {size - target:+,} B ({100 * (size - target) / target:+.2f} %)"
+    if k >= len(enc):
+        return f"; cap {target:,} B: the whole model fits ({target - size:,} B under)"
+    return (f"; cap {target:,} B: {target - size:,} B under, one more Gaussian would be "
+            f"{enc.size_of_prefix(k + 1):,} B")
 
 
 def run(args: argparse.Namespace) -> int:
     enc, k = make_encoder(args)
-    write_prefix(enc, k, args.output, quiet=args.quiet)
+    if args.quiet:
+        enc.progress = False  # no compression bar either (a .ckpt's encoder is built with one)
+    note = ""
+    if getattr(args, "rate", None) is not None and not args.quiet:
+        note = rate_note(enc, k, args.rate, bool(getattr(args, "nearest", False)))
+    write_prefix(enc, k, args.output, quiet=args.quiet, note=note)
     return 0

@@ -135,17 +135,30 @@ class RaveCheckpoint:
 
     # -- selection ------------------------------------------------------------------------------------
     def select(self, *, rate: float | str | None = None, count: int | None = None,
-               psnr: float | None = None, exact: bool = True) -> int:
+               psnr: float | None = None, exact: bool = True, cap: bool = False) -> int:
         """Prefix length k for exactly one target: ``rate`` (bytes or "2.5MB"), ``count`` or ``psnr`` (dB).
 
-        Rate: Eq. 3 between the levels (``exact=False``) or between exact chunk-boundary sizes inside the
-        level interval (default; size within one chunk of the target). Out-of-range targets raise RaveError.
+        Rate, ``cap`` False (the default, O(log), the viewer's slider): the nearest point, by Eq. 3 between the
+        levels (``exact=False``) or between exact chunk-boundary sizes inside the level interval (size within
+        one chunk of the target). ``cap`` True: the largest prefix whose exact size is <= the rate (compresses
+        at most :func:`~rave_viewer.rave.selection.cap_probe_bound` partial chunks; the whole model above
+        R(G_L)). A string rate with a leading ``~`` ("~2.5MB") always means the nearest point.
+        PSNR: the smallest prefix reaching it on the RD table (the smallest level that does, for the naive
+        multi-anchor ablation). Out-of-range targets raise RaveError.
         """
         given = [x is not None for x in (rate, count, psnr)]
         if sum(given) != 1:
             raise RaveError("give exactly one target: rate, count or psnr")
         if rate is not None:
-            r = selection.parse_rate(rate) if isinstance(rate, str) else float(rate)
+            if isinstance(rate, str):
+                r, nearest = selection.parse_rate_target(rate)
+                cap = cap and not nearest
+            else:
+                r = float(rate)
+            if cap:
+                return selection.select_by_rate_cap(self.level_sizes, self.level_rates, self.chunk_size,
+                                                    self._chunk_table(), r, self.prefix_bytes,
+                                                    interpolate=self.interpolate)
             if exact and self.interpolate:
                 return selection.select_by_rate_exact(self.level_sizes, self.level_rates, self.chunk_size,
                                                       self._chunk_table(), r)
@@ -155,8 +168,10 @@ class RaveCheckpoint:
         if self._psnr_max is None or self._psnr_max[0] is not self.rd["psnr"]:
             self._psnr_max = (self.rd["psnr"], selection.psnr_running_max(self.rd["psnr"]))
         k = selection.select_by_psnr(self.rd, psnr, running_max=self._psnr_max[1])
-        if not self.interpolate:
-            k = selection.select_by_count(self.level_sizes, max(k, self.level_sizes[0]), interpolate=False)
+        if not self.interpolate:  # the smallest level holding k Gaussians (so it reaches the target too)
+            import bisect
+
+            k = int(self.level_sizes[min(bisect.bisect_left(self.level_sizes, k), len(self.level_sizes) - 1)])
         return k
 
     def level_of(self, k: int) -> int:
@@ -584,26 +599,56 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
 
 # -- encode a prefix ------------------------------------------------------------------------------------
 def checkpoint_encoder(ckpt_path: str | os.PathLike | RaveCheckpoint, *, rate: float | str | None = None,
-                       count: int | None = None, psnr: float | None = None):
+                       count: int | None = None, psnr: float | None = None, nearest: bool = False,
+                       progress: bool | None = None):
     """(ProgressiveEncoder over the ranked Gaussians, k) for the operating point chosen by at most one of
     ``rate`` (bytes, or "2.5MB" / "800KB" / "2.5MiB"), ``count`` or ``psnr`` (dB); none given -> k = N.
-    The codec settings (quantization, codec, chunk size) are the checkpoint's own."""
+
+    A rate is a cap: the largest prefix whose exact .rave size is <= the rate (verified with the encoder's own
+    sizes), unless ``nearest`` or a leading ``~`` ("~2.5MB") asks for the nearest point (Eq. 3).
+    The codec settings (quantization, codec, chunk size) are the checkpoint's own. ``progress``: show (True)
+    or hide (False) the encoder's compression bar from now on; None keeps the encoder's setting."""
     ckpt = ckpt_path if isinstance(ckpt_path, RaveCheckpoint) else load_checkpoint(ckpt_path)
+    if progress is not None:
+        ckpt.encoder().progress = bool(progress)
+    if sum(x is not None for x in (rate, count, psnr)) > 1:
+        raise RaveError("give at most one target: rate, count or psnr")
+    if nearest and rate is None:
+        raise RaveError("nearest applies to a rate target only")
     if rate is None and count is None and psnr is None:
         return ckpt.encoder(), len(ckpt)
-    target = selection.parse_rate(rate) if rate is not None else None
-    return ckpt.encoder(), ckpt.select(rate=target, count=count, psnr=psnr)
+    if rate is None:
+        return ckpt.encoder(), ckpt.select(count=count, psnr=psnr)
+    target, tilde = selection.parse_rate_target(rate)
+    if nearest or tilde:
+        return ckpt.encoder(), ckpt.select(rate=target)
+    enc = ckpt.encoder()
+    k = ckpt.select(rate=target, cap=True)
+    size = enc.size_of_prefix(k)  # the bytes the write will produce (its full chunks are needed anyway)
+    if size > target:  # the stored chunk table disagrees with this encoder (an edited file): exact sizes, again
+        ckpt.chunk_rates = chunk_rate_table(enc, len(ckpt), ckpt.chunk_size)
+        k = ckpt.select(rate=target, cap=True)
+        if enc.size_of_prefix(k) > target:
+            raise RaveError(f"its stored sizes disagree with its encoding: no prefix found that fits in "
+                            f"{target:,} bytes", None if isinstance(ckpt_path, RaveCheckpoint) else ckpt_path)
+    return enc, k
 
 
 def encode_checkpoint(ckpt_path: str | os.PathLike | RaveCheckpoint, out: str | os.PathLike, *,
                       rate: float | str | None = None, count: int | None = None,
-                      psnr: float | None = None) -> dict:
+                      psnr: float | None = None, nearest: bool = False, progress: bool | None = None) -> dict:
     """Write the operating point of a ``.ckpt`` chosen by ``rate`` / ``count`` / ``psnr`` as a ``.rave`` file.
 
-    Returns {"count", "bytes", "level", "target_bytes" (rate target or None)}.
+    A rate is a cap (the file is never larger) unless ``nearest`` or a leading ``~`` asks for the nearest
+    point (:func:`checkpoint_encoder`). Returns {"count", "bytes", "level", "target_bytes" (rate target or
+    None), "cap" (True when the rate was a cap)}.
     """
     ckpt = ckpt_path if isinstance(ckpt_path, RaveCheckpoint) else load_checkpoint(ckpt_path)
-    enc, k = checkpoint_encoder(ckpt, rate=rate, count=count, psnr=psnr)
+    enc, k = checkpoint_encoder(ckpt, rate=rate, count=count, psnr=psnr, nearest=nearest, progress=progress)
+    target, tilde = selection.parse_rate_target(rate) if rate is not None else (None, False)
+    is_cap = target is not None and not (nearest or tilde)
     nbytes = enc.write(out, k)
-    target = selection.parse_rate(rate) if rate is not None else None
-    return {"count": int(k), "bytes": int(nbytes), "level": ckpt.level_of(k), "target_bytes": target}
+    if is_cap and nbytes > target:  # the promise of a cap; checkpoint_encoder verified the size already
+        raise AssertionError(f"wrote {nbytes} bytes for a cap of {target}")
+    return {"count": int(k), "bytes": int(nbytes), "level": ckpt.level_of(k), "target_bytes": target,
+            "cap": is_cap}

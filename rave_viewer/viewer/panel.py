@@ -56,6 +56,7 @@ class Panel:
         self._views = view_options(session)
         self._status = {"fps": None, "size": None, "mode": "server"}
         self.error: str | None = None
+        self.typed_cap: int | None = None  # bytes of the rate last typed in the number box (a cap), until moved
         self._build()
         self.refresh()
 
@@ -83,7 +84,8 @@ class Panel:
                 )  # fmt: skip
                 self.number = gui.add_number(
                     f"Type {spec.label}", value, min=spec.lo, max=spec.hi, step=spec.step,
-                    hint="Type a target; it is clamped to the range the file holds.",
+                    hint="Type a target. A typed rate is a cap: the most Gaussians whose file fits in it "
+                         "(exact bytes below). Other targets are clamped to the range the file holds.",
                 )  # fmt: skip
                 self.readout = gui.add_markdown("")
                 self.plot = self._add_plot()
@@ -187,6 +189,7 @@ class Panel:
 
     # -- callbacks (public so tests can drive them without a browser) ---------------------------------------
     def on_mode(self) -> None:
+        self.typed_cap = None
         spec = self.session.set_mode(self.mode.value)
         value = spec.to_ui(self.session.target)
         for h, label in ((self.slider, spec.label), (self.number, f"Type {spec.label}")):
@@ -197,10 +200,48 @@ class Panel:
         self.refresh()
 
     def on_slider(self) -> None:
+        self.typed_cap = None
         self._apply(self.slider.value, sync=self.number)
 
     def on_number(self) -> None:
-        self._apply(self.number.value, sync=self.slider)
+        spec = self.session.spec()
+        if spec is not None and spec.mode == "rate":
+            self._apply_rate_cap(self.number.value, spec)
+        else:
+            self.typed_cap = None
+            self._apply(self.number.value, sync=self.slider)
+
+    def _apply_rate_cap(self, ui_value: float, spec) -> None:
+        """A typed rate is a cap: select the largest prefix whose exact size fits in it (the slider keeps
+        Eq. 3's nearest rule). Below the lowest operating point nothing fits: say so, show the lowest one."""
+        from ..errors import RaveError
+        from ..rave.selection import parse_rate
+
+        src = self.source
+        try:
+            cap = parse_rate(f"{float(ui_value)!r}{spec.unit}")  # exact: 12.5 KB is 12,500 bytes
+        except RaveError as e:
+            self.host.notify("Rate not valid", str(e), error=True)
+            return
+        lo, hi = (int(x) for x in src.bounds("rate"))
+        if cap < lo:
+            self.host.notify(
+                "Rate below the lowest operating point",
+                f"No prefix fits in {cap:,} bytes: the lowest operating point is {lo:,} bytes; valid range "
+                f"{lo:,}..{hi:,} bytes. Showing the lowest point.",
+            )  # fmt: skip
+            k = src.min_count
+        elif src.kind == "ckpt":
+            k = int(src.checkpoint.select(rate=cap, cap=True))
+        else:  # a .rave: its stops are exact sizes and select() takes the largest one not above the target
+            k = int(src.select("rate", cap))
+        self.typed_cap = cap
+        self._set_quietly(self.slider, value=spec.to_ui(float(cap)))
+        before = self.session.snapshot().version
+        _select_prefix(self.session, k, float(cap))
+        self.refresh()
+        if self.session.snapshot().version != before:
+            self.host.request_render()
 
     def _apply(self, ui_value: float, sync) -> None:
         spec = self.session.spec()
@@ -249,7 +290,12 @@ class Panel:
         sel = self.session.selection()
         view = self.session.snapshot().view
         name = None if view is None or not self._views else f"view {self._views[view + 1].split(': ', 1)[-1]}"
-        self.readout.content = markdown_table(readout_rows(sel, self.session.view_psnr(), name))
+        rows = readout_rows(sel, self.session.view_psnr(), name)
+        cap = self.typed_cap
+        if cap is not None and sel.mode == "rate" and sel.nbytes is not None:
+            how = f"{fmt_int(cap - sel.nbytes)} under" if sel.nbytes <= cap else "over: the lowest point"
+            rows.insert(1, ("Typed cap", f"{fmt_int(cap)} bytes (file {fmt_int(sel.nbytes)} bytes, {how})"))
+        self.readout.content = markdown_table(rows)
         if self.plot is not None:
             self.plot.data = self._plot_data()
 
@@ -286,6 +332,16 @@ class Panel:
             text = f"Server render ({self.backend}): **{st['fps']:.1f} FPS** ({1e3 / st['fps']:.0f} ms) at {w}x{h} px"
         if self.status.content != text:  # (the frame's FPS readout: unchanged text sends nothing)
             self.status.content = text
+
+
+def _select_prefix(session: Session, k: int, target: float) -> None:
+    """Set the session's selection to ``k`` Gaussians for ``target`` (what ``Session.set_target`` does after its
+    own nearest-point selection), for a k chosen here: the typed rate's cap."""
+    with session.lock:
+        session.target = float(target)
+        if int(k) != session.k:
+            session.k = int(k)
+            session.version += 1
 
 
 __all__ = ["FREE_CAMERA", "Panel", "PanelHost", "view_options"]
