@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--share", action="store_true",
         help="show viser's Share button, which publishes this viewer at a public URL through viser's share service",
     )  # fmt: skip
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--rate", metavar="R", help="start at this rate, a cap (e.g. 2.5MB, 800KB; MB = 10^6 bytes)")
+    start.add_argument("--count", type=int, metavar="N", help="start with N Gaussians")
+    start.add_argument("--psnr", type=float, metavar="DB", help="start at the smallest prefix reaching DB (needs a .ckpt)")
     p.add_argument(
         "--backend", choices=("auto", "cpu", "gsplat"), default="auto",
         help="server-side renderer: gsplat needs CUDA; auto picks gsplat with CUDA, else the CPU rasterizer",
@@ -67,9 +71,34 @@ def check_host(host: str) -> None:
         raise RaveError(f"--host {host!r}: cannot listen there ({e.strerror or e})") from None
 
 
+def start_target(source, args: argparse.Namespace) -> tuple[str, float] | None:
+    """(mode, raw value) from --rate/--count/--psnr, checked against what ``source`` offers; None: its default."""
+    from ..rave.selection import parse_rate
+
+    if args.rate is not None:
+        mode, value, flag = "rate", float(parse_rate(args.rate)), f"--rate {args.rate}"
+    elif args.count is not None:
+        mode, value, flag = "count", float(args.count), f"--count {args.count}"
+    elif args.psnr is not None:
+        mode, value, flag = "psnr", float(args.psnr), f"--psnr {args.psnr}"
+    else:
+        return None
+    if mode not in source.modes:
+        raise RaveError(f"{flag}: a .{source.kind} cannot be targeted by {mode} "
+                        f"(available: {', '.join(source.modes) or 'none'})", source.path)
+    lo, hi = source.bounds(mode)
+    if not value >= lo:  # below the coarsest point (or NaN): nothing fits
+        unit = {"rate": " bytes", "count": " Gaussians", "psnr": " dB"}[mode]
+        raise RaveError(f"{flag} is below the lowest operating point ({lo:.6g}{unit}; range {lo:.6g}-{hi:.6g}{unit})",
+                        source.path)
+    if value > hi:
+        print(f"note: {flag} is above the highest operating point ({hi:.6g}): starting at the full model")
+    return mode, value
+
+
 def run(args: argparse.Namespace) -> int:
     from ..render import resolve_backend
-    from ..viewer.gate import is_loopback_host, new_token, normalize_origin
+    from ..viewer.gate import is_loopback_host, is_wildcard_host, new_token, normalize_origin
     from ..viewer.sources import find_demo_scene, open_source
 
     backend = resolve_backend(args.backend)  # RaveError (one line) if gsplat is asked for without CUDA
@@ -94,12 +123,16 @@ def run(args: argparse.Namespace) -> int:
     if source.note and source.kind != "ckpt":
         print(f"note: {source.note}")
 
+    start = start_target(source, args)
+
     from ..viewer.app import ViewerApp
 
     app = ViewerApp(source, host=args.host, port=args.port, backend=backend, allow_origins=allow, token=token,
-                    share=args.share)  # fmt: skip
+                    share=args.share, start=start)  # fmt: skip
     print(f"rave-view: {source.path.name} ({source.n:,} Gaussians, {source.kind}), rendering with {backend}")
     print(f"open {app.url} in a browser (Ctrl+C to stop)", flush=True)
+    if is_wildcard_host(args.host):
+        print(f"from other machines: {app.url.replace('localhost', socket.gethostname(), 1)}", flush=True)
     if token is not None:
         print("the token in this URL is the key to this viewer: share it only with people who may see the scene",
               flush=True)

@@ -165,7 +165,7 @@ class ClientState:
 
     def __init__(self, app: "ViewerApp", client: viser.ClientHandle):
         self.app, self.client = app, client
-        self.session = Session(app.source)
+        self.session = Session(app.source, app.start)
         self._last_camera: CameraState | None = None
         self.view = _ClientView(app.nerfview, self._render_guarded, self.camera_state)
         self.fps: float | None = None
@@ -341,12 +341,14 @@ class ViewerApp:
     def __init__(
         self, source: ViewSource, host: str = "127.0.0.1", port: int = 8080, backend: str = "auto",
         verbose: bool = False, allow_origins: tuple[str, ...] | list[str] = (), token: str | None = None,
-        share: bool = False,
+        share: bool = False, start: tuple[str, float] | None = None,
     ):  # fmt: skip
         """``token``: required on every request (the printed URL carries it); ``allow_origins``: pages besides
-        the viewer's own that may connect; ``share``: keep viser's share-URL button (publishes the viewer)."""
+        the viewer's own that may connect; ``share``: keep viser's share-URL button (publishes the viewer);
+        ``start``: the first selection of every tab, e.g. ("rate", 2e6)."""
         self.source = source
         self.share = share
+        self.start = start  # (mode, raw target) every new tab starts at; None: the source's knee (default_k)
         self.gate = Gate(host, allow_origins, token, extra_origin_suffixes=SHARE_SUFFIXES if share else ())
         self.frames = FrameRenderer(source, backend)
         self.centre, self.radius, self.up = scene_frame(source)

@@ -129,13 +129,19 @@ class Snapshot:
 class Session:
     """Per-tab state. Thread-safe: GUI callbacks write, the render thread reads snapshots."""
 
-    def __init__(self, source: ViewSource):
+    def __init__(self, source: ViewSource, start: tuple[str, float] | None = None):
+        """``start``: (mode, raw target) of the first selection, e.g. ("rate", 2e6); default the source's knee."""
         self.source = source
         self.lock = threading.Lock()
         self.version = 0
         self.mode: str | None = source.modes[0] if source.modes else None
-        self.k = source.n  # start at the full model (the highest rate)
-        self.target: float | None = source.value_of(self.mode, self.k) if self.mode else None
+        if start is not None and self.mode is not None:
+            self.mode = start[0]
+            self.k = source.select(start[0], start[1])
+            self.target: float | None = float(start[1])
+        else:
+            self.k = source.default_k()
+            self.target = source.value_of(self.mode, self.k) if self.mode else None
         self.view: int | None = None  # test view the camera sits on
         self.compare = "off"
         self.browser = False

@@ -31,6 +31,8 @@ from ..scene.gaussians import Gaussians
 KINDS = ("ckpt", "rave", "ply")
 MODES = ("rate", "count", "psnr")  # what the slider targets
 MODE_LABELS = {"rate": "rate", "count": "Gaussian count", "psnr": "PSNR"}
+START_DB_BELOW_BEST = 0.5  # dB: a new tab starts no further below the best PSNR point than this
+START_MAX_GAUSSIANS = 1_000_000  # without an RD table, a new tab starts at most this large (a fast first frame)
 
 PLY_NOTE = (
     "This .ply is a plain 3DGS model: it has no RAVE ranking, levels or rate table, so the bitrate controls "
@@ -137,6 +139,39 @@ class ViewSource:
         keys = self.stop_bytes if mode == "rate" else self.stops
         i = bisect.bisect_right(keys, value) - 1  # the largest stop not above the target
         return int(self.stops[max(i, 0)])
+
+    def default_k(self) -> int:
+        """Where a new tab starts: the knee of the RD curve (before its best point), else the full model.
+
+        The full model is the slowest frame and, when fine-tuning or quantization hurt the top levels, not even
+        the best picture. With an RD table the start is the knee (Kneedle: the point farthest above the chord
+        of the curve, in normalised log-bytes and PSNR) among the points up to the best PSNR, moved up to the
+        first point within :data:`START_DB_BELOW_BEST` of the best (on demo_objects: 9,926 of 33,097 Gaussians,
+        153 of 455 KB, 35.07 vs 35.54 dB); without a table, the largest prefix of at most
+        :data:`START_MAX_GAUSSIANS`.
+        """
+        if not self.has_rate_control:
+            return self.n
+        pts = self.rd
+        if pts is not None and "psnr" in pts:
+            counts = np.asarray(pts["count"], float)
+            keep = counts >= self.min_count
+            counts = counts[keep]
+            rates = np.log(np.maximum(np.asarray(pts["bytes"], float)[keep], 1.0))
+            psnr = np.asarray(pts["psnr"], float)[keep]
+            if len(counts) >= 3 and np.isfinite(psnr).all() and np.isfinite(rates).all():
+                best = int(np.argmax(psnr))  # the first best point: never start beyond it
+                x, y = rates[: best + 1], psnr[: best + 1]
+                i = best
+                if len(x) >= 3 and x[-1] > x[0] and y[-1] > y[0]:
+                    xn, yn = (x - x[0]) / (x[-1] - x[0]), (y - y[0]) / (y[-1] - y[0])
+                    knee = int(np.argmax(yn - xn))
+                    close = int(np.argmax(y >= y[-1] - START_DB_BELOW_BEST))  # first point that close to the best
+                    i = max(knee, close)
+                return int(min(max(counts[i], self.min_count), self.n))
+        if self.n <= START_MAX_GAUSSIANS:
+            return self.n
+        return max(self.select("count", START_MAX_GAUSSIANS), self.min_count)
 
     def value_of(self, mode: str, k: int) -> float:
         """The target value (in ``mode``'s unit) that the selection with k Gaussians has."""

@@ -84,3 +84,44 @@ def test_no_argument_opens_the_demo_scene_and_serves(tmp_path, scene_files):
             proc.kill()
             rc = proc.wait()
     assert rc == 130  # Ctrl+C: "interrupted"
+
+
+@pytest.mark.parametrize("delay", [0.5, 2.0, 4.0])
+def test_ctrl_c_during_start_up_is_one_line(scene_files, tmp_path, delay):
+    """Ctrl+C while the viewer loads (imports, decoding, warm-up render): 'interrupted', exit 130, no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())",
+         str(scene_files["ckpt"]), "--port", "0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
+    )  # fmt: skip
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"rave-view did not exit after Ctrl+C during start-up:\n{out}")
+    assert "Traceback" not in out, out
+    assert proc.returncode == 130 and "interrupted" in out
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--rate", "1B"], "--rate 1B is below the lowest operating point"),
+        (["--count", "3"], "--count 3 is below the lowest operating point"),
+        (["--psnr", "-5"], "--psnr -5.0 is below the lowest operating point"),
+        (["--rate", "lots"], "cannot read the rate"),
+    ],
+)
+def test_bad_start_target_is_one_line(scene_files, capsys, argv, needle):
+    assert view_main([str(scene_files["ckpt"]), "--port", "0", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and needle in err
+
+
+def test_psnr_start_on_a_rave_stream_is_refused(scene_files, capsys):
+    assert view_main([str(scene_files["rave"]), "--port", "0", "--psnr", "30"]) == 2
+    assert "cannot be targeted by psnr" in capsys.readouterr().err

@@ -168,7 +168,7 @@ def test_viewer_in_a_real_browser(app, monkeypatch):
             page2.goto(app.url)
             page2.get_by_text("Encoded size").wait_for(timeout=60_000)
             k1 = _count_bytes(_readouts(page))[0]
-            assert _count_bytes(_readouts(page2))[0] == app.source.n  # fresh tab: the full model
+            assert _count_bytes(_readouts(page2))[0] == app.source.default_k()  # fresh tab: the default start
             slider2 = page2.get_by_role("slider").first
             slider2.focus()
             page2.keyboard.press("Home")

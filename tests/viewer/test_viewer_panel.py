@@ -62,9 +62,10 @@ def server():
 def test_slider_number_and_mode_callbacks(server, ckpt_source):
     host = FakeHost()
     p = Panel(server.gui, Session(ckpt_source), host)
-    full_kb = round(ckpt_source.bytes_of(1500) / 1e3, 2)  # the full model, in KB (10^3 bytes)
-    assert p.slider.label == "Rate [KB]" and p.slider.value == full_kb <= p.slider.max
-    assert _readout(p)["Gaussians"].startswith("1,500 of 1,500")
+    k0 = ckpt_source.default_k()  # a new tab starts at the knee of the RD curve, not at the full model
+    start_kb = round(ckpt_source.bytes_of(k0) / 1e3, 2)  # in KB (10^3 bytes)
+    assert 200 < k0 < 1500 and p.slider.label == "Rate [KB]" and p.slider.value == start_kb <= p.slider.max
+    assert _readout(p)["Gaussians"].startswith(f"{k0:,} of 1,500")
     p.slider.value = 8.0  # "drag" to 8 KB
     r = _readout(p)
     assert r["Target rate"] == "8.00 KB" and p.number.value == 8.0 and host.renders == 1

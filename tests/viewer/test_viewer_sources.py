@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -143,3 +144,35 @@ def test_live_test_view_psnr_matches_the_stored_rd_table(ckpt_source):
 def _sorted_means(g) -> np.ndarray:
     m = g.means.detach().double().numpy()
     return m[np.lexsort(m.T[::-1])]
+
+
+def _with_rd(source, psnr):
+    """A copy of ``source`` whose RD table has these PSNRs (same counts and bytes)."""
+    import copy
+
+    ck = copy.copy(source.checkpoint)
+    ck.rd = {**source.checkpoint.rd, "psnr": list(psnr)}
+    return dataclasses.replace(source, checkpoint=ck, _cache={})
+
+
+def test_default_start_is_the_knee_not_the_full_model(ckpt_source):
+    rd = ckpt_source.rd
+    counts = np.asarray(rd["count"], float)
+    k = ckpt_source.default_k()
+    best = max(rd["psnr"])
+    assert ckpt_source.min_count < k < ckpt_source.n
+    assert ckpt_source.psnr_at(k) >= best - 0.5 - 1e-6  # looks good: within 0.5 dB of the best point
+    assert ckpt_source.bytes_of(k) < 0.8 * ckpt_source.bytes_of(ckpt_source.n)  # and is much smaller
+    # a curve that rises, then falls (fine-tuning hurt the top levels): never start past its best point
+    peak = len(counts) // 2
+    bump = [30.0 - abs(i - peak) * 0.3 for i in range(len(counts))]
+    src = _with_rd(ckpt_source, bump)
+    assert src.default_k() <= counts[peak] and src.psnr_at(src.default_k()) >= 30.0 - 0.5 - 1e-6
+    falling = [40.0 - 0.1 * i for i in range(len(counts))]  # best at the smallest point
+    first = int(counts[counts >= ckpt_source.min_count][0])  # the smallest selectable RD point
+    assert _with_rd(ckpt_source, falling).default_k() == first
+
+
+def test_default_start_without_rd_is_the_full_model_when_small(scene_files):
+    src = open_source(scene_files["rave"])
+    assert src.default_k() == src.n  # 1,500 Gaussians: far below START_MAX_GAUSSIANS
