@@ -137,7 +137,7 @@ class Session:
         self.mode: str | None = source.modes[0] if source.modes else None
         if start is not None and self.mode is not None:
             self.mode = start[0]
-            self.k = source.select(start[0], start[1])
+            self.k = source.select_rate_cap(start[1]) if start[0] == "rate" else source.select(*start)
             self.target: float | None = float(start[1])
         else:
             self.k = source.default_k()

@@ -173,6 +173,16 @@ class ViewSource:
             return self.n
         return max(self.select("count", START_MAX_GAUSSIANS), self.min_count)
 
+    def select_rate_cap(self, rate: float) -> int:
+        """The largest selectable prefix whose exact encoded size is at most ``rate`` bytes (a typed budget)."""
+        self._check_mode("rate")
+        if self.kind == "ckpt":
+            lo, hi = self.bounds("rate")
+            if rate >= hi:
+                return self.n
+            return min(max(int(self.checkpoint.select(rate=max(float(rate), lo), cap=True)), self.min_count), self.n)
+        return self.select("rate", rate)  # .rave: the largest chunk boundary not above the rate
+
     def value_of(self, mode: str, k: int) -> float:
         """The target value (in ``mode``'s unit) that the selection with k Gaussians has."""
         self._check_mode(mode)

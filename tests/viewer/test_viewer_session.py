@@ -44,7 +44,7 @@ def test_slider_spec_picks_units_and_fine_steps(ckpt_source):
 
 def test_dragging_the_rate_changes_count_and_bytes_monotonically(ckpt_source):
     s = Session(ckpt_source)
-    assert s.mode == "rate" and s.k == ckpt_source.n  # starts at the full model
+    assert s.mode == "rate" and s.k == ckpt_source.default_k()  # starts at the knee of the RD curve
     spec = s.spec()
     sels = [s.set_target(spec.from_ui(v)) for v in np.linspace(spec.lo, spec.hi, 25)]
     ks, bs = [x.k for x in sels], [x.nbytes for x in sels]
@@ -124,3 +124,23 @@ def test_exports_of_a_rave_stream_are_its_own_prefixes(scene_files):
     (_, rave), _ = exports.selection_files(src, sel)
     assert len(rave) == sel.nbytes
     assert decode(rave, strict=True).gaussians.equal(src.gaussians.prefix(sel.k))
+
+
+def test_start_flags_set_the_first_selection(ckpt_source):
+    import argparse
+
+    from rave_viewer.commands.view import start_target
+
+    def ns(**kw):
+        return argparse.Namespace(**{"rate": None, "count": None, "psnr": None, **kw})
+
+    r = ckpt_source.bytes_of(700)
+    start = start_target(ckpt_source, ns(rate=str(r)))
+    s = Session(ckpt_source, start)
+    assert s.mode == "rate" and s.k == ckpt_source.select_rate_cap(r) and ckpt_source.bytes_of(s.k) <= r
+    assert s.k >= 700 and ckpt_source.bytes_of(s.k + 1) > r  # the largest prefix that fits
+    s = Session(ckpt_source, start_target(ckpt_source, ns(count=640)))
+    assert s.mode == "count" and s.k == 640 and s.selection().target == 640
+    s = Session(ckpt_source, start_target(ckpt_source, ns(psnr=30.0)))
+    assert s.mode == "psnr" and ckpt_source.psnr_at(s.k) >= 30.0 - 0.05
+    assert start_target(ckpt_source, ns()) is None and Session(ckpt_source).k == ckpt_source.default_k()
