@@ -187,3 +187,56 @@ def test_viewer_in_a_real_browser(app, monkeypatch):
         except RaveError:
             scene = app.source.path
         capture(scene, REPO / "assets" / "viewer.png")
+
+
+def test_a_foreign_page_in_the_browser_cannot_reach_the_viewer(app):
+    """A page from another origin opens ws://127.0.0.1:PORT from JavaScript, as an attacker's page would."""
+    _need_browser()
+    import http.server
+    import threading
+
+    import viser
+    from playwright.sync_api import sync_playwright
+
+    port = app.port
+    html = f"""<!doctype html><html><body><script>
+      window.result = {{opened: false, messages: 0, closed: false, fetched: null}};
+      const ws = new WebSocket("ws://127.0.0.1:{port}/", ["viser-v{viser.__version__}"]);
+      ws.onopen = () => window.result.opened = true;
+      ws.onmessage = () => window.result.messages += 1;
+      ws.onclose = () => window.result.closed = true;
+      fetch("http://127.0.0.1:{port}/").then(r => r.text()).then(t => window.result.fetched = t.length)
+        .catch(() => window.result.fetched = -1);
+    </script></body></html>""".encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *a):
+            pass
+
+    _wait(lambda: not app.clients, 30, "the earlier tabs to close")
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            ctx, cleanup = launch_chromium(p)
+            try:
+                page = ctx.new_page()
+                page.goto(f"http://127.0.0.1:{evil.server_address[1]}/")
+                page.wait_for_function("window.result.closed && window.result.fetched !== null", timeout=30_000)
+                r = page.evaluate("window.result")
+                assert r == {"opened": False, "messages": 0, "closed": True, "fetched": -1}, r
+                assert not app.clients  # no tab was created for it
+                # the viewer's own page in the same browser still works
+                page.goto(app.url)
+                page.get_by_text("Encoded size").wait_for(timeout=60_000)
+            finally:
+                cleanup()
+    finally:
+        evil.shutdown()
