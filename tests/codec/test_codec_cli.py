@@ -66,6 +66,8 @@ def test_cli_bit_options_and_truncated_input(tmp_path, capsys):
         (["encode", "{d}/in.ply", "-o", "{d}/x.rave", "--pos-bits", "30"], "pos_bits"),
         (["decode", "{d}/in.ply", "-o", "{d}/x.ply"], "not a .rave file"),
         (["decode", "{d}/missing.rave", "-o", "{d}/x.ply"], "missing.rave"),
+        (["decode", "{d}/in.ply", "-o", "{d}/in.ply"], "same file as the input"),  # never replaces its input
+        (["decode", "{d}/in.ply", "-o", "{d}/x.ply", "--max-ratio", "-1"], "--max-ratio"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, argv_tail, needle):
