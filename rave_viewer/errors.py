@@ -35,11 +35,66 @@ class Terminated(BaseException):
         super().__init__(f"terminated by {name}")
 
 
-#: Signals turned into :class:`Terminated` by :func:`terminate_as_exception` (those that exist here).
+#: Signals turned into :class:`Terminated` by :func:`signals_as_exceptions` (those that exist here).
 TERMINATING_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
+class _Signals:
+    """State of :func:`signals_as_exceptions`, shared by the main thread's handler and one helper thread."""
+
+    active = False  # the handlers are installed
+    pending: int | None = None  # a signal held back while the main thread imports
+    calls = 0  # handler invocations: the helper knows when its re-sent signal was handled
+    lock = threading.Lock()  # held while a re-sent signal is in flight: the handlers stay installed until then
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` runs inside an import (module top-level code, or a C extension loading)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _redeliver(main_ident: int) -> None:
+    """Helper thread: re-send the held-back signal to the main thread once it no longer runs an import.
+
+    One signal in flight at a time (sent only after the previous one was handled), so the user's one
+    Ctrl-C is one KeyboardInterrupt.
+    """
+    import time
+
+    while True:
+        with _Signals.lock:
+            if not _Signals.active or _Signals.pending is None:
+                return
+            frame = sys._current_frames().get(main_ident)
+            if frame is None or not _importing(frame):
+                calls = _Signals.calls
+                signal.pthread_kill(main_ident, _Signals.pending)
+                while _Signals.active and _Signals.calls == calls:
+                    time.sleep(0.005)
+                continue
+        time.sleep(0.02)
+
+
+def _handler(signum: int, frame: Any) -> None:
+    _Signals.calls += 1
+    # An exception raised in the middle of an import can leave a C extension half-initialised (numpy then
+    # refuses to load again, torch may abort): hold the signal until the import is done.
+    if _importing(frame) and hasattr(signal, "pthread_kill"):
+        if _Signals.pending is None:
+            _Signals.pending = signum
+            threading.Thread(target=_redeliver, args=(threading.main_thread().ident,), daemon=True).start()
+        return
+    _Signals.pending = None
+    _raise(signum)
+
+
+def _raise(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     # One shot: a second signal of the same kind during the clean-up ends the process the default way.
     with contextlib.suppress(ValueError, OSError):
         signal.signal(signum, signal.SIG_DFL)
@@ -47,27 +102,40 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def terminate_as_exception() -> Iterator[None]:
-    """While the block runs, SIGTERM/SIGHUP raise :class:`Terminated` in the main thread (previous handlers restored).
+def signals_as_exceptions() -> Iterator[None]:
+    """While the block runs in the main thread: SIGTERM/SIGHUP raise :class:`Terminated`, Ctrl-C raises
+    KeyboardInterrupt as usual, and neither is raised in the middle of an import (held until it finishes).
 
-    Only signals still at their default action are taken over (an ignored SIGHUP under ``nohup``, or a
-    handler the embedding program installed, are left alone); outside the main thread this does nothing.
-    SIGKILL cannot be caught: a ``.rave-*.tmp`` file of an interrupted atomic write may then remain.
+    Only handlers still at Python's defaults are taken over (an ignored SIGHUP under ``nohup``, or a handler
+    the embedding program installed, are left alone) and they are restored afterwards; outside the main
+    thread this does nothing. SIGKILL cannot be caught: a ``.rave-*.tmp`` file of an interrupted atomic
+    write may then remain.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _Signals.active:
         yield
         return
     previous = {}
-    for sig in TERMINATING_SIGNALS:
+    defaults = {sig: signal.SIG_DFL for sig in TERMINATING_SIGNALS}
+    defaults[signal.SIGINT] = signal.default_int_handler
+    for sig, default in defaults.items():
         with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(sig) is signal.SIG_DFL:
-                previous[sig] = signal.signal(sig, _raise_terminated)
+            if signal.getsignal(sig) is default:
+                previous[sig] = signal.signal(sig, _handler)
+    _Signals.active, _Signals.pending = True, None
     try:
         yield
+        pending, _Signals.pending = _Signals.pending, None
+        if pending is not None:  # the block ended before the held-back signal was re-sent
+            _raise(pending)
     finally:
-        for sig, old in previous.items():
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(sig, old)
+        try:
+            with _Signals.lock:  # waits for a re-sent signal in flight to reach the handler (which may raise)
+                pass
+        finally:
+            _Signals.active, _Signals.pending = False, None
+            for sig, old in previous.items():
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    signal.signal(sig, old)
 
 
 def guarded(fn: Callable[..., Any], *args: Any) -> int:
@@ -77,7 +145,7 @@ def guarded(fn: Callable[..., Any], *args: Any) -> int:
     and exit with 128 + the signal number, as the default action would.
     """
     try:
-        with terminate_as_exception():
+        with signals_as_exceptions():
             return int(fn(*args) or 0)
     except RaveError as e:
         print(f"error: {e}", file=sys.stderr)

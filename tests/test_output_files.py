@@ -331,3 +331,35 @@ def test_sigterm_through_the_rave_command_exits_143_in_one_line(tmp_path):
     p.terminate()
     _, err = p.communicate(timeout=60)
     assert p.returncode == 143 and err.strip() == "terminated by SIGTERM"
+
+
+SLOW_IMPORT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from rave_viewer.errors import guarded
+
+    def body():
+        import slowmod  # prints 'importing', sleeps 1.5 s, prints 'imported'
+        print('after import', flush=True)
+        time.sleep(30)
+        return 0
+
+    sys.exit(guarded(body))
+""")
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated by SIGTERM")])
+def test_a_signal_during_an_import_is_held_until_the_import_finished(tmp_path, sig, code, word):
+    """Raised inside an import, KeyboardInterrupt can leave numpy/torch half-initialised (then ImportError or
+    an abort instead of one line); the handler delivers it just after the import instead."""
+    (tmp_path / "slowmod.py").write_text("import time\nprint('importing', flush=True)\ntime.sleep(1.5)\n"
+                                         "print('imported', flush=True)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-c", SLOW_IMPORT, str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env, text=True)
+    assert p.stdout.readline().strip() == "importing"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == code and err.strip() == word, err
+    assert out.splitlines()[0] == "imported"  # the import completed, then the signal ended the 30 s sleep
