@@ -17,13 +17,17 @@ HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..codec.container import DEFAULT_MAX_GAUSSIANS, MAX_GAUSSIANS
+    from ._args import float_in, int_in
+
     p.add_argument("scene", nargs="?", help="scene.ckpt | stream.rave | scene.ply (default: trained_scenes/ demo)")
     p.add_argument(
         "--host", default="127.0.0.1",
         help="address to bind (default 127.0.0.1: this machine only); any other address requires the secret "
         "token printed in the URL",
     )  # fmt: skip
-    p.add_argument("--port", type=_port, default=8080, help="port 0-65535 (default 8080; the next free one if taken; 0: any)")
+    p.add_argument("--port", type=int_in(0, 65535), default=8080,
+                   help="port 0-65535 (default 8080; the next free one if taken; 0: any)")  # fmt: skip
     p.add_argument(
         "--allow-origin", action="append", default=[], metavar="URL",
         help="also accept connections from pages of this origin (repeatable), e.g. https://example.com; by "
@@ -39,22 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     start = p.add_mutually_exclusive_group()
     start.add_argument("--rate", metavar="R", help="start at this rate, a cap (e.g. 2.5MB, 800KB; MB = 10^6 bytes)")
-    start.add_argument("--count", type=int, metavar="N", help="start with N Gaussians")
-    start.add_argument("--psnr", type=float, metavar="DB", help="start at the smallest prefix reaching DB (needs a .ckpt)")
+    start.add_argument("--count", type=int_in(1, MAX_GAUSSIANS), metavar="N", help="start with N Gaussians")
+    start.add_argument("--psnr", type=float_in(-1000, 1000), metavar="DB",
+                       help="start at the smallest prefix reaching DB (needs a .ckpt with an RD table)")  # fmt: skip
+    p.add_argument("--max-gaussians", type=int_in(0, MAX_GAUSSIANS), default=DEFAULT_MAX_GAUSSIANS, metavar="N",
+                   help=f"refuse .rave streams of more Gaussians (default {DEFAULT_MAX_GAUSSIANS}; 0: no limit)")  # fmt: skip
     p.add_argument(
         "--backend", choices=("auto", "cpu", "gsplat"), default="auto",
         help="server-side renderer: gsplat needs CUDA; auto picks gsplat with CUDA, else the CPU rasterizer",
     )  # fmt: skip
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer port 0-65535, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be an integer port 0-65535, got {text!r}")
-    return value
 
 
 def check_host(host: str) -> None:
@@ -119,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no file given: opening the demo scene {path}" + (f" ({note})" if note else ""))
     else:
         path = args.scene
-    source = open_source(path)
+    source = open_source(path, max_gaussians=args.max_gaussians or None)
     if source.note and source.kind != "ckpt":
         print(f"note: {source.note}")
 

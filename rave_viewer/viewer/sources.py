@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..codec.container import DEFAULT_MAX_GAUSSIANS
 from ..errors import RaveError
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
@@ -286,13 +287,13 @@ def _open_ckpt(path: Path) -> ViewSource:
     return ViewSource(path=path, kind="ckpt", gaussians=ckpt.decoded_gaussians(), test_cameras=cams, checkpoint=ckpt)
 
 
-def _open_rave(path: Path) -> ViewSource:
+def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
     from ..codec import decode
     from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        dec = decode(path)
+        dec = decode(path, max_gaussians=max_gaussians)
     note = RAVE_NOTE
     for w in caught:
         note = f"{note} Warning: {' '.join(str(w.message).split())}."
@@ -320,8 +321,10 @@ def _open_ply(path: Path) -> ViewSource:
     return ViewSource(path=path, kind="ply", gaussians=read_ply(path), note=PLY_NOTE)
 
 
-def open_source(path: str | os.PathLike) -> ViewSource:
-    """Open ``path`` for viewing; any problem (missing, truncated, wrong format) is one RaveError naming it."""
+def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
+    """Open ``path`` for viewing; any problem (missing, truncated, wrong format) is one RaveError naming it.
+
+    ``max_gaussians`` bounds what a .rave stream may declare (None: no limit; see ``codec.decode``)."""
     path = Path(path)
     if not path.exists():
         raise RaveError("no such file", path)
@@ -329,7 +332,7 @@ def open_source(path: str | os.PathLike) -> ViewSource:
         raise RaveError("is a directory, expected a .ckpt, .rave or .ply file", path)
     try:
         kind = _sniff(path)
-        src = {"ckpt": _open_ckpt, "rave": _open_rave, "ply": _open_ply}[kind](path)
+        src = _open_rave(path, max_gaussians) if kind == "rave" else {"ckpt": _open_ckpt, "ply": _open_ply}[kind](path)
     except RaveError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as e:  # a loader that let a low-level error through

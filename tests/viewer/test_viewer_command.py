@@ -125,3 +125,9 @@ def test_bad_start_target_is_one_line(scene_files, capsys, argv, needle):
 def test_psnr_start_on_a_rave_stream_is_refused(scene_files, capsys):
     assert view_main([str(scene_files["rave"]), "--port", "0", "--psnr", "30"]) == 2
     assert "cannot be targeted by psnr" in capsys.readouterr().err
+
+
+def test_max_gaussians_bounds_what_a_rave_stream_may_declare(scene_files, capsys):
+    assert view_main([str(scene_files["rave"]), "--port", "0", "--max-gaussians", "1000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(scene_files["rave"]) in err and "1000" in err.replace(",", "")

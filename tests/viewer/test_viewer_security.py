@@ -169,7 +169,7 @@ def test_bad_port_is_one_line(scene_files, capsys, port):
     except SystemExit as e:  # argparse's own exit
         code = e.code
     err = capsys.readouterr().err
-    assert code == 2 and "argument --port: must be an integer port 0-65535" in err and "Traceback" not in err
+    assert code == 2 and "argument --port: must be an integer in 0..65535" in err and "Traceback" not in err
 
 
 def test_share_is_off_unless_asked(app, capfd):
