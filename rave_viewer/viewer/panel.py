@@ -230,15 +230,10 @@ class Panel:
                 f"No prefix fits in {cap:,} bytes: the lowest operating point is {lo:,} bytes; valid range "
                 f"{lo:,}..{hi:,} bytes. Showing the lowest point.",
             )  # fmt: skip
-            k = src.min_count
-        elif src.kind == "ckpt":
-            k = int(src.checkpoint.select(rate=cap, cap=True))
-        else:  # a .rave: its stops are exact sizes and select() takes the largest one not above the target
-            k = int(src.select("rate", cap))
         self.typed_cap = cap
         self._set_quietly(self.slider, value=spec.to_ui(float(cap)))
         before = self.session.snapshot().version
-        _select_prefix(self.session, k, float(cap))
+        self.session.set_target(float(cap), cap=True)
         self.refresh()
         if self.session.snapshot().version != before:
             self.host.request_render()
@@ -332,16 +327,6 @@ class Panel:
             text = f"Server render ({self.backend}): **{st['fps']:.1f} FPS** ({1e3 / st['fps']:.0f} ms) at {w}x{h} px"
         if self.status.content != text:  # (the frame's FPS readout: unchanged text sends nothing)
             self.status.content = text
-
-
-def _select_prefix(session: Session, k: int, target: float) -> None:
-    """Set the session's selection to ``k`` Gaussians for ``target`` (what ``Session.set_target`` does after its
-    own nearest-point selection), for a k chosen here: the typed rate's cap."""
-    with session.lock:
-        session.target = float(target)
-        if int(k) != session.k:
-            session.k = int(k)
-            session.version += 1
 
 
 __all__ = ["FREE_CAMERA", "Panel", "PanelHost", "view_options"]

@@ -161,11 +161,17 @@ class Session:
             self.target = spec.from_ui(spec.to_ui(self.source.value_of(mode, self.k)))
             return spec
 
-    def set_target(self, raw: float) -> Selection:
-        """Select the prefix for target ``raw`` (bytes / Gaussians / dB) in the current mode."""
+    def set_target(self, raw: float, cap: bool = False) -> Selection:
+        """Select the prefix for target ``raw`` (bytes / Gaussians / dB) in the current mode.
+
+        ``cap`` (rate mode): the largest prefix whose exact size is at most ``raw`` (a typed budget), instead of
+        the slider's nearest point (Eq. 3)."""
         if self.mode is None:
             raise ValueError("this source has no bitrate controls")
-        k = self.source.select(self.mode, raw)
+        if cap and self.mode == "rate":
+            k = self.source.select_rate_cap(raw) if raw >= self.source.bounds("rate")[0] else self.source.min_count
+        else:
+            k = self.source.select(self.mode, raw)
         with self.lock:
             self.target = float(raw)
             if k != self.k:
