@@ -1,9 +1,13 @@
-"""Compiled C++/OpenMP CPU backend (built once, cached): fused projection + SH, and the tile rasterizer."""
+"""Compiled C++/OpenMP CPU backend (built at install time): fused projection + SH, and the tile rasterizer."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.machinery
+import importlib.util
 import os
+import re
 import shutil
 import sys
 import threading
@@ -17,14 +21,61 @@ from ..errors import RaveError
 CSRC = Path(__file__).parent / "csrc"
 SOURCES = ("rasterize.cpp", "project.cpp")  # (+ project.h, hashed too)
 TILE_SIZE = 16
+REBUILD = "run `pip install -e .` in the project again (or `pip install .`)"
 _lock = threading.Lock()
 _module = None
 
 
-def _build_directory(name: str) -> Path:
-    from torch.utils.cpp_extension import get_default_build_root
+def source_hash() -> str:
+    """Digest of every csrc/*.c*, *.h* (names + bytes); setup.py embeds the same one in the compiled module."""
+    digest = hashlib.sha1()
+    for f in sorted(CSRC.glob("*.[ch]*")):
+        try:
+            digest.update(f.name.encode() + f.read_bytes())
+        except OSError as e:
+            raise RaveError(f"cannot read the CPU rasterizer source: {e.strerror}", f) from None
+    return digest.hexdigest()[:12]
 
-    root = os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()
+
+def module_name(torch_version: str | None = None) -> str:
+    """The compiled module's name for a torch release: ``_rasterize_torch2_13_0_cpu`` (setup.py names it so)."""
+    return "_rasterize_torch" + re.sub(r"[^0-9A-Za-z]+", "_", torch_version or torch.__version__)
+
+
+def _built_for() -> list[str]:
+    """Torch tags of the compiled modules lying beside this file (for the error message)."""
+    prefix = "_rasterize_torch"
+    return sorted({p.name.split(".")[0][len(prefix):] for p in Path(__file__).parent.glob(prefix + "*.so")})
+
+
+def _load_installed():
+    """The module compiled by ``pip install`` for the running torch; a one-line RaveError when there is none."""
+    name = module_name()
+    try:
+        module = importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.{name}":
+            raise
+        others = _built_for()
+        found = f" (found builds for torch {', '.join(others)} only)" if others else ""
+        raise RaveError(
+            f"the compiled CPU rasterizer is missing or was built for another torch than {torch.__version__}"
+            f"{found}: {REBUILD}"
+        ) from None
+    except ImportError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RaveError(f"the compiled CPU rasterizer for torch {torch.__version__} does not load ({first}): "
+                        f"{REBUILD}") from None
+    built = getattr(module, "source_hash", None)
+    if CSRC.is_dir() and built != source_hash():
+        raise RaveError(f"the compiled CPU rasterizer was built from other sources than {CSRC} (changed since "
+                        f"install): {REBUILD}, or set RAVE_JIT=1 to compile them at run time")
+    return module
+
+
+def _build_directory(name: str) -> Path:
+    """JIT build folder, private to this environment and keyed by Python, torch and (in ``name``) the sources."""
+    root = os.environ.get("RAVE_JIT_DIR") or os.path.join(sys.prefix, "var", "cache", "rave_viewer", "jit")
     tag = f"py{sys.version_info.major}{sys.version_info.minor}_torch{torch.__version__.replace('+', '_')}"
     return Path(root) / tag / name
 
@@ -46,50 +97,63 @@ def _clear_stale_lock(build_dir: Path) -> None:
         lock.unlink(missing_ok=True)
 
 
+def _import_file(name: str, path: Path):
+    loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_jit():
+    """RAVE_JIT=1 (developers editing csrc/): compile the current sources at run time, once per environment."""
+    digest = source_hash()
+    name = "rave_rasterize_" + digest
+    build_dir = _build_directory(name)
+    built = build_dir / f"{name}.so"
+    if built.is_file():  # import it directly: torch's load() would re-run ninja, which rebuilds on any mtime change
+        try:
+            return _import_file(name, built)
+        except ImportError as e:
+            reason = f"the build in {build_dir} does not load ({str(e).strip().splitlines()[0]})"
+    else:
+        reason = f"no build of sources {digest} for torch {torch.__version__} in {build_dir}"
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise RaveError(
+            f"no C++ compiler ('{compiler}') found to build the CPU rasterizer (RAVE_JIT=1); install g++ "
+            "(e.g. apt-get install build-essential), unset RAVE_JIT, or render with CUDA"
+        )
+    print(f"Building the CPU rasterizer (RAVE_JIT=1: {reason}), 1-3 min...", file=sys.stderr, flush=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    _clear_stale_lock(build_dir)
+    from torch.utils.cpp_extension import load
+
+    try:
+        return load(
+            name=name,
+            sources=[str(CSRC / f) for f in SOURCES],
+            extra_cflags=["-O3", "-fopenmp", f"-DRAVE_SOURCE_HASH={digest}"],
+            extra_ldflags=["-fopenmp"],
+            build_directory=str(build_dir),
+            verbose=False,
+        )
+    except (RuntimeError, OSError, ImportError) as e:
+        last = [line for line in str(e).strip().splitlines() if line.strip()]
+        raise RaveError(
+            f"building the CPU rasterizer failed ({last[-1] if last else type(e).__name__}); "
+            f"build directory {build_dir}"
+        ) from None
+
+
 def load_extension():
-    """The compiled rasterizer module; compiles it on first use (about a minute) and caches it on disk."""
+    """The compiled rasterizer module, built by ``pip install`` (never compiled at run time unless RAVE_JIT=1)."""
     global _module
     if _module is not None:
         return _module
     with _lock:
-        if _module is not None:
-            return _module
-        digest = hashlib.sha1()
-        for f in sorted(CSRC.glob("*.[ch]*")):
-            try:
-                digest.update(f.name.encode() + f.read_bytes())
-            except OSError as e:
-                raise RaveError(f"cannot read the CPU rasterizer source: {e.strerror}", f) from None
-        name = "rave_rasterize_" + digest.hexdigest()[:12]
-        build_dir = _build_directory(name)
-        compiler = os.environ.get("CXX", "c++")
-        built = any(build_dir.glob(f"{name}*.so")) if build_dir.is_dir() else False
-        if not built:
-            if shutil.which(compiler) is None:
-                raise RaveError(
-                    f"no C++ compiler ('{compiler}') found to build the CPU rasterizer; install g++ "
-                    "(e.g. apt-get install build-essential) or render with CUDA"
-                )
-            print("Building the CPU rasterizer (first use, ~1 min)...", file=sys.stderr, flush=True)
-        build_dir.mkdir(parents=True, exist_ok=True)
-        _clear_stale_lock(build_dir)
-        from torch.utils.cpp_extension import load
-
-        try:
-            _module = load(
-                name=name,
-                sources=[str(CSRC / f) for f in SOURCES],
-                extra_cflags=["-O3", "-fopenmp"],
-                extra_ldflags=["-fopenmp"],
-                build_directory=str(build_dir),
-                verbose=False,
-            )
-        except (RuntimeError, OSError, ImportError) as e:
-            last = [line for line in str(e).strip().splitlines() if line.strip()]
-            raise RaveError(
-                f"building the CPU rasterizer failed ({last[-1] if last else type(e).__name__}); "
-                f"build directory {build_dir}"
-            ) from None
+        if _module is None:
+            _module = _load_jit() if os.environ.get("RAVE_JIT", "") not in ("", "0") else _load_installed()
         return _module
 
 

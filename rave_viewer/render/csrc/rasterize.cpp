@@ -472,4 +472,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("backward", &rasterize_backward, "Rasterize projected Gaussians (backward)");
     m.def("project_forward", &project_forward, "Project Gaussians and evaluate SH colours (forward)");
     m.def("project_backward", &project_backward, "Project Gaussians and evaluate SH colours (backward)");
+#ifdef RAVE_SOURCE_HASH  // hash of csrc/ given by the build (setup.py or the JIT loader): lets cpu.py spot stale builds
+#define RAVE_STR_(x) #x
+#define RAVE_STR(x) RAVE_STR_(x)
+    m.attr("source_hash") = RAVE_STR(RAVE_SOURCE_HASH);
+#endif
 }
