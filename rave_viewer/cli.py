@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -63,9 +64,27 @@ def _main(argv: list[str]) -> int:
     return args if isinstance(args, int) else int(args._run(args) or 0)
 
 
+INTERRUPTED = (130, 128 + 1, 128 + 15)  # Ctrl-C, SIGHUP, SIGTERM (errors.guarded's exit codes)
+
+
+def _console_exit(code: int, console: bool) -> int:
+    """After an interruption in a console run, leave without interpreter finalization.
+
+    The stack has already unwound (temp files removed, one line printed); what is left is native threads of
+    torch/OpenMP or viser that a Ctrl-C at start-up can catch mid-construction, and tearing those down at exit
+    sometimes aborts ("terminate called without an active exception", exit -6) instead of exiting 130.
+    """
+    if console and code in INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     """``rave``: every failure (bad flag, bad file, Ctrl-C or SIGTERM, also during start-up) is one stderr line."""
-    return guarded(_main, sys.argv[1:] if argv is None else list(argv))
+    code = guarded(_main, sys.argv[1:] if argv is None else list(argv))
+    return _console_exit(code, argv is None)
 
 
 def _view_main(argv: list[str]) -> int:
@@ -79,7 +98,8 @@ def _view_main(argv: list[str]) -> int:
 
 def view_main(argv: list[str] | None = None) -> int:
     """``rave-view``: like :func:`main`."""
-    return guarded(_view_main, sys.argv[1:] if argv is None else list(argv))
+    code = guarded(_view_main, sys.argv[1:] if argv is None else list(argv))
+    return _console_exit(code, argv is None)
 
 
 if __name__ == "__main__":
