@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import reprlib
 import signal
 import sys
 import threading
+import warnings
 from typing import Any, Callable, Iterator
 
 
@@ -17,6 +20,40 @@ class RaveError(Exception):
         self.path = None if path is None else os.fspath(path)
         msg = " ".join(str(message).split())  # always one line
         super().__init__(f"{self.path}: {msg}" if self.path is not None else msg)
+
+
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist = 2, 50, 50, 50, 6
+
+
+def shown(value: object, limit: int = 40, *, quote: bool = True) -> str:
+    """A value for a one-line message, at most ``limit`` characters: a short repr (a 5000-digit integer is
+    "an integer of about 5000 digits", long strings and deep lists are cut); ``quote=False`` shows a printable
+    string (a flag the user typed) as it is, stripped."""
+    if isinstance(value, str) and not quote:
+        s = value.strip()
+        r = s if s.isprintable() else repr(s)
+    elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        r = f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    else:
+        r = _REPR.repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _format_warning(message: Any, category: Any, filename: Any, lineno: Any, line: Any = None) -> str:
+    """``warning: <message>`` on one line: no category, file or source line (what :func:`guarded` prints)."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While the block runs, warnings print as one ``warning: ...`` line (still warnings: filters, ``-W error``
+    and ``pytest.warns`` see them as usual); the previous format is restored afterwards."""
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 class Terminated(BaseException):
@@ -142,10 +179,10 @@ def guarded(fn: Callable[..., Any], *args: Any) -> int:
     """Run a command's body and return its exit code: a RaveError is one line on stderr (2), Ctrl-C is 130.
 
     SIGTERM/SIGHUP become :class:`Terminated` while ``fn`` runs (so atomic writes remove their temp files)
-    and exit with 128 + the signal number, as the default action would.
+    and exit with 128 + the signal number, as the default action would. Warnings are one ``warning:`` line.
     """
     try:
-        with signals_as_exceptions():
+        with signals_as_exceptions(), one_line_warnings():
             return int(fn(*args) or 0)
     except RaveError as e:
         print(f"error: {e}", file=sys.stderr)

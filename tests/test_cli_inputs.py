@@ -149,3 +149,77 @@ def test_eval_passes_allow_outside_paths_to_the_dataset_loader(extra, expected, 
     rc = main(["eval", str(tmp_path / "a.ckpt"), "--data", str(tmp_path), "-o", str(tmp_path / "r"), *extra])
     assert rc == 2 and "stop here" in capsys.readouterr().err
     assert seen["allow_outside_paths"] is expected
+
+
+def _inf_ply(path: Path) -> Path:
+    """A 50-Gaussian PLY with two +inf opacity logits (legal: exactly opaque), which the encoder warns about."""
+    from rave_viewer.scene.gaussians import Gaussians
+    from rave_viewer.scene.ply import write_ply
+
+    g = Gaussians.random(50, 1, seed=1)
+    g.opacities[[1, 2]] = float("inf")
+    write_ply(g, path)
+    return path
+
+
+def test_encode_warning_is_one_line_without_source_and_quiet_prints_nothing_else(tmp_path):
+    ply = _inf_ply(tmp_path / "inf.ply")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "rave_viewer", "encode", str(ply), "-o", str(tmp_path / "a.rave"),
+                        "--quiet"], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout == "" and (tmp_path / "a.rave").exists()
+    lines = p.stderr.splitlines()
+    assert lines == [f"warning: {ply}: 2 Gaussians had an infinite opacity logit (exactly opaque or transparent): "
+                     "2 +inf stored as opacity 0.9922, the nearest of the 64 levels"], p.stderr
+    assert "warnings.warn" not in p.stderr and "UserWarning" not in p.stderr and ".py:" not in p.stderr
+
+
+def test_encode_quiet_prints_nothing_and_warnings_stay_warnings(tmp_path, capsys):
+    from rave_viewer.codec.container import RaveValueWarning
+    from rave_viewer.scene.gaussians import Gaussians
+    from rave_viewer.scene.ply import write_ply
+
+    write_ply(Gaussians.random(50, 1, seed=1), tmp_path / "a.ply")
+    assert main(["encode", str(tmp_path / "a.ply"), "-o", str(tmp_path / "a.rave"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    with pytest.warns(RaveValueWarning, match="infinite opacity"):  # guarded's one-line format keeps them warnings
+        assert main(["encode", str(_inf_ply(tmp_path / "inf.ply")), "-o", str(tmp_path / "b.rave"), "--quiet"]) == 0
+    import warnings
+
+    assert warnings.formatwarning.__module__ == "warnings"  # restored after the command
+
+
+def test_encode_never_replaces_its_input_and_force_replaces_a_read_only_output(tmp_path, capsys):
+    ply = _inf_ply(tmp_path / "in.ply")
+    before = ply.read_bytes()
+    assert main(["encode", str(ply), "-o", str(ply), "--quiet", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the same file as the input" in err and ply.read_bytes() == before
+    out = tmp_path / "ro.rave"
+    out.write_bytes(b"keep")
+    out.chmod(0o444)
+    assert main(["encode", str(ply), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "read-only" in err and "--force" in err and out.read_bytes() == b"keep"
+    with pytest.warns(UserWarning):
+        assert main(["encode", str(ply), "-o", str(out), "--quiet", "--force"]) == 0
+    assert out.read_bytes()[:4] != b"keep" and out.stat().st_size > 100
+
+
+@pytest.mark.parametrize("flag, value", [("--count", "0"), ("--count", "1e3"), ("--psnr", "nan"),
+                                         ("--chunk-size", "0"), ("--chunk-size", "262145"), ("--pos-bits", "22"),
+                                         ("--pos-bits", "0"), ("--rot-bits", "1"), ("--opacity-bits", "17")])
+def test_encode_numeric_flags_are_range_checked(flag, value, tmp_path, capsys):
+    rc = main(["encode", str(tmp_path / "m.ply"), "-o", str(tmp_path / "m.rave"), flag, value])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"error: rave encode: argument {flag}: must be "), err
+    assert os.listdir(tmp_path) == []
+
+
+def test_shown_keeps_values_short_and_on_one_line():
+    from rave_viewer.errors import shown
+
+    assert shown(10**5000) == "an integer of about 5001 digits"
+    assert shown("14") == "'14'" and shown(" 14 ", quote=False) == "14" and shown("a\nb", quote=False) == "'a\\nb'"
+    assert len(shown("x" * 1000)) == 40 and shown("x" * 1000).endswith("...")
+    assert len(shown([[[[1]]]] * 100, limit=60)) <= 60

@@ -42,14 +42,13 @@ PLY) for -0.17 dB PSNR; benchmarks/CODEC.md has the full table.
 from __future__ import annotations
 
 import math
-import reprlib
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import RaveError
+from ..errors import RaveError, shown
 from ..scene.gaussians import Gaussians
 
 MAX_POS_BITS = 21  # 3 * 21 = 63-bit Morton codes fit an int64
@@ -62,17 +61,7 @@ SH_FIT_MIN_RANGE = 2.0**-10
 #: everything <= 16 (codes are stored in at most two bytes).
 BIT_RANGES = {"pos_bits": (1, MAX_POS_BITS), "rot_bits": (2, MAX_BITS), "scale_bits": (1, MAX_BITS),
               "opacity_bits": (1, MAX_BITS), "sh0_bits": (2, MAX_BITS), "shN_bits": (2, MAX_BITS)}
-_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 40, 40, 40
 _BIT_FIELDS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")
-
-
-def _short(v: object, limit: int = 40) -> str:
-    """A short one-line repr of ``v`` (a 5000-digit number, a long string or a deep list stays short)."""
-    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 100:
-        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
-    r = _REPR.repr(v)
-    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def _is_real(v: object) -> bool:
@@ -82,12 +71,12 @@ def _is_real(v: object) -> bool:
 def _check_bits(name: str, b: object) -> None:
     lo, hi = BIT_RANGES[name]
     if not isinstance(b, (int, np.integer)) or isinstance(b, (bool, np.bool_)) or not lo <= b <= hi:
-        raise RaveError(f"{name} must be an integer {lo}..{hi}, got {type(b).__name__} ({_short(b)})")
+        raise RaveError(f"{name} must be an integer {lo}..{hi}, got {type(b).__name__} ({shown(b)})")
 
 
 def _triple(name: str, v: object) -> tuple:
     if not isinstance(v, (tuple, list)) or len(v) != 3:
-        raise RaveError(f"{name} needs one value per SH band (degrees 1, 2, 3), got {_short(v)}")
+        raise RaveError(f"{name} needs one value per SH band (degrees 1, 2, 3), got {shown(v)}")
     return tuple(v)
 
 
@@ -166,9 +155,9 @@ class QuantConfig:
                  *(("shN_range", r) for r in shN_range)]
         for name, r in named:
             if not _is_real(r):
-                raise RaveError(f"{name} must be a number, got {type(r).__name__} ({_short(r)})")
+                raise RaveError(f"{name} must be a number, got {type(r).__name__} ({shown(r)})")
             if not abs(r) <= MAX_RANGE:  # also NaN, inf and ints too large for a float
-                raise RaveError(f"quantization ranges must be finite and within +-{MAX_RANGE:g}, got {name} {_short(r)}")
+                raise RaveError(f"quantization ranges must be finite and within +-{MAX_RANGE:g}, got {name} {shown(r)}")
         if self.sh0_range <= 0 or any(r <= 0 for r in shN_range):
             raise RaveError("SH ranges must be > 0")
         if not self.scale_min < self.scale_max:
@@ -187,7 +176,7 @@ class QuantConfig:
         if not isinstance(d, dict):
             raise RaveError(f"quantization settings must be a mapping, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
-        unknown = sorted(k[:40] if isinstance(k, str) else _short(k) for k in d if k not in names)
+        unknown = sorted(k[:40] if isinstance(k, str) else shown(k) for k in d if k not in names)
         if unknown:
             raise RaveError(f"unknown quantization settings: {', '.join(unknown)}")
         return cls(**d)  # every value is checked (RaveError) before it is converted

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..errors import shown
+
 #: Bounds shared by several commands (also stated in their --help).
 MAX_SEED = 2**32 - 1  # numpy/torch seeds: non-negative, 32 bits is what every generator takes as is
 MAX_STEPS = 10_000_000  # training / fine-tuning steps
@@ -17,10 +19,8 @@ MAX_RATES = 10_000  # evaluated operating points
 
 
 def _shown(text: str) -> str:
-    """The user's value for a one-line message: repr-escaped, at most 40 characters."""
-    s = text.strip()
-    s = s if s.isprintable() else repr(s)
-    return s if len(s) <= 40 else s[:37] + "..."
+    """The user's value for a one-line message: as typed (repr-escaped if unprintable), at most 40 characters."""
+    return shown(text, quote=False)
 
 
 def int_in(lo: int, hi: int) -> Callable[[str], int]:

@@ -12,45 +12,55 @@ import os
 import sys
 from pathlib import Path
 
+from ._args import add_force, float_in, int_in
+
 HELP = "encode a 3DGS PLY into a progressive .rave file (quantized, chunked, entropy-coded)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..codec.coders import CODECS, DEFAULT_CODEC
-    from ..codec.container import DEFAULT_CHUNK_SIZE
-    from ..codec.quantize import QuantConfig
+    from ..codec.container import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_GAUSSIANS
+    from ..codec.quantize import BIT_RANGES, QuantConfig
 
     d = QuantConfig()
+
+    def bits(name: str):
+        return int_in(*BIT_RANGES[name])
     p.add_argument("input", help="input scene: a 3DGS .ply, or a RAVE checkpoint .ckpt from `rave build`")
     t = p.add_mutually_exclusive_group()
     t.add_argument("--rate", metavar="RATE",
                    help="(.ckpt) size cap: the most Gaussians whose file is at most RATE bytes, e.g. 2.5MB, "
                         "800KB (10^3/10^6), 2.5MiB (2^20), 123456; ~RATE (e.g. ~2.5MB): the nearest point instead")
-    t.add_argument("--count", type=int, metavar="N", help="(.ckpt) number of Gaussians to keep")
-    t.add_argument("--psnr", type=float, metavar="DB",
+    t.add_argument("--count", type=int_in(1, MAX_GAUSSIANS), metavar="N",
+                   help="(.ckpt) number of Gaussians to keep, 1..the model's count")
+    t.add_argument("--psnr", type=float_in(-1000, 1000), metavar="DB",
                    help="(.ckpt) smallest operating point reaching this PSNR on the stored RD table")
     p.add_argument("--nearest", action="store_true",
                    help="(.ckpt, with --rate) the operating point nearest to RATE (Eq. 3 between exact chunk "
                         "sizes), which may exceed it by part of one chunk; same as --rate ~RATE")
     p.add_argument("-o", "--output", required=True, metavar="OUT.rave", help="output .rave file (written atomically)")
     p.add_argument("--codec", default=DEFAULT_CODEC, choices=sorted(CODECS),
-                   help=f"entropy coder of the chunks (default {DEFAULT_CODEC})")
-    p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, metavar="N",
-                   help=f"Gaussians per independently compressed chunk (default {DEFAULT_CHUNK_SIZE})")
-    g = p.add_argument_group("quantization bit depths (defaults keep the PSNR loss small)")
-    g.add_argument("--pos-bits", type=int, default=d.pos_bits, metavar="B",
-                   help=f"bits per position axis over the scene bounds (default {d.pos_bits}, max 21)")
-    g.add_argument("--rot-bits", type=int, default=d.rot_bits, metavar="B",
-                   help=f"bits per stored quaternion component, smallest-three (default {d.rot_bits})")
-    g.add_argument("--scale-bits", type=int, default=d.scale_bits, metavar="B",
-                   help=f"bits per log-scale (default {d.scale_bits})")
-    g.add_argument("--opacity-bits", type=int, default=d.opacity_bits, metavar="B",
-                   help=f"bits of the opacity in [0, 1] (default {d.opacity_bits})")
-    g.add_argument("--sh0-bits", type=int, default=d.sh0_bits, metavar="B",
-                   help=f"bits per SH DC coefficient (default {d.sh0_bits})")
-    g.add_argument("--shN-bits", "--shn-bits", type=int, nargs=3, default=list(d.shN_bits), metavar=("B1", "B2", "B3"),
-                   help="bits per SH coefficient of degree 1, 2, 3 (default %s)" % " ".join(map(str, d.shN_bits)))
-    p.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress bar)")
+                   help=f"(.ply) entropy coder of the chunks (default {DEFAULT_CODEC}; a .ckpt keeps its own)")
+    p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), default=DEFAULT_CHUNK_SIZE, metavar="N",
+                   help=f"(.ply) Gaussians per independently compressed chunk, 1..{MAX_CHUNK_SIZE} "
+                        f"(default {DEFAULT_CHUNK_SIZE})")
+    g = p.add_argument_group("quantization bit depths of a .ply input (a .ckpt keeps its own; defaults keep the "
+                             "PSNR loss small)")
+    for flag, name, what in (("--pos-bits", "pos_bits", "bits per position axis over the scene bounds"),
+                             ("--rot-bits", "rot_bits", "bits per stored quaternion component, smallest-three"),
+                             ("--scale-bits", "scale_bits", "bits per log-scale"),
+                             ("--opacity-bits", "opacity_bits", "bits of the opacity in [0, 1]"),
+                             ("--sh0-bits", "sh0_bits", "bits per SH DC coefficient")):
+        lo, hi = BIT_RANGES[name]
+        g.add_argument(flag, type=bits(name), default=getattr(d, name), metavar="B",
+                       help=f"{what}, {lo}..{hi} (default {getattr(d, name)})")
+    lo, hi = BIT_RANGES["shN_bits"]
+    g.add_argument("--shN-bits", "--shn-bits", type=bits("shN_bits"), nargs=3, default=list(d.shN_bits),
+                   metavar=("B1", "B2", "B3"), help=f"bits per SH coefficient of degree 1, 2, 3, {lo}..{hi} "
+                                                    f"(default {' '.join(map(str, d.shN_bits))})")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors and warnings (no summary, no progress bar)")
+    add_force(p)
 
 
 def quant_config_from_args(args: argparse.Namespace):
@@ -84,7 +94,7 @@ def make_encoder(args: argparse.Namespace):
         raise RaveError("--rate/--count/--psnr need a RAVE checkpoint (.ckpt) from `rave build`", path)
     g = read_ply(path)
     enc = ProgressiveEncoder(g, quant_config_from_args(args), args.codec, args.chunk_size,
-                             progress=not getattr(args, "quiet", False))  # fmt: skip
+                             progress=not getattr(args, "quiet", False), name=str(path))  # fmt: skip
     return enc, None
 
 
@@ -118,6 +128,9 @@ def rate_note(enc, k: int, rate: str, nearest: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fileio import check_output
+
+    check_output(args.output, args.input, force=args.force)
     enc, k = make_encoder(args)
     if args.quiet:
         enc.progress = False  # no compression bar either (a .ckpt's encoder is built with one)

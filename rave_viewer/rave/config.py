@@ -30,15 +30,13 @@ too large for a float, unknown keys and files over 1 MiB are refused.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import RaveError
+from ..errors import RaveError, shown
 
 RANKINGS = ("context", "global")
 LEVEL_METHODS = ("iterative", "oneshot")
@@ -56,14 +54,6 @@ MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator t
 MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
 
 
-def _short(v: object, limit: int = 60) -> str:
-    """A short one-line repr of ``v``: a 5000-digit number, a long string or a deep list stays readable."""
-    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
-        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
-    r = _REPR.repr(v)
-    return r if len(r) <= limit else r[: limit - 3] + "..."
-
-
 def _yaml_value_error(e: Exception) -> str:
     msg = " ".join(str(e).split())
     if "integer string conversion" in msg:
@@ -77,11 +67,7 @@ def _limit(x: float) -> str:
 
 
 def _key(k: object) -> str:
-    return k[:60] if isinstance(k, str) else _short(k)
-
-
-_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist = 2, 50, 50, 50, 6
+    return k[:60] if isinstance(k, str) else shown(k)
 
 
 def _f(default, doc: str, **checks):
@@ -195,7 +181,7 @@ def _check(name: str, value: Any, path) -> Any:
         raise RaveError(f"{where} must not be empty", path)
 
     def wrong(expected):
-        raise RaveError(f"{where} must be {expected}, got {type(value).__name__} ({_short(value)})", path)
+        raise RaveError(f"{where} must be {expected}, got {type(value).__name__} ({shown(value)})", path)
 
     if typ is bool:
         if not isinstance(value, bool):
@@ -221,13 +207,13 @@ def _check(name: str, value: Any, path) -> Any:
             wrong("a list")
         value = list(value)
     if meta.get("choices") and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {_short(value)}", path)
+        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {shown(value)}", path)
     n = meta.get("length")
     if n is not None:  # a fixed-length list of numbers (background)
         if len(value) != n:
             raise RaveError(f"{where} must have {n} values, got {len(value)}", path)
         if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= 1e300 for v in value):
-            raise RaveError(f"{where} must be {n} finite numbers, got {_short(value)}", path)
+            raise RaveError(f"{where} must be {n} finite numbers, got {shown(value)}", path)
         value = [float(v) for v in value]
     lo, hi = meta.get("min"), meta.get("max")
     for v in value if isinstance(value, list) else [value]:
@@ -235,9 +221,9 @@ def _check(name: str, value: Any, path) -> Any:
             continue
         if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
             raise RaveError(f"{where} must be {'>' if meta.get('min_exclusive') else '>='} {lo}, got "
-                            f"{_short(v)}", path)
+                            f"{shown(v)}", path)
         if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {_limit(hi)}, got {_short(v)}", path)
+            raise RaveError(f"{where} must be <= {_limit(hi)}, got {shown(v)}", path)
     return value
 
 

@@ -18,15 +18,13 @@ YAML NaN/inf, numbers too large for a float, unknown keys and files over 1 MiB a
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import RaveError
+from ..errors import RaveError, shown
 
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
 INIT_MODES = ("auto", "points", "random")
@@ -35,18 +33,6 @@ MAX_STEPS = 10_000_000  # optimisation steps and step periods (30k is a full 3DG
 MAX_POINTS = 50_000_000  # Gaussians (each ~1 KB with its optimiser state: 50M is ~50 GB)
 MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
 MAX_CONFIG_BYTES = 1 << 20  # a training config or recipe is a few hundred bytes
-
-
-def _short(v: object, limit: int = 60) -> str:
-    """A short one-line repr of ``v``: a 5000-digit number, a long string or a deep list stays readable."""
-    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 128:
-        return f"an integer of about {int(v.bit_length() * math.log10(2)) + 1} digits"
-    r = _REPR.repr(v)
-    return r if len(r) <= limit else r[: limit - 3] + "..."
-
-
-_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
-_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong, _REPR.maxlist = 2, 50, 50, 50, 6
 
 
 def _f(default, doc: str, *, choices: tuple | None = None, min: float | None = None, max: float | None = None,
@@ -187,7 +173,7 @@ def _limit(x: float) -> str:
 
 
 def _key(k: object) -> str:
-    return k[:60] if isinstance(k, str) else _short(k)
+    return k[:60] if isinstance(k, str) else shown(k)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
@@ -203,7 +189,7 @@ def _check(name: str, value: Any, path) -> Any:
 
     def wrong(expected: str):
         got = "null" if value is None else type(value).__name__
-        raise RaveError(f"{where} must be {expected}, got {got} ({_short(value)})", path)
+        raise RaveError(f"{where} must be {expected}, got {got} ({shown(value)})", path)
 
     if typ is bool:
         if not isinstance(value, bool):
@@ -215,7 +201,7 @@ def _check(name: str, value: Any, path) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             wrong(_TYPE_NAMES[float])
         if not abs(value) <= 1e300:  # NaN, inf, and ints a float cannot hold
-            raise RaveError(f"{where} must be a finite number, got {_short(value)}", path)
+            raise RaveError(f"{where} must be a finite number, got {shown(value)}", path)
         value = float(value)
     elif typ is str:
         if not isinstance(value, str):
@@ -229,22 +215,22 @@ def _check(name: str, value: Any, path) -> Any:
         if n is not None and len(value) != n:
             raise RaveError(f"{where} must be {expected}, got {len(value)} value(s)", path)
         if not all(abs(v) <= 1e300 for v in value):
-            raise RaveError(f"{where} must be finite numbers, got {_short(value)}", path)
+            raise RaveError(f"{where} must be finite numbers, got {shown(value)}", path)
         value = [float(v) for v in value]
     else:  # pragma: no cover - a field type this checker does not know
         raise TypeError(f"unsupported config field type {typ!r} for {name}")
 
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {_short(value)}", path)
+        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {shown(value)}", path)
     lo, hi = meta["min"], meta["max"]
     for v in value if isinstance(value, list) else [value]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if lo is not None and (v < lo or (meta["min_exclusive"] and v == lo)):
             op = ">" if meta["min_exclusive"] else ">="
-            raise RaveError(f"{where} must be {op} {lo}, got {_short(v)}", path)
+            raise RaveError(f"{where} must be {op} {lo}, got {shown(v)}", path)
         if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {_limit(hi)}, got {_short(v)}", path)
+            raise RaveError(f"{where} must be <= {_limit(hi)}, got {shown(v)}", path)
     return value
 
 

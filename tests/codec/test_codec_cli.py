@@ -62,8 +62,8 @@ def test_cli_bit_options_and_truncated_input(tmp_path, capsys):
     "argv_tail,needle",
     [
         (["encode", "{d}/missing.ply", "-o", "{d}/x.rave"], "missing.ply"),
-        (["encode", "{d}/in.ply", "-o", "{d}/x.rave", "--chunk-size", "0"], "chunk size"),
-        (["encode", "{d}/in.ply", "-o", "{d}/x.rave", "--pos-bits", "30"], "pos_bits"),
+        (["encode", "{d}/in.ply", "-o", "{d}/x.rave", "--chunk-size", "0"], "argument --chunk-size"),
+        (["encode", "{d}/in.ply", "-o", "{d}/x.rave", "--pos-bits", "30"], "argument --pos-bits"),
         (["decode", "{d}/in.ply", "-o", "{d}/x.ply"], "not a .rave file"),
         (["decode", "{d}/missing.rave", "-o", "{d}/x.ply"], "missing.rave"),
         (["decode", "{d}/in.ply", "-o", "{d}/in.ply"], "same file as the input"),  # never replaces its input
