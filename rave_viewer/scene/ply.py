@@ -1,12 +1,58 @@
-"""INRIA 3DGS PLY files in and out (the layout of the official trainer, gsplat's export and SuperSplat).
+"""3DGS PLY files in and out: the INRIA trainer's layout, and the variations of it that other tools write
+(gsplat, Nerfstudio's ``ns-export gaussian-splat``, SuperSplat, PlayCanvas splat-transform uncompressed,
+Polycam, Luma, Kiri, Scaniverse...): other property orders, types, byte orders and extras.
 
-Layout, one ``vertex`` element of float32 properties (binary little endian when we write)::
+Layout, one ``vertex`` element (we write float32, binary little endian, in this order)::
 
     x y z nx ny nz f_dc_0..2 f_rest_0..(3K-1) opacity scale_0..2 rot_0..3
 
 ``f_rest`` is channel-major (all K coefficients of R, then G, then B), so ``shN[N, K, 3]`` is
 ``f_rest.reshape(N, 3, K).transpose(1, 2)``. Opacities are logits, scales are log-scales and rotations are
 quaternions (w, x, y, z), i.e. exactly gsplat's parameters, so reading and writing is a lossless copy.
+
+What :func:`read_ply` accepts, and why
+--------------------------------------
+Other tools' files differ in everything but the property names, so only the names matter: any property order;
+normals optional (``nx ny nz`` are read by no renderer; ignored silently); SH degree 0-3 from the number of
+``f_rest_*`` (0, 9, 24 or 45; any other count is refused: it is no SH degree); float32, float64 or half
+(``half``/``float16``, not in the PLY spec but accepted) values, converted to float32; binary little or big
+endian, or ascii. Extra vertex properties (``red green blue`` colour previews, Mip-Splatting's ``filter_3D``,
+segment ids...) and other elements are ignored and named once in one :class:`RavePlyWarning` line. Integer
+Gaussian parameters are refused: no uncompressed exporter writes them, and a quantized layout read as floats
+would load silently wrong. PlayCanvas/SuperSplat ``.compressed.ply`` files (an element ``chunk`` and packed
+``uint`` vertex properties, lossy) are refused with a pointer to splat-transform, which decompresses them.
+
+Values that are not finite (NaN, +-inf, or float64 beyond the float32 range, which is +-inf once converted)
+get these rules, chosen by what a renderer makes of them:
+
+============ ==================== ===========================================================================
+parameter    value                rule
+============ ==================== ===========================================================================
+opacity      +inf / -inf          **kept**: sigmoid gives exactly 1 / 0 in every renderer, gradients are 0,
+                                  and the quantizer stores them in its extreme bins (the encoder says so)
+opacity      NaN                  Gaussian **dropped** (no opacity)
+position     NaN, +-inf           Gaussian **dropped** (nowhere to draw it)
+rotation     NaN, +-inf           Gaussian **dropped** (normalising gives NaN: no orientation)
+rotation     all four exactly 0   **repaired to identity** (1, 0, 0, 0): what our renderers and the INRIA
+                                  rasterizer already draw for it (gsplat's CUDA kernel, normalising without
+                                  an epsilon, would draw NaN)
+log-scale    -inf                 **repaired** to :data:`MIN_LOG_SCALE` (-80): a zero-width axis (exp(-inf)
+                                  = 0); exp(-80)^2 is 0 in float32, so it renders the same, and it is finite
+log-scale    NaN, +inf            Gaussian **dropped** (an infinitely large Gaussian would cover every view)
+f_dc, f_rest NaN, +-inf           Gaussian **dropped** (the colour would be NaN/inf in every view)
+============ ==================== ===========================================================================
+
+Dropped and repaired Gaussians are counted in one :class:`RavePlyWarning` line, e.g. ``scene.ply: 12 of
+131,072 Gaussians dropped (NaN/inf position 3, NaN/+inf scale 9); 40 +inf opacities kept as fully opaque``.
+A dropped Gaussian is counted once, under the first of position, rotation, scale, opacity, colour that is
+unusable, so the counts add up. +-inf opacities alone warn nothing here (they are exact values); they are
+counted in the line when there is one. Nothing else is changed: finite float32 values are kept bit for bit
+(float64 values are rounded to float32, half values are exact in it).
+
+Refused with one :class:`~rave_viewer.errors.RaveError` line naming the file: an empty or non-PLY file, a
+header whose element counts the file cannot hold, 0 Gaussians (``element vertex 0``, or every Gaussian
+dropped), a point cloud or mesh (x y z, no 3DGS parameter: "this looks like a point cloud"), a 2DGS model
+(two scales), missing properties (named), compressed PLYs.
 
 Reading never trusts the header: :func:`check_ply_header` parses it (at most :data:`MAX_HEADER_BYTES`) and
 refuses element counts that the bytes after it cannot hold before anything is allocated, and
@@ -19,6 +65,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +86,23 @@ REQUIRED = (
 )
 _F_REST = re.compile(r"f_rest_(\d+)$")
 _VALID_F_REST = {0: 0, 9: 1, 24: 2, 45: 3}  # number of f_rest_* -> SH degree
+#: Vertex properties read by no renderer and ignored without a word (INRIA's trainer writes zero normals).
+SILENTLY_IGNORED = ("nx", "ny", "nz")
+#: What a -inf log-scale (a zero-width axis) becomes: exp(-80) = 1.8e-35, whose square is 0 in float32.
+MIN_LOG_SCALE = -80.0
+_MAX_NAMES_SHOWN = 8  # names listed in one warning/error line, then "and N more"
+
+
+class RavePlyWarning(UserWarning):
+    """A 3DGS PLY read with omissions or repairs: ignored properties, dropped or repaired Gaussians."""
 
 #: PLY scalar type names (both spellings of the spec) -> numpy type code without byte order.
 PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
     "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
-    "double": "f8", "float64": "f8",
+    "double": "f8", "float64": "f8", "half": "f2", "float16": "f2",
 }  # fmt: skip
+_TYPE_NAMES = {code: name for name, code in reversed(PLY_TYPES.items())}  # numpy code -> first spelling
 PLY_FORMATS = {"ascii": "=", "binary_little_endian": "<", "binary_big_endian": ">"}
 #: Longest header read (a 3DGS header is ~1.5 kB); a file without ``end_header`` in it is refused.
 MAX_HEADER_BYTES = 1 << 20
@@ -356,95 +413,184 @@ def ply_property_names(sh_degree: int) -> list[str]:
     )
 
 
-def _non_finite_error(path: Path, field: str, names: list[str], data: np.ndarray, values: np.ndarray) -> RaveError:
-    """One line about the first of ``names`` (columns of ``values``, read from ``data``) with unusable values."""
-    bad = np.isnan(values) if field == "opacities" else ~np.isfinite(values)
-    j = int(bad.any(axis=0).argmax())
-    col = values[:, j]
-    src = np.asarray(data[names[j]])
-    src_f = src if src.dtype.kind == "f" else col  # integers never overflow float32 to inf
-    counts = [
-        ("NaN", np.isnan(col)),
-        ("+inf", np.isposinf(src_f)),
-        ("-inf", np.isneginf(src_f)),
-        ("beyond the float32 range", np.isinf(col) & np.isfinite(src_f)),
-    ]
-    if field == "opacities":  # +-inf logits are legal there (opacity exactly 1 / 0)
-        counts = counts[:1]
-    parts = ", ".join(f"{int(m.sum())} {what}" for what, m in counts if m.any())
-    first = int(bad[:, j].nonzero()[0][0])
-    return RaveError(
-        f"PLY property '{names[j]}' (Gaussian {field}) has unusable values ({parts}; first at Gaussian {first}): "
-        f"3DGS values must be finite numbers (opacity may be +-inf)",
-        path,
-    )
+def _names(names: list[str], quote: bool = True) -> str:
+    """``'a', 'b', ... and 3 more``: about :data:`_MAX_NAMES_SHOWN` names (each cut to 30 characters)."""
+    q = (lambda n: repr(n) if len(n) <= 30 else repr(n[:27] + "...")) if quote else (lambda n: n[:30])
+    cut = _MAX_NAMES_SHOWN if len(names) > _MAX_NAMES_SHOWN + 1 else len(names)  # never "and 1 more"
+    shown = ", ".join(q(n) for n in names[:cut])
+    return shown + (f" and {len(names) - cut} more" if len(names) > cut else "")
 
 
-def read_ply(path: str | os.PathLike) -> Gaussians:
-    """Read a 3DGS PLY: float32 :class:`Gaussians`, validated (no NaN, not empty).
-
-    Properties may come in any order, normals (``nx ny nz``) and other extra properties are optional and
-    ignored, float64 (or other numeric) properties are converted to float32, ascii and big-endian files are
-    accepted; other elements (faces...) are not read. The SH degree is inferred from the number of
-    ``f_rest_*`` properties (0, 9, 24 or 45). ``opacity`` may be +-inf (exactly opaque / transparent) and is
-    kept as it is; NaN anywhere, or +-inf (or a float64 value beyond float32) in any other property, is a
-    RaveError naming the property, the counts and the first Gaussian. Nothing is clamped or dropped.
-    """
-    path = Path(path)
-    header = check_ply_header(path)
+def _gaussian_layout(header: PlyHeader) -> tuple[PlyElementInfo, int, list[str]]:
+    """(vertex element, number of f_rest_*, what is ignored) of a 3DGS PLY; anything else one RaveError line."""
+    path = header.path
     names = header.names()
     el = header.element("vertex")
     props = {p.name: p for p in el.properties} if el is not None else {}
-    if "packed_position" in props or "chunk" in names:
+    if "chunk" in names or any(n.startswith("packed_") for n in props):
         raise RaveError(
-            "compressed PLY (SuperSplat/PlayCanvas packed layout) is not supported; export an uncompressed PLY",
+            "this is a compressed PLY (PlayCanvas/SuperSplat .compressed.ply: an element 'chunk' and packed vertex "
+            "properties), which is not supported: decompress it with PlayCanvas splat-transform (`npx "
+            "@playcanvas/splat-transform scene.compressed.ply scene.ply`) or export an uncompressed PLY",
             path,
         )
     if el is None:
-        raise RaveError(f"PLY has no 'vertex' element (elements: {', '.join(names) or 'none'})", path)
+        raise RaveError(f"PLY has no 'vertex' element (elements: {', '.join(names) or 'none'}); not a 3D "
+                        "Gaussian Splatting PLY", path)  # fmt: skip
+    lists = [p.name for p in el.properties if p.is_list]
+    if lists:
+        raise RaveError(f"PLY 'vertex' element has list property '{lists[0]}'; a 3DGS PLY has only scalar "
+                        "properties", path)  # fmt: skip
+    specific = [n for n in props if n in REQUIRED[3:] or _F_REST.match(n)]
+    if not specific:
+        faces = any(e.name == "face" and e.count for e in header.elements)
+        kind = "mesh" if faces else "point cloud"
+        no_xyz = [n for n in ("x", "y", "z") if n not in props]
+        raise RaveError(
+            f"this looks like a {kind} (vertex properties {_names(list(props), quote=False) or 'none'}), not a 3D "
+            "Gaussian Splatting model: it has none of the 3DGS properties f_dc_0-2, opacity, scale_0-2, rot_0-3"
+            + (f" (nor {_names(no_xyz)})" if no_xyz else ""),
+            path,
+        )
     missing = [n for n in REQUIRED if n not in props]
+    if missing == ["scale_2"]:
+        raise RaveError("PLY has two scales per Gaussian (scale_0, scale_1, no scale_2): this looks like a 2D "
+                        "Gaussian Splatting (surfel) model; only 3DGS PLYs are supported", path)  # fmt: skip
+    if missing and all(m.startswith("f_dc_") for m in missing) and {"red", "green", "blue"} <= set(props):
+        raise RaveError("PLY has 8-bit red/green/blue colours instead of the SH coefficients f_dc_0-2 (as "
+                        "Nerfstudio's `ns-export gaussian-splat --ply-color-mode rgb` writes); export it with SH "
+                        "coefficients (`--ply-color-mode sh_coeffs`)", path)  # fmt: skip
     if missing:
-        shown = ", ".join(f"'{m}'" for m in missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         word = "property" if len(missing) == 1 else "properties"
-        raise RaveError(f"PLY 'vertex' element is missing {word} {shown}; not a 3D Gaussian Splatting PLY", path)
+        raise RaveError(f"PLY 'vertex' element is missing {word} {_names(missing)}; not a 3D Gaussian Splatting "
+                        "PLY", path)  # fmt: skip
     rest_ids = sorted(int(m.group(1)) for n in props if (m := _F_REST.match(n)))
     if len(rest_ids) not in _VALID_F_REST:
-        raise RaveError(
-            f"PLY has {len(rest_ids)} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0-3)", path
-        )
+        raise RaveError(f"PLY has {len(rest_ids)} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0-3)",
+                        path)  # fmt: skip
     if rest_ids != list(range(len(rest_ids))):
         gap = next(i for i, r in enumerate(rest_ids) if r != i)
         raise RaveError(f"PLY is missing property 'f_rest_{gap}'", path)
     n_rest = len(rest_ids)
-    for n in list(REQUIRED) + [f"f_rest_{i}" for i in range(n_rest)]:
-        if props[n].is_list:
-            raise RaveError(f"PLY property '{n}' is a list, expected a scalar", path)
+    used = set(REQUIRED) | {f"f_rest_{i}" for i in range(n_rest)}
+    ints = [n for n in props if n in used and props[n].dtype[0] != "f"]
+    if ints:
+        n, more = ints[0], f" (and {len(ints) - 1} more)" if len(ints) > 1 else ""
+        raise RaveError(
+            f"PLY property '{n}' is {_TYPE_NAMES[props[n].dtype]}{more}: 3DGS parameters must be float, double or "
+            "half (quantized layouts are not supported)",
+            path,
+        )
+    if el.count == 0:
+        raise RaveError("PLY holds 0 Gaussians ('element vertex 0')", path)
+    extras = [n for n in props if n not in used and n not in SILENTLY_IGNORED]
+    ignored = []
+    if extras:
+        ignored.append(f"{len(extras)} vertex propert{'y' if len(extras) == 1 else 'ies'} that "
+                       f"{'is not a 3DGS parameter' if len(extras) == 1 else 'are not 3DGS parameters'} "
+                       f"({_names(extras, quote=False)})")  # fmt: skip
+    others = [e.name for e in header.elements if e.name != "vertex"]
+    if others:
+        ignored.append(f"element{'s' * (len(others) != 1)} {_names(others)}")
+    return el, n_rest, ignored
 
+
+#: Why a Gaussian is dropped, in the order it is counted (each dropped Gaussian once, under the first).
+DROP_REASONS = ("NaN/inf position", "NaN/inf rotation", "NaN/+inf scale", "NaN opacity", "NaN/inf colour")
+
+
+def _usable(path: Path, cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
+    """The Gaussians ``cols`` (float32 [N, ...] arrays, changed in place) after the module's rules, and the
+    one warning line about them ("" when nothing was dropped or repaired)."""
+    n = len(cols["means"])
+    flat = lambda a: a.reshape(n, -1)  # noqa: E731
+    bad = {
+        DROP_REASONS[0]: ~np.isfinite(cols["means"]).all(axis=1),
+        DROP_REASONS[1]: ~np.isfinite(cols["quats"]).all(axis=1),
+        DROP_REASONS[2]: (np.isnan(cols["scales"]) | np.isposinf(cols["scales"])).any(axis=1),
+        DROP_REASONS[3]: np.isnan(cols["opacities"]),
+        DROP_REASONS[4]: ~(np.isfinite(flat(cols["sh0"])).all(axis=1) & np.isfinite(flat(cols["f_rest"])).all(axis=1)),
+    }
+    dropped = np.zeros(n, dtype=bool)
+    counts = []
+    for why, mask in bad.items():
+        c = int(np.count_nonzero(mask & ~dropped))
+        if c:
+            counts.append(f"{why} {c:,}")
+            dropped |= mask
+    n_drop = int(np.count_nonzero(dropped))
+    if n_drop == n:
+        raise RaveError(f"all {n:,} Gaussians have unusable values ({', '.join(counts)}); nothing left to read",
+                        path)  # fmt: skip
+    if n_drop:
+        keep = ~dropped
+        cols = {k: v[keep] for k, v in cols.items()}
+    parts = [f"{n_drop:,} of {n:,} Gaussians dropped ({', '.join(counts)})"] if n_drop else []
+    zero_q = (cols["quats"] == 0).all(axis=1)
+    if zero_q.any():
+        cols["quats"][zero_q] = (1.0, 0.0, 0.0, 0.0)
+        c = int(np.count_nonzero(zero_q))
+        parts.append(f"{c:,} all-zero rotation{'s' * (c != 1)} set to identity")
+    neg = np.isneginf(cols["scales"])
+    if neg.any():
+        cols["scales"][neg] = MIN_LOG_SCALE
+        c = int(np.count_nonzero(neg.any(axis=1)))
+        parts.append(f"-inf log-scales of {c:,} Gaussian{'s' * (c != 1)} set to {MIN_LOG_SCALE:g} (zero width)")
+    if parts:
+        o = cols["opacities"]
+        pos, neg_o = int(np.count_nonzero(np.isposinf(o))), int(np.count_nonzero(np.isneginf(o)))
+        if pos:
+            parts.append(f"{pos:,} +inf opacit{'y' if pos == 1 else 'ies'} kept as fully opaque")
+        if neg_o:
+            parts.append(f"{neg_o:,} -inf opacit{'y' if neg_o == 1 else 'ies'} kept as fully transparent")
+    return cols, "; ".join(parts)
+
+
+def read_ply(path: str | os.PathLike) -> Gaussians:
+    """Read a 3DGS PLY of any tool's layout as float32 :class:`Gaussians` (see the module docstring).
+
+    At most two :class:`RavePlyWarning` lines, each naming the file: what was ignored (extra properties, other
+    elements), and what was dropped or repaired (non-finite values, with counts). Every refusal is one
+    :class:`~rave_viewer.errors.RaveError` line naming the file.
+    """
+    path = Path(path)
+    header = check_ply_header(path)
+    el, n_rest, ignored = _gaussian_layout(header)
     data = read_ply_vertices(path, header)
     n = int(len(data))
 
-    def cols(field: str, names: list[str]) -> torch.Tensor:
-        """[N, len(names)] float32 copy (native byte order) of the named properties, all finite (see above)."""
+    def cols(names: list[str]) -> np.ndarray:
+        """[N, len(names)] float32 copy (native byte order) of the named properties."""
         out = np.empty((n, len(names)), dtype=np.float32)
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 becomes +-inf (see rules)
             for j, name in enumerate(names):
-                out[:, j] = data[name]  # casts float64/ints/big-endian to native float32
-        ok = ~np.isnan(out) if field == "opacities" else np.isfinite(out)
-        if not ok.all():
-            raise _non_finite_error(path, field, names, data, out)
-        return torch.from_numpy(out)
+                out[:, j] = data[name]
+        return out
 
-    k = n_rest // 3
-    f_rest = cols("shN", [f"f_rest_{i}" for i in range(n_rest)])
-    g = Gaussians(
-        means=cols("means", ["x", "y", "z"]),
-        quats=cols("quats", [f"rot_{i}" for i in range(4)]),
-        scales=cols("scales", [f"scale_{i}" for i in range(3)]),
-        opacities=cols("opacities", ["opacity"])[:, 0].contiguous(),
-        sh0=cols("sh0", [f"f_dc_{i}" for i in range(3)]).reshape(n, 1, 3),
-        shN=f_rest.reshape(n, 3, k).transpose(1, 2).contiguous(),
-    )
+    arrays = {
+        "means": cols(["x", "y", "z"]),
+        "quats": cols([f"rot_{i}" for i in range(4)]),
+        "scales": cols([f"scale_{i}" for i in range(3)]),
+        "opacities": cols(["opacity"])[:, 0],
+        "sh0": cols([f"f_dc_{i}" for i in range(3)]),
+        "f_rest": cols([f"f_rest_{i}" for i in range(n_rest)]),
+    }
     del data  # release the memory map
+    if ignored:
+        warnings.warn(f"{path}: ignored {' and '.join(ignored)}", RavePlyWarning, stacklevel=2)
+    arrays, repaired = _usable(path, arrays)
+    if repaired:
+        warnings.warn(f"{path}: {repaired}", RavePlyWarning, stacklevel=2)
+    m, k = len(arrays["means"]), n_rest // 3
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    g = Gaussians(
+        means=t(arrays["means"]),
+        quats=t(arrays["quats"]),
+        scales=t(arrays["scales"]),
+        opacities=t(arrays["opacities"]),
+        sh0=t(arrays["sh0"]).reshape(m, 1, 3),
+        shN=t(arrays["f_rest"].reshape(m, 3, k).transpose(0, 2, 1)),
+    )
     return g.validate(source=str(path))
 
 

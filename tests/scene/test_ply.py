@@ -152,16 +152,17 @@ def test_bad_files(tmp_path):
     assert "'vertex'" in case("faces.ply", faces)
     names = ply_property_names(0)
     assert "'scale_1'" in case("no_scale1.ply", _header([n for n in names if n != "scale_1"]) + b"\0" * 4 * 16)
-    assert "'y'" in case("points.ply", _header(["x"]) + b"\0" * 4)
+    msg = case("points.ply", _header(["x"]) + b"\0" * 4)
+    assert "looks like a point cloud" in msg and "f_dc_0-2, opacity, scale_0-2, rot_0-3 (nor 'y', 'z')" in msg
     assert "10 f_rest" in case("rest10.ply", _header(names + [f"f_rest_{i}" for i in range(10)]) + b"\0" * 4 * 27)
     rest_gap = names + [f"f_rest_{i}" for i in range(10) if i != 4]
     assert "'f_rest_4'" in case("rest_gap.ply", _header(rest_gap) + b"\0" * 4 * len(rest_gap))
-    assert "empty" in case("zero.ply", _header(names, n=0))
+    assert "0 Gaussians ('element vertex 0')" in case("zero.ply", _header(names, n=0))
     chunked = b"ply\nformat binary_little_endian 1.0\nelement chunk 0\nproperty float min_x\n"
     chunked += b"element vertex 0\nproperty uint packed_position\nend_header\n"
     assert "compressed" in case("compressed.ply", chunked)
-    # NaN in a value: named by Gaussians.validate with the file as source
+    # NaN in every position: each Gaussian is dropped, and nothing is left
     arr = np.frombuffer(bytearray(data[data.index(b"end_header\n") + 11 :]), dtype="<f4").reshape(20, -1).copy()
-    arr[3, 0] = np.nan
+    arr[:, 0] = np.nan
     msg = case("nan.ply", data[: data.index(b"end_header\n") + 11] + arr.tobytes())
-    assert "means" in msg and "NaN" in msg and "Gaussian 3" in msg
+    assert "all 20 Gaussians have unusable values (NaN/inf position 20)" in msg

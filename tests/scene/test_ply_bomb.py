@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -18,7 +19,9 @@ from rave_viewer.errors import RaveError
 from rave_viewer.scene.gaussians import Gaussians
 from rave_viewer.scene.ply import (
     MAX_HEADER_BYTES,
+    MIN_LOG_SCALE,
     REQUIRED,
+    RavePlyWarning,
     _read_plydata,
     check_ply_header,
     ply_property_names,
@@ -130,7 +133,8 @@ def test_only_the_vertex_element_is_read(tmp_path):
     for text in (False, True):
         mesh = tmp_path / f"mesh_{text}.ply"
         PlyData([PlyElement.describe(vert, "vertex"), PlyElement.describe(faces, "face")], text=text).write(str(mesh))
-        assert read_ply(mesh).equal(g)
+        h, msg = _read_warning(mesh)
+        assert h.equal(g) and msg == f"{mesh}: ignored element 'face'"
         info = check_ply_header(mesh)
         assert info.names() == ["vertex", "face"] and info.element("face").count == 4 and info.ascii == text
         assert info.element("face").has_lists and not info.element("vertex").has_lists
@@ -138,13 +142,13 @@ def test_only_the_vertex_element_is_read(tmp_path):
         first = tmp_path / f"faces_first_{text}.ply"
         PlyData([PlyElement.describe(faces, "face"), PlyElement.describe(vert, "vertex")], text=text).write(str(first))
         if text:
-            assert read_ply(first).equal(g)
+            assert _read_warning(first)[0].equal(g)
         else:
             assert "'face' has list properties and comes before 'vertex'" in _refused_fast(first)
         # cut inside the faces: the vertices are all there and are all that is read
         cut = tmp_path / f"cut_{text}.ply"
         cut.write_bytes(mesh.read_bytes()[:-5])
-        assert read_ply(cut).equal(g)
+        assert _read_warning(cut)[0].equal(g)
         # cut inside the vertices: refused by the header check
         cut.write_bytes(mesh.read_bytes()[: check_ply_header(mesh).header_size + 300])
         assert "truncated" in _refused_fast(cut)
@@ -222,7 +226,12 @@ def test_layout_variants_of_every_degree_read_exactly_and_rewrite_canonically(tm
     g = Gaussians.random(16, degree, seed=20 + degree)
     g.opacities[0], g.opacities[1] = float("inf"), -float("inf")  # kept exactly: opacity 1 / 0
     _variant(g, tmp_path / "v.ply", **variant)
-    h = read_ply(tmp_path / "v.ply")
+    if variant.get("extra"):
+        h, msg = _read_warning(tmp_path / "v.ply")
+        assert msg.startswith(f"{tmp_path / 'v.ply'}: ignored 5 vertex properties that are not 3DGS parameters (")
+        assert sorted(msg[msg.index("(") + 1 : -1].split(", ")) == ["blue", "filter_3D", "green", "red", "segment"]
+    else:
+        h = read_ply(tmp_path / "v.ply")
     assert h.equal(g) and h.sh_degree == degree
     write_ply(g, tmp_path / "a.ply")
     write_ply(h, tmp_path / "b.ply")
@@ -239,34 +248,53 @@ def _with(g: Gaussians, path, prop: str, values: dict[int, float], dtype="f4") -
     PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
 
 
-def test_infinite_opacities_are_kept_exactly_and_other_non_finite_values_refused(tmp_path):
+def _read_warning(path) -> tuple[Gaussians, str]:
+    """read_ply(path) and the one RavePlyWarning line it gave."""
+    with pytest.warns(RavePlyWarning) as rec:
+        h = read_ply(path)
+    msgs = [str(w.message) for w in rec if issubclass(w.category, RavePlyWarning)]
+    assert len(msgs) == 1 and "\n" not in msgs[0] and msgs[0].startswith(f"{path}: "), msgs
+    return h, msgs[0]
+
+
+def test_infinite_opacities_are_kept_exactly_and_other_non_finite_values_dropped_with_a_count(tmp_path):
     g = Gaussians.random(12, 1, seed=9)
     p = tmp_path / "x.ply"
     _with(g, p, "opacity", {2: float("inf"), 5: -float("inf"), 7: float("inf")})
-    h = read_ply(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact values: no warning
+        h = read_ply(p)
     assert torch.isposinf(h.opacities[[2, 7]]).all() and torch.isneginf(h.opacities[5])
     write_ply(h, tmp_path / "again.ply")
     assert read_ply(tmp_path / "again.ply").equal(h)
 
+    keep = [i for i in range(12) if i not in (3, 8)]
     _with(g, p, "opacity", {3: float("nan"), 8: float("nan")})
-    msg = _refused_fast(p)
-    assert "property 'opacity' (Gaussian opacities)" in msg and "2 NaN" in msg and "first at Gaussian 3" in msg
+    h, msg = _read_warning(p)
+    assert msg.endswith(": 2 of 12 Gaussians dropped (NaN opacity 2)") and h.equal(g.subset(torch.tensor(keep)))
 
     _with(g, p, "scale_1", {4: float("inf"), 6: -float("inf"), 9: float("nan")})
-    msg = _refused_fast(p)
-    assert "property 'scale_1'" in msg and "1 NaN, 1 +inf, 1 -inf" in msg and "first at Gaussian 4" in msg
+    h, msg = _read_warning(p)
+    assert msg.endswith(": 2 of 12 Gaussians dropped (NaN/+inf scale 2); -inf log-scales of 1 Gaussian set to -80 "
+                        "(zero width)")  # fmt: skip
+    want = g.clone()
+    want.scales[6, 1] = MIN_LOG_SCALE
+    assert h.equal(want.subset(torch.tensor([i for i in range(12) if i not in (4, 9)])))
 
-    _with(g, p, "x", {1: 1e300, 10: -1e300}, dtype="f8")  # finite in the file, not in float32
-    msg = _refused_fast(p)
-    assert "property 'x' (Gaussian means)" in msg and "2 beyond the float32 range" in msg
+    _with(g, p, "x", {1: 1e300, 10: -1e300}, dtype="f8")  # finite in the file, +-inf in float32
+    h, msg = _read_warning(p)
+    assert msg.endswith(": 2 of 12 Gaussians dropped (NaN/inf position 2)") and len(h) == 10
 
     _with(g, p, "opacity", {1: 1e300}, dtype="f8")  # a huge logit is opacity 1: read as +inf, like the trainer's
     assert torch.isposinf(read_ply(p).opacities[1])
 
     _with(g, p, "f_rest_4", {0: float("nan")})
-    assert "property 'f_rest_4' (Gaussian shN)" in _refused_fast(p)
+    h, msg = _read_warning(p)
+    assert msg.endswith(": 1 of 12 Gaussians dropped (NaN/inf colour 1)") and h.equal(g.prefix(12).subset(
+        torch.arange(1, 12)))  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore::rave_viewer.scene.ply.RavePlyWarning")
 @pytest.mark.parametrize("text", [False, True])
 def test_fuzzed_headers_and_data_give_gaussians_or_one_line_errors(tmp_path, text):
     import random
