@@ -77,16 +77,6 @@ def test_default_strategy_accumulates_grad2d(make_scene, make_cameras):
     assert (state["grad2d"][state["count"] == 0] == 0).all()
 
 
-def test_missing_compiler_is_a_clear_error(monkeypatch, tmp_path):
-    from rave_viewer.render import cpu
-
-    monkeypatch.setattr(cpu, "_module", None)
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # nothing built here yet
-    monkeypatch.setenv("CXX", "no-such-c++-compiler")
-    with pytest.raises(RaveError, match="no C\\+\\+ compiler"):
-        cpu.load_extension()
-
-
 def test_stale_build_lock_is_removed_but_a_fresh_one_is_kept(tmp_path):
     """A lock left by a killed build would make torch wait forever; a recent one belongs to a live build."""
     import os
