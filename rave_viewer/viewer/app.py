@@ -357,7 +357,7 @@ class ViewerApp:
         self._splats: SplatArrays | None = None
         if source.kind == "ckpt":  # quantize once now; exact sizes = the ckpt's chunk table + one partial chunk
             source.bytes_of(min(source.min_count + 1, source.n))
-        self.frames.warm_up()  # the first CPU render may build the rasterizer: do it before serving
+        self.frames.warm_up()  # the first render loads the rasterizer and allocates: do it before serving
         with gated_viser(self.gate):
             self.server = viser.ViserServer(host=host, port=port, verbose=verbose)
         if not share:  # a crafted ShareUrlRequest must not publish the viewer either

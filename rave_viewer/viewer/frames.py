@@ -140,7 +140,7 @@ class FrameRenderer:
         return colors[0].clamp(0, 1).cpu()
 
     def warm_up(self) -> None:
-        """One tiny render, so a first-use build of the CPU rasterizer happens now and not in the first frame."""
+        """One tiny render, so loading the rasterizer and first allocations happen now and not in the first frame."""
         vm = torch.eye(4)
         vm[2, 3] = 10.0
         self.render(min(self.source.n, 16), vm, intrinsics_from_fov(1.0, 8, 8), 8, 8)
