@@ -77,7 +77,7 @@ def test_out_of_range_flags_are_one_argparse_line(command, flag, value, tmp_path
 
 def test_help_texts_state_the_bounds(capsys):
     for command, words in (("generate", ["16..8192", "2..10000", "0..4294967295"]), ("train", ["1..10000000"]),
-                           ("build", ["2..256", "(0, 1]"]), ("eval", ["2..10000", "1..64"])):
+                           ("build", ["2..64", "(0, 1]"]), ("eval", ["2..10000", "1..64"])):
         assert main([command, "--help"]) == 0
         text = " ".join(capsys.readouterr().out.split())
         for w in words:
@@ -223,3 +223,102 @@ def test_shown_keeps_values_short_and_on_one_line():
     assert shown("14") == "'14'" and shown(" 14 ", quote=False) == "14" and shown("a\nb", quote=False) == "'a\\nb'"
     assert len(shown("x" * 1000)) == 40 and shown("x" * 1000).endswith("...")
     assert len(shown([[[[1]]]] * 100, limit=60)) <= 60
+
+
+@pytest.fixture(scope="module")
+def outside_dataset(tmp_path_factory):
+    """A 10-view 24x24 transforms.json dataset whose first training frame is ``../outside.png``."""
+    import json
+    import shutil
+
+    from rave_viewer.scene.procedural import generate_scene
+
+    root = generate_scene(tmp_path_factory.mktemp("outside") / "scene", progress=False, preset="objects",
+                          n_views=10, width=24, height=24, seed=1, n_points=300, samples_per_pixel=1)
+    tj = root / "transforms_train.json"
+    meta = json.loads(tj.read_text())
+    shutil.move(root / meta["frames"][0]["file_path"], root.parent / "outside.png")
+    meta["frames"][0]["file_path"] = "../outside.png"
+    tj.write_text(json.dumps(meta))
+    return root
+
+
+def _refused_outside(argv: list[str], capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "outside the dataset folder" in err, err
+    assert "--allow-outside-paths" in err and "Traceback" not in err
+
+
+def test_train_and_build_refuse_outside_paths_unless_allowed(outside_dataset, tmp_path, capsys):
+    data = str(outside_dataset)
+    ply, ckpt = tmp_path / "m.ply", tmp_path / "m.ckpt"
+    train = ["train", data, "-o", str(ply), "--steps", "5", "--backend", "cpu", "--downscale", "2"]
+    _refused_outside(train, capsys)
+    assert os.listdir(tmp_path) == []
+    assert main([*train, "--allow-outside-paths"]) == 0
+    err = capsys.readouterr().err
+    starts = [line for line in err.splitlines() if line.startswith("training on")]
+    assert starts == ["training on 8 views at 12x12 (2 test views, downscale 2): 5 steps, backend cpu, seed 0"]
+    assert ply.exists()
+
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("num_levels: 2\nrd_points: 64\nchunk_size: 64\n")
+    build = ["build", str(ply), "--data", data, "-o", str(ckpt), "--config", str(cfg), "--steps", "3",
+             "--downscale", "2", "--backend", "cpu"]
+    _refused_outside(build, capsys)
+    assert not ckpt.exists()
+    assert main([*build, "--allow-outside-paths"]) == 0
+    err = capsys.readouterr().err
+    starts = [line for line in err.splitlines() if line.startswith("building from")]
+    assert starts == ["building from 300 Gaussians and 8 views at 12x12 (2 test views, downscale 2): 2 levels, "
+                      "3 fine-tuning steps, backend cpu"], err
+    from rave_viewer.rave.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    assert ck.meta["config"]["downscale"] == 2 and (ck.test_cameras.width, ck.test_cameras.height) == (12, 12)
+
+
+def test_quiet_train_and_build_print_nothing(outside_dataset, tmp_path, capsys):
+    data = str(outside_dataset)
+    ply = tmp_path / "m.ply"
+    assert main(["train", data, "-o", str(ply), "--steps", "3", "--backend", "cpu", "--allow-outside-paths",
+                 "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    cfg = tmp_path / "b.yaml"
+    cfg.write_text("num_levels: 2\nrd_points: 64\nchunk_size: 64\n")
+    assert main(["build", str(ply), "--data", data, "-o", str(tmp_path / "m.ckpt"), "--config", str(cfg),
+                 "--no-finetune", "--backend", "cpu", "--allow-outside-paths", "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_build_and_train_flag_limits_are_the_configs():
+    import rave_viewer.commands.build as build_cmd
+    import rave_viewer.commands.train as train_cmd
+    from rave_viewer.rave import config as rave_config
+    from rave_viewer.train import config as train_config
+
+    assert build_cmd.MAX_LEVELS is rave_config.MAX_LEVELS == 64
+    assert build_cmd.MAX_STEPS is rave_config.MAX_STEPS and build_cmd.MAX_CHUNK_SIZE is rave_config.MAX_CHUNK_SIZE
+    assert train_cmd.MAX_STEPS is train_config.MAX_STEPS and train_cmd.MAX_SEED is train_config.MAX_SEED
+    assert main(["build", "m.ply", "--levels", "65"]) == 2  # the config's limit, not 256
+    assert main(["build", "m.ply", "--levels", "64", "--help-config"]) == 0
+
+
+def test_dataset_warning_of_train_is_one_line_in_our_words(outside_dataset, tmp_path):
+    import shutil
+
+    data = tmp_path / "scene"
+    shutil.copytree(outside_dataset, data)
+    shutil.copy(outside_dataset.parent / "outside.png", tmp_path / "outside.png")
+    (data / "transforms_test.json").unlink()  # no test split: test_every picks the test views
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("test_every: 1\n")  # ... and leaves no training view: all used for training, one warning
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "rave_viewer", "train", str(data), "-o", str(tmp_path / "m.ply"),
+                        "--steps", "1", "--backend", "cpu", "--config", str(cfg), "--allow-outside-paths",
+                        "--quiet"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {data}: test_every=1 leaves no training view"), lines
+    assert "warnings.warn" not in p.stderr and "UserWarning" not in p.stderr

@@ -187,7 +187,7 @@ def _fake_build(monkeypatch):
     import rave_viewer.rave.build as build_mod
     from rave_viewer.fileio import atomic_write_bytes
 
-    def fake(ply, data, out, cfg, progress=True):
+    def fake(ply, data, out, cfg, progress=True, **kw):
         atomic_write_bytes(out, b"fake checkpoint")
         return None
 
@@ -198,7 +198,7 @@ def _fake_train(monkeypatch):
     import rave_viewer.train.run as run_mod
     from rave_viewer.fileio import atomic_write_text
 
-    def fake(data_dir, out, cfg, config_file=None, progress=True):
+    def fake(data_dir, out, cfg, config_file=None, progress=True, **kw):
         atomic_write_text(out, "fake model")
         atomic_write_text(run_mod.run_json_path(out), "{}")
         r = SimpleNamespace(interrupted=False, metrics={"train_psnr": 1.0, "test_psnr": None}, gaussians=[],

@@ -6,47 +6,91 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import MAX_STEPS, add_force, dataset_files, float_in, int_in
-
-MAX_LEVELS = 256  # levels / anchors (each costs renders at build time)
+from ..rave.config import MAX_CHUNK_SIZE, MAX_LEVELS, MAX_STEPS, BuildConfig
+from ._args import add_force, dataset_files, float_in, int_in
 
 HELP = "build a rate-adaptive RAVE checkpoint (.ckpt) from a trained .ply and its dataset"
 
+#: Help text of --allow-outside-paths (also used by ``rave train``).
+OUTSIDE_PATHS_HELP = ("read dataset images and point clouds that lie outside the dataset folder (.., absolute "
+                      "paths, symlinks); off by default: a shared dataset could otherwise pull any image of this "
+                      "machine into the output (a .ckpt stores its test images), which you might then publish")
+
+
+def default_steps_text() -> str:
+    """The rule for the default fine-tuning length, in words (what :class:`~rave_viewer.rave.build.Builder` does)."""
+    from ..rave.build import DEFAULT_STEPS
+
+    d = BuildConfig()
+    return (f"{100 * d.finetune_fraction:g} %% of the model's training steps from its run record scene.json "
+            f"beside scene.ply, rounded, at least {d.min_steps}; {DEFAULT_STEPS} without a record")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..codec.container import MAX_CHUNK_SIZE as MAX_CHUNK
-
+    d = BuildConfig()
+    max_down = BuildConfig.__dataclass_fields__["downscale"].metadata["max"]
     p.add_argument("ply", nargs="?", help="trained 3DGS model (.ply)")
     p.add_argument("--data", metavar="DATA_DIR",
                    help="dataset folder the model was trained on (COLMAP or transforms.json; required)")
     p.add_argument("-o", "--output", metavar="OUT.ckpt", help="checkpoint to write (atomically; required)")
-    p.add_argument("--config", metavar="rave.yaml", help="YAML file of build options (see --help-config)")
+    p.add_argument("--config", metavar="rave.yaml", help="YAML file of build options (see --help-config); the "
+                                                          "flags below override it")
     p.add_argument("--ranking", choices=("context", "global"),
-                   help="order inside each level interval: context (paper, default) or global (ablation)")
+                   help=f"order inside each level interval: context (paper) or global (ablation) (default "
+                        f"{d.ranking})")
     p.add_argument("--anchors", type=int_in(2, MAX_LEVELS), metavar="N",
                    help=f"naive multi-anchor ablation: N levels (2..{MAX_LEVELS}), no interpolation (selection "
                         "snaps to levels)")
     p.add_argument("--no-finetune", action="store_true", help="skip the stochastic-level QAT fine-tuning")
     p.add_argument("--steps", type=int_in(0, MAX_STEPS), metavar="N",
-                   help=f"fine-tuning steps, 0..{MAX_STEPS} (default: 10 %% of the model's training steps from "
-                        "its run record scene.json, else 3000)")
+                   help=f"fine-tuning steps, 0..{MAX_STEPS} (default: {default_steps_text()})")
     p.add_argument("--levels", type=int_in(2, MAX_LEVELS), metavar="L",
-                   help=f"number of levels, 2..{MAX_LEVELS} (default 8)")
+                   help=f"number of levels, 2..{MAX_LEVELS} (default {d.num_levels})")
     p.add_argument("--coarsest", type=float_in(0.0, 1.0, lo_open=True), metavar="F",
-                   help="fraction of Gaussians in G_1, in (0, 1] (default 0.1)")
-    p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK), metavar="N",
-                   help=f"Gaussians per .rave chunk, 1..{MAX_CHUNK} (default 4096)")
-    p.add_argument("--backend", choices=("auto", "cpu", "gsplat", "reference"), help="renderer (default auto)")
+                   help=f"fraction of Gaussians in G_1, in (0, 1] (default {d.coarsest_fraction})")
+    p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), metavar="N",
+                   help=f"Gaussians per .rave chunk, 1..{MAX_CHUNK_SIZE} (default {d.chunk_size})")
+    p.add_argument("--downscale", type=int_in(1, max_down), metavar="N",
+                   help=f"load the dataset's images at 1/N of their size, 1..{max_down} (default {d.downscale}); "
+                        "use the factor the model was trained at")
+    p.add_argument("--backend", choices=("auto", "cpu", "gsplat", "reference"),
+                   help=f"renderer (default {d.backend})")
+    p.add_argument("--allow-outside-paths", action="store_true", help=OUTSIDE_PATHS_HELP)
     p.add_argument("--help-config", action="store_true", help="print every build option with its default and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors and warnings (no settings line, progress bars or summary)")
     add_force(p)
+
+
+def start_line(b, given_steps: int | None) -> str:
+    """What a build is about to do: model size, views and their resolution, levels, fine-tuning steps."""
+    c = b.cfg
+    tr, te = b.train, b.test
+    if b.rd_split == "test":
+        test = f"{len(te)} test views" + (f" at {te.width}x{te.height}" if (te.width, te.height) !=
+                                          (tr.width, tr.height) else "")
+    else:
+        test = f"no test views: the RD table uses {len(te)} of the training views"
+    down = f", downscale {c.downscale}" if c.downscale > 1 else ""
+    if not c.finetune or c.steps <= 0:
+        ft = "no fine-tuning"
+    elif given_steps is not None:
+        ft = f"{c.steps:,} fine-tuning steps"
+    elif b.train_steps:
+        ft = (f"{c.steps:,} fine-tuning steps ({100 * c.finetune_fraction:g} % of the model's {b.train_steps:,} "
+              f"training steps, at least {c.min_steps})")
+    else:
+        ft = f"{c.steps:,} fine-tuning steps (no run record beside the model: the default)"
+    levels = f"{c.anchors} anchors" if c.anchors else f"{len(b.sizes)} levels"
+    return (f"building from {len(b.gaussians):,} Gaussians and {len(tr)} views at {tr.width}x{tr.height} "
+            f"({test}{down}): {levels}, {ft}, backend {c.backend}")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import RaveError
     from ..fileio import check_output
     from ..rave.build import build
-    from ..rave.config import BuildConfig, describe, load_config
+    from ..rave.config import describe, load_config
     from ..rave.selection import format_bytes
 
     if args.help_config:
@@ -62,9 +106,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.replace(
         ranking=args.ranking, anchors=args.anchors, steps=args.steps, num_levels=args.levels,
         coarsest_fraction=args.coarsest, chunk_size=args.chunk_size, backend=args.backend,
-        finetune=False if args.no_finetune else None,
+        downscale=args.downscale, finetune=False if args.no_finetune else None,
     )
-    ckpt = build(args.ply, args.data, args.output, cfg, progress=not args.quiet)
+    announce = None if args.quiet else (lambda b: print(start_line(b, cfg.steps), file=sys.stderr))
+    ckpt = build(args.ply, args.data, args.output, cfg, progress=not args.quiet,
+                 allow_outside_paths=args.allow_outside_paths, on_start=announce)
     if not args.quiet:
         r0, r1 = ckpt.rate_range()
         ps = ckpt.rd["psnr"]

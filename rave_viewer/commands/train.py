@@ -5,22 +5,33 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._args import MAX_SEED, MAX_STEPS, add_force, dataset_files, int_in
+from ..train.config import MAX_SEED, MAX_STEPS, TrainConfig
+from ._args import add_force, dataset_files, int_in
 
 HELP = "train a standard 3DGS scene (PLY) on a COLMAP or transforms.json dataset"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    max_down = TrainConfig.__dataclass_fields__["downscale"].metadata["max"]
     p.add_argument("data_dir", nargs="?", help="dataset folder (COLMAP sparse/ + images/, or transforms*.json)")
     p.add_argument("-o", "--output", help="trained model to write (.ply); its run record goes to the .json beside it")
-    p.add_argument("--config", help="YAML file of training options (see --help-config)")
+    p.add_argument("--config", help="YAML file of training options (see --help-config); the flags below override it")
     p.add_argument("--steps", type=int_in(1, MAX_STEPS), metavar="N",
-                   help=f"number of training steps, 1..{MAX_STEPS} (overrides the config)")
+                   help=f"number of training steps, 1..{MAX_STEPS} (default {d.steps})")
+    p.add_argument("--downscale", type=int_in(1, max_down), metavar="N",
+                   help=f"train on the images at 1/N of their size, 1..{max_down} (default {d.downscale})")
     p.add_argument("--backend", choices=("auto", "cpu", "gsplat"),
-                   help="renderer: auto (gsplat with CUDA, else cpu), cpu, gsplat (overrides the config)")
+                   help=f"renderer: auto (gsplat with CUDA, else cpu), cpu, gsplat (default {d.backend})")
     p.add_argument("--seed", type=int_in(0, MAX_SEED), metavar="S",
-                   help=f"random seed, 0..{MAX_SEED} (overrides the config)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help=f"random seed, 0..{MAX_SEED} (default {d.seed})")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="read dataset images and point clouds that lie outside the dataset folder (.., absolute "
+                        "paths, symlinks); off by default: a shared dataset could otherwise pull any image of this "
+                        "machine into your model, and into the .ckpt `rave build` makes of it, which you might "
+                        "then publish")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing but errors and warnings (no settings line, progress bar or summary)")
     add_force(p)
     p.add_argument("--help-config", action="store_true",
                    help="print every training option with its default and meaning (as YAML) and exit")
@@ -51,16 +62,19 @@ def run(args: argparse.Namespace) -> int:
                         "[--backend auto|cpu|gsplat] [--seed S]")
     check_outputs(args)
     cfg = load_config(args.config)
-    overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed))
-                 if v is not None}
+    overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed),
+                                   ("downscale", args.downscale)) if v is not None}
     if overrides:
         cfg = cfg.replace(**overrides)
     result, written = train_folder(args.data_dir, args.output, cfg, config_file=args.config,
-                                   progress=not args.quiet)
+                                   progress=not args.quiet, force=args.force,
+                                   allow_outside_paths=args.allow_outside_paths)
     if result.interrupted:
         print(f"interrupted at step {result.steps_done}/{cfg.steps}: checkpoint written to {written}",
               file=sys.stderr)
         return 130
+    if args.quiet:
+        return 0
     m = result.metrics
     test = "" if m["test_psnr"] is None else f", test PSNR {m['test_psnr']:.2f} dB SSIM {m['test_ssim']:.4f}"
     print(f"wrote {written} ({len(result.gaussians)} Gaussians, train PSNR {m['train_psnr']:.2f} dB{test}, "

@@ -265,18 +265,26 @@ class Builder:
 
 
 def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
-          cfg: BuildConfig | None = None, *, progress: bool = True) -> RaveCheckpoint:
-    """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given)."""
+          cfg: BuildConfig | None = None, *, progress: bool = True, allow_outside_paths: bool = False,
+          on_start=None) -> RaveCheckpoint:
+    """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given).
+
+    ``allow_outside_paths``: see :func:`~rave_viewer.scene.datasets.load_dataset`; ``on_start(builder)`` is
+    called once the inputs are loaded, before the first stage (``rave build`` prints its settings there).
+    """
     from ..scene.datasets import load_dataset
     from ..scene.ply import read_ply
 
     cfg = cfg or BuildConfig()
     g = read_ply(ply)
-    ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background))
+    ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background),
+                      allow_outside_paths=allow_outside_paths)
     sources = {"ply": str(Path(ply)), "data": str(Path(data))}
     train_steps = training_steps(ply)
     b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
                 train_steps=train_steps)
+    if on_start is not None:
+        on_start(b)
     ckpt = b.checkpoint()
     if out is not None:
         save_checkpoint(ckpt, out)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import RaveError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, check_output
 from .config import TrainConfig
 from .trainer import TrainResult, train
 
@@ -25,24 +26,23 @@ def checkpoint_path(ply_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".interrupted.ply")
 
 
-def check_output_path(out: str | os.PathLike) -> Path:
-    """Refuse, before any work, an output that is not a writable ``.ply`` file path."""
+def check_output_path(out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Refuse, before any work, an output that is not a ``.ply`` file path or that
+    :func:`~rave_viewer.fileio.check_output` refuses (read-only, symlink, FIFO unless ``force``)."""
     out = Path(out)
     if out.suffix.lower() != ".ply":
         raise RaveError("the output must be a .ply file", out)
-    if out.is_dir():
-        raise RaveError("the output is a folder, expected a .ply file path", out)
-    parent = out.parent if str(out.parent) else Path(".")
-    anc = parent
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise RaveError(f"cannot create the output folder: {anc} is a file", out)
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise RaveError(f"cannot write to {anc} (permission denied)", out)
-    if out.exists() and not os.access(out, os.W_OK):
-        raise RaveError("the output file exists and is not writable", out)
-    return out
+    return check_output(out, force=force)
+
+
+def start_line(dataset, cfg: TrainConfig) -> str:
+    """What a run is about to do: views and their resolution, steps, backend."""
+    tr, te = dataset.train, dataset.test
+    test = f"{len(te)} test views" + (f" at {te.width}x{te.height}" if len(te) and (te.width, te.height) !=
+                                      (tr.width, tr.height) else "")
+    down = f", downscale {cfg.downscale}" if cfg.downscale > 1 else ""
+    return (f"training on {len(tr)} views at {tr.width}x{tr.height} ({test}{down}): {cfg.steps:,} steps, "
+            f"backend {cfg.backend}, seed {cfg.seed}")
 
 
 def check_dataset_folder(data_dir: str | os.PathLike) -> Path:
@@ -81,19 +81,24 @@ def write_outputs(result: TrainResult, ply_path: str | os.PathLike, **record: An
 
 def train_folder(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, *,
                  config_file: str | os.PathLike | None = None, progress: bool = True,
-                 record: dict[str, Any] | None = None) -> tuple[TrainResult, Path]:
+                 record: dict[str, Any] | None = None, force: bool = False,
+                 allow_outside_paths: bool = False) -> tuple[TrainResult, Path]:
     """Load ``data_dir``, train with ``cfg`` and write ``out`` (+ its JSON); returns (result, written PLY).
 
     Every input is checked before training starts; the PLY appears only once training finished. An
     interrupted run (Ctrl-C) writes :func:`checkpoint_path` instead, and ``result.interrupted`` is True.
-    ``record``: extra JSON-ready entries for the run JSON.
+    ``record``: extra JSON-ready entries for the run JSON; ``force``: see :func:`check_output_path`;
+    ``allow_outside_paths``: see :func:`~rave_viewer.scene.datasets.load_dataset`. With ``progress``, one
+    :func:`start_line` goes to stderr before training.
     """
     from ..scene.datasets import load_dataset
 
-    out = check_output_path(out)
+    out = check_output_path(out, force=force)
     check_dataset_folder(data_dir)
     dataset = load_dataset(data_dir, downscale=cfg.downscale, test_every=cfg.test_every,
-                           background=tuple(cfg.background))
+                           background=tuple(cfg.background), allow_outside_paths=allow_outside_paths)
+    if progress:
+        print(start_line(dataset, cfg), file=sys.stderr)
     result = train(dataset, cfg, progress=progress)
     target = checkpoint_path(out) if result.interrupted else out
     write_outputs(result, target, data_dir=str(data_dir),

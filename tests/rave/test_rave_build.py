@@ -123,3 +123,26 @@ def test_variant_shares_the_levels_only_when_they_do_not_change(tiny_builder):
     lw = w.levels()
     assert lw is not base and len(w.sizes) == 3 and w.sizes[-1] == len(tiny_builder.gaussians)
     assert w.units.renders > 0 and "levels" in w.stages
+
+
+def test_default_finetuning_length_is_the_rule_build_help_states(tiny_dataset, tiny_model, capsys):
+    """10 % of the run record's steps, at least 300, 3000 without a record (a 1000-step model gets 300)."""
+    from rave_viewer.cli import main
+    from rave_viewer.commands.build import start_line
+    from rave_viewer.rave.build import Builder
+    from rave_viewer.rave.config import BuildConfig
+
+    ds = tiny_dataset
+    got = {ts: Builder(tiny_model, ds.train, ds.test, BuildConfig(), progress=False, train_steps=ts)
+           for ts in (1000, 4999, 30000, None)}
+    assert {ts: b.cfg.steps for ts, b in got.items()} == {1000: 300, 4999: 500, 30000: 3000, None: 3000}
+    assert main(["build", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10 % of the model's training steps from its run record scene.json beside scene.ply, " \
+           "rounded, at least 300; 3000 without a record)" in text
+    line = start_line(got[1000], None)
+    assert line.startswith(f"building from {len(tiny_model):,} Gaussians and {len(ds.train)} views at "
+                           f"{ds.train.width}x{ds.train.height} ({len(ds.test)} test views): 8 levels, ")
+    assert "300 fine-tuning steps (10 % of the model's 1,000 training steps, at least 300)" in line
+    assert "3,000 fine-tuning steps (no run record beside the model: the default)" in start_line(got[None], None)
+    assert "no fine-tuning" in start_line(got[None].variant(finetune=False), None)

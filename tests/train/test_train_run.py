@@ -138,3 +138,22 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tiny_data, tmp_path, caps
     _fails(["train", str(tiny_data), "-o", str(out_dir / "scene.txt"), *ok], capsys, "scene.txt", ".ply")
 
     assert list(out_dir.iterdir()) == []  # nothing half-written
+
+
+def test_force_replaces_a_read_only_output_ply(tiny_data, tmp_path, capsys):
+    """The read-only check is fileio.check_output's: refused without --force, replaced with it (as non-root too)."""
+    from rave_viewer.errors import RaveError
+    from rave_viewer.train.run import check_output_path
+
+    out = tmp_path / "scene.ply"
+    out.write_bytes(b"old model")
+    out.chmod(0o444)
+    with pytest.raises(RaveError, match="read-only"):
+        check_output_path(out)
+    assert check_output_path(out, force=True) == out
+    args = ["train", str(tiny_data), "-o", str(out), "--steps", "2", "--backend", "cpu", "--quiet"]
+    _fails(args, capsys, out, "read-only", "--force")
+    assert out.read_bytes() == b"old model"
+    assert rave([*args, "--force"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert len(read_ply(out)) > 0 and json.loads(run_json_path(out).read_text())["steps_done"] == 2
