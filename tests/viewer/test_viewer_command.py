@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -15,6 +13,7 @@ import pytest
 
 import rave_viewer
 from rave_viewer.cli import view_main
+from viewer_fakes import one_line_error, spawn_view, stop_view, wait_for_line
 
 _ROOT = os.pathsep.join([os.path.dirname(os.path.dirname(rave_viewer.__file__)), os.environ.get("PYTHONPATH", "")])
 
@@ -33,8 +32,7 @@ _ROOT = os.pathsep.join([os.path.dirname(os.path.dirname(rave_viewer.__file__)),
 def test_bad_file_is_one_line_and_exit_2(tmp_path, scene_files, capsys, make):
     path = make(tmp_path, scene_files)
     assert view_main([str(path), "--port", "0"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and str(path) in err
+    assert str(path) in one_line_error(capsys)
 
 
 def _write(p, data):
@@ -55,46 +53,24 @@ def test_gsplat_backend_without_cuda_is_one_line(scene_files, capsys):
 def test_no_argument_opens_the_demo_scene_and_serves(tmp_path, scene_files):
     (tmp_path / "trained_scenes").mkdir()
     shutil.copy(scene_files["ply"], tmp_path / "trained_scenes" / "demo.ply")  # no .ckpt: falls back, says so
-    code = "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
-    )  # fmt: skip
-    out, url = [], None
+    proc = spawn_view(["--port", "0"], tmp_path)
     try:
-        t0 = time.monotonic()
-        while url is None and time.monotonic() - t0 < 120:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out.append(line)
-            m = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
-            url = m.group(1) if m else None
-        text = "".join(out)
-        assert url is not None, text
+        m, text = wait_for_line(proc, r"open (http://127\.0\.0\.1:\d+/)")
+        assert m is not None, text
+        url = m.group(1)
         assert "opening the demo scene" in text and "no .ckpt" in text and "demo.ply" in text
         assert "without the bitrate controls" in text or "bitrate controls are off" in text
         with urllib.request.urlopen(url, timeout=30) as r:
             assert r.status == 200 and b"<html" in r.read(2000).lower()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
+        rc = stop_view(proc)
     assert rc == 130  # Ctrl+C: "interrupted"
 
 
 @pytest.mark.parametrize("delay", [0.5, 2.0, 4.0])
 def test_ctrl_c_during_start_up_is_one_line(scene_files, tmp_path, delay):
     """Ctrl+C while the viewer loads (imports, decoding, warm-up render): 'interrupted', exit 130, no traceback."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())",
-         str(scene_files["ckpt"]), "--port", "0"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
-    )  # fmt: skip
+    proc = spawn_view([scene_files["ckpt"], "--port", "0"], tmp_path)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     try:
@@ -118,8 +94,7 @@ def test_ctrl_c_during_start_up_is_one_line(scene_files, tmp_path, delay):
 )
 def test_bad_start_target_is_one_line(scene_files, capsys, argv, needle):
     assert view_main([str(scene_files["ckpt"]), "--port", "0", *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and needle in err
+    assert needle in one_line_error(capsys)
 
 
 def test_psnr_start_on_a_rave_stream_is_refused(scene_files, capsys):
@@ -129,5 +104,5 @@ def test_psnr_start_on_a_rave_stream_is_refused(scene_files, capsys):
 
 def test_max_gaussians_bounds_what_a_rave_stream_may_declare(scene_files, capsys):
     assert view_main([str(scene_files["rave"]), "--port", "0", "--max-gaussians", "1000"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and str(scene_files["rave"]) in err and "1000" in err.replace(",", "")
+    err = one_line_error(capsys)
+    assert str(scene_files["rave"]) in err and "1000" in err.replace(",", "")

@@ -7,10 +7,6 @@ a refused handshake means the page got nothing at all: no GUI, so no Export butt
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,7 +24,8 @@ from rave_viewer.viewer.app import MAX_RENDER_SIDE, ClientState, ViewerApp, capp
 from rave_viewer.viewer.frames import pose_of_test_view
 from rave_viewer.viewer.gate import Gate, normalize_origin
 
-from viewer_fakes import FakeCamera, FakeClient, readout as _readout
+from viewer_fakes import FakeCamera, FakeClient, one_line_error, spawn_view, stop_view, wait_for_line
+from viewer_fakes import readout as _readout
 
 PROTO = f"viser-v{viser.__version__}"
 _ROOT = os.pathsep.join([os.path.dirname(os.path.dirname(rave_viewer.__file__)), os.environ.get("PYTHONPATH", "")])
@@ -105,23 +102,10 @@ def test_gate_rules_without_a_server():
 
 
 def test_non_loopback_host_requires_the_token(scene_files, tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())",
-         str(scene_files["ckpt"]), "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
-    )  # fmt: skip
-    lines: list[str] = []
+    proc = spawn_view([scene_files["ckpt"], "--host", "0.0.0.0", "--port", "0"], tmp_path)
     try:
-        m = None
-        t0 = time.monotonic()
-        while m is None and time.monotonic() - t0 < 120:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            m = re.search(r"open http://localhost:(\d+)/\?token=([\w-]+) ", line)
-        assert m is not None, "".join(lines)
+        m, text = wait_for_line(proc, r"open http://localhost:(\d+)/\?token=([\w-]+) ")
+        assert m is not None, text
         port, token = int(m.group(1)), m.group(2)
         base = f"http://127.0.0.1:{port}/"  # only ever through loopback
         status, body, _ = http_get(base)
@@ -136,12 +120,7 @@ def test_non_loopback_host_requires_the_token(scene_files, tmp_path):
         assert isinstance(ws_first_message(port, f"http://127.0.0.1:{port}", {"Cookie": cookie}), bytes)
         assert refused_status(lambda: ws_first_message(port, "http://evil.example", {"Cookie": cookie})) == 403
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_view(proc)
 
 
 @pytest.mark.parametrize(
@@ -156,8 +135,7 @@ def test_bad_host_or_origin_is_one_line(scene_files, capsys, argv, needle):
     from rave_viewer.cli import view_main
 
     assert view_main([str(scene_files["ckpt"]), "--port", "0", *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and needle in err
+    assert needle in one_line_error(capsys)
 
 
 @pytest.mark.parametrize("port", ["70000", "-1", "http"])

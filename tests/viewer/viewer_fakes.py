@@ -59,3 +59,55 @@ class FakeClient:
 
     def add_notification(self, title, body, **kw):
         self.notes.append((title, body))
+
+
+# -- rave-view as a user starts it -------------------------------------------------------------------------
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import rave_viewer  # noqa: E402
+
+_ROOT = os.pathsep.join([os.path.dirname(os.path.dirname(rave_viewer.__file__)), os.environ.get("PYTHONPATH", "")])
+_VIEW = "import sys; from rave_viewer.cli import view_main; sys.exit(view_main())"
+
+
+def spawn_view(args: list[str], cwd) -> subprocess.Popen:
+    """``rave-view ARGS`` in a child process (its console entry point), stdout and stderr merged."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _VIEW, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _ROOT},
+    )  # fmt: skip
+
+
+def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) -> tuple[re.Match | None, str]:
+    """The first match of ``pattern`` in the child's output lines, and all the output read so far."""
+    lines, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if m := re.search(pattern, line):
+            return m, "".join(lines)
+    return None, "".join(lines)
+
+
+def stop_view(proc: subprocess.Popen, timeout: float = 30) -> int:
+    """Ctrl+C, then the exit code (killed if it does not stop)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def one_line_error(capsys) -> str:
+    """stderr of a command that failed cleanly: exactly one ``error:`` line (returned)."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
