@@ -186,3 +186,14 @@ def test_zstd_chunk_with_a_second_frame_is_refused():
     for bad in (one + one, one + b"\0", one[:-1]):
         with pytest.raises(CodecError):
             z.decompress(bad, len(raw))
+
+
+def test_rave_view_refuses_the_bomb_in_one_line(bomb_file, capsys):
+    """``rave-view x.rave`` takes the decoder's path: refused before anything is decompressed or served."""
+    from rave_viewer.cli import view_main
+
+    t0 = time.perf_counter()
+    assert view_main([str(bomb_file), "--port", "0"]) == 2
+    assert time.perf_counter() - t0 < 10.0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and str(bomb_file) in err
