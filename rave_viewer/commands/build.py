@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..rave.config import MAX_CHUNK_SIZE, MAX_LEVELS, MAX_STEPS, BuildConfig
+from ..rave.config import MAX_CHUNK_SIZE, MAX_LEVELS, MAX_RIG_VIEWS, MAX_STEPS, RIG_SHAPES, RIG_UPS, BuildConfig
 from ._args import add_force, dataset_files, float_in, int_in
 
-HELP = "build a rate-adaptive RAVE checkpoint (.ckpt) from a trained .ply and its dataset"
+HELP = ("build a rate-adaptive RAVE checkpoint (.ckpt) from a trained .ply and its dataset, or without one "
+        "from the model's own renders on a camera rig around it")
 
 #: Help text of --allow-outside-paths (also used by ``rave train``).
 OUTSIDE_PATHS_HELP = ("read dataset images and point clouds that lie outside the dataset folder (.., absolute "
@@ -31,7 +32,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     max_down = BuildConfig.__dataclass_fields__["downscale"].metadata["max"]
     p.add_argument("ply", nargs="?", help="trained 3DGS model (.ply)")
     p.add_argument("--data", metavar="DATA_DIR",
-                   help="dataset folder the model was trained on (COLMAP or transforms.json; required)")
+                   help="dataset folder the model was trained on (COLMAP or transforms.json); without it the "
+                        "build self-distils: a camera rig around the scene (--rig-*) or --cameras, with the full "
+                        "model's renders as targets, and the RD table is PSNR vs the full model")
+    p.add_argument("--cameras", metavar="FILE",
+                   help="without --data: camera poses to use instead of the rig (transforms.json style: "
+                        "frames[].transform_matrix, camera_angle_x or fl_x/fl_y, w/h; no images needed)")
+    p.add_argument("--rig-views", type=int_in(1, MAX_RIG_VIEWS), metavar="N",
+                   help=f"without --data: rig views, 1..{MAX_RIG_VIEWS}; every 8th is held out for the RD table "
+                        "(default 64)")
+    p.add_argument("--rig-size", type=int_in(16, 4096), metavar="PX",
+                   help="without --data: rig image side in pixels, 16..4096, also the cap for --cameras images "
+                        "(default: sqrt(Gaussians) rounded to 32, within 128..512)")
+    p.add_argument("--rig-fov", type=float_in(1.0, 170.0), metavar="DEG",
+                   help=f"without --data: rig field of view in degrees, 1..170 (default {d.rig_fov:g})")
+    p.add_argument("--rig-shape", choices=RIG_SHAPES,
+                   help="without --data: cameras on a sphere or a hemisphere (default auto: hemisphere for flat "
+                        "scenes)")
+    p.add_argument("--rig-up", choices=RIG_UPS,
+                   help="without --data: the hemisphere's up axis (default auto: thinnest axis, away from a "
+                        "ground plane)")
     p.add_argument("-o", "--output", metavar="OUT.ckpt", help="checkpoint to write (atomically; required)")
     p.add_argument("--config", metavar="rave.yaml", help="YAML file of build options (see --help-config); the "
                                                           "flags below override it")
@@ -66,7 +86,9 @@ def start_line(b, given_steps: int | None) -> str:
     """What a build is about to do: model size, views and their resolution, levels, fine-tuning steps."""
     c = b.cfg
     tr, te = b.train, b.test
-    if b.rd_split == "test":
+    if getattr(b, "targets", "photos") == "self":
+        test = f"{len(te)} held-out views; targets: the full model's renders"
+    elif b.rd_split == "test":
         test = f"{len(te)} test views" + (f" at {te.width}x{te.height}" if (te.width, te.height) !=
                                           (tr.width, tr.height) else "")
     else:
@@ -86,6 +108,11 @@ def start_line(b, given_steps: int | None) -> str:
             f"({test}{down}): {levels}, {ft}, backend {c.backend}")
 
 
+def psnr_label(meta: dict | None) -> str:
+    """"PSNR vs the full model" for a self-distilled checkpoint (rig renders as targets), else "test PSNR"."""
+    return "PSNR vs the full model" if isinstance(meta, dict) and meta.get("targets") == "self" else "test PSNR"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import RaveError
     from ..fileio import check_output
@@ -96,25 +123,30 @@ def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print(describe(), end="")
         return 0
-    missing = [name for name, v in (("the model .ply", args.ply), ("--data DATA_DIR", args.data),
-                                    ("-o OUT.ckpt", args.output)) if not v]
+    missing = [name for name, v in (("the model .ply", args.ply), ("-o OUT.ckpt", args.output)) if not v]
     if missing:
         raise RaveError(f"rave build needs {', '.join(missing)}")
-    inputs = [args.ply, Path(args.ply).with_suffix(".json"), *dataset_files(args.data), args.config]  # + run record
+    if args.cameras and args.data:
+        raise RaveError("--cameras is for builds without --data (a dataset brings its own cameras)", args.cameras)
+    inputs = [args.ply, Path(args.ply).with_suffix(".json"), *dataset_files(args.data), args.config,
+              args.cameras]  # + run record
     check_output(args.output, *inputs, force=args.force)
     cfg = load_config(args.config) if args.config else BuildConfig()
     cfg = cfg.replace(
         ranking=args.ranking, anchors=args.anchors, steps=args.steps, num_levels=args.levels,
         coarsest_fraction=args.coarsest, chunk_size=args.chunk_size, backend=args.backend,
         downscale=args.downscale, finetune=False if args.no_finetune else None,
+        rig_views=args.rig_views, rig_size=args.rig_size, rig_fov=args.rig_fov, rig_shape=args.rig_shape,
+        rig_up=args.rig_up,
     )
     announce = None if args.quiet else (lambda b: print(start_line(b, cfg.steps), file=sys.stderr))
     ckpt = build(args.ply, args.data, args.output, cfg, progress=not args.quiet,
-                 allow_outside_paths=args.allow_outside_paths, on_start=announce)
+                 allow_outside_paths=args.allow_outside_paths, on_start=announce, cameras=args.cameras)
     if not args.quiet:
         r0, r1 = ckpt.rate_range()
         ps = ckpt.rd["psnr"]
         print(f"wrote {args.output}: {len(ckpt):,} Gaussians, {ckpt.num_levels} levels, rates "
-              f"{format_bytes(r0)} .. {format_bytes(r1)} (MB = 10^6 bytes), test PSNR {min(ps):.2f}-{max(ps):.2f} dB, "
+              f"{format_bytes(r0)} .. {format_bytes(r1)} (MB = 10^6 bytes), {psnr_label(ckpt.meta)} "
+              f"{min(ps):.2f}-{max(ps):.2f} dB, "
               f"built in {ckpt.meta.get('total_seconds', 0):.1f} s", file=sys.stderr)
     return 0

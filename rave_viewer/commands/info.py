@@ -57,6 +57,7 @@ def summary(ckpt) -> dict:
         "test_views": {"count": len(ckpt.test_cameras), "width": ckpt.test_cameras.width,
                        "height": ckpt.test_cameras.height},
         "rd_views": meta.get("rd_views"),
+        "targets": meta.get("targets") if meta.get("targets") in ("self", "photos") else "photos",
         "stages": meta.get("stages"),
         "total_seconds": meta.get("total_seconds"),
         "config": meta.get("config"),
@@ -106,7 +107,9 @@ def format_summary(path: str, s: dict) -> str:
         v = s["rd_views"] or {}
         where = (f"{v.get('count', '?')} {_text(v.get('split', 'test'))} views {v.get('width', '?')}x"
                  f"{v.get('height', '?')}")
-        lines.append(f"RD table: {s['rd_points']} points, PSNR {s['psnr_range'][0]:.2f} - {s['psnr_range'][1]:.2f} dB, "
+        vs = "vs the full model" if s.get("targets") == "self" else "vs photos"
+        lines.append(f"RD table: {s['rd_points']} points, PSNR {vs} {s['psnr_range'][0]:.2f} - "
+                     f"{s['psnr_range'][1]:.2f} dB, "
                      f"SSIM {s['ssim_range'][0]:.4f} - {s['ssim_range'][1]:.4f} on {shown('rd_views', where)}")
     tv = s["test_views"]
     lines.append(f"stored test views: {tv['count']} at {tv['width']}x{tv['height']}")

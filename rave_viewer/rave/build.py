@@ -9,6 +9,11 @@ Stages (each with a progress bar; seconds and rendered views recorded in ``meta[
 5. ``rd``: PSNR/SSIM of the decoded prefixes on the test views at ``rd_points`` target rates evenly spaced
    from R(G_1) to R(G_L), selected exactly as a user would (``RaveCheckpoint.select``), plus the levels.
 
+Without a dataset (:func:`build_self`, self-distillation) the views come from a camera rig around the scene
+(rig.py) and their targets are the full model's renders (``targets="self"``): wherever the full model is the
+rendered context its loss gradient is 0, so those scoring passes use the accumulated blending weight instead
+(importance.py explains the choice); the RD table is then PSNR vs the full model on held-out rig views.
+
 :class:`Builder` caches the levels and the fine-tuned model, so ablations that differ only later (ranking
 mode, with/without fine-tuning) share the earlier stages; :func:`build` is the one-call file version.
 """
@@ -39,6 +44,9 @@ from .units import GaussianUnits
 #: Config keys the nested levels depend on (a variant changing none of them reuses the levels).
 LEVEL_KEYS = ("num_levels", "coarsest_fraction", "delta_rate", "fractions", "level_method", "anchors", "importance",
               "importance_params", "importance_batch", "background", "backend")
+
+#: What the views' images are: photos of a dataset, or the full model's own renders (self-distillation).
+TARGETS = ("photos", "self")
 
 #: Fine-tuning steps when neither the config nor the model's run record says (10 % of gsplat's 30k steps).
 DEFAULT_STEPS = 3000
@@ -117,7 +125,7 @@ class Builder:
 
     def __init__(self, gaussians: Gaussians, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
                  *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None,
-                 train_steps: int | None = None):
+                 train_steps: int | None = None, targets: str = "photos"):
         from ..codec import QuantConfig, fake_quantize, scene_bounds
 
         self.cfg = cfg or BuildConfig()
@@ -137,6 +145,11 @@ class Builder:
         if test is None or len(test) == 0 or test.images is None:
             test = train[list(range(0, len(train), 8))]
             self.rd_split = "train (every 8th: the dataset has no test views)"
+        if targets not in TARGETS:
+            raise ValueError(f"unknown targets {targets!r} (choose from {', '.join(TARGETS)})")
+        self.targets = targets  # "self": the views' images are the full model's renders (rig.py)
+        if targets == "self":
+            self.rd_split = "held-out rig"
         self.test = test
         self.scene_scale = float(scene_scale)
         self.quant = QuantConfig.from_dict(self.cfg.quant) if self.cfg.quant else QuantConfig()
@@ -153,7 +166,8 @@ class Builder:
         self._levels: Levels | None = None
         self._tuned: dict[bool, tuple[GaussianUnits, dict]] = {}
         self._imp = {"accumulate": self.cfg.importance, "param_names": list(self.cfg.importance_params),
-                     "batch": self.cfg.importance_batch}
+                     "batch": self.cfg.importance_batch,
+                     "full_model_score": "blend" if targets == "self" else "gradient"}
 
     @property
     def lrs(self) -> dict[str, float]:
@@ -167,7 +181,8 @@ class Builder:
         none of the changes affects them, so the variant costs only the stages it changes."""
         cfg = self.cfg.replace(**changes)
         b = Builder(self.gaussians, self.train, self.test, cfg, scene_scale=self.scene_scale,
-                    progress=self.progress, sources=self.sources, train_steps=self.train_steps)
+                    progress=self.progress, sources=self.sources, train_steps=self.train_steps,
+                    targets=self.targets)
         if all(getattr(cfg, k) == getattr(self.cfg, k) for k in LEVEL_KEYS):
             b._levels = self.levels()
             b.stages["levels"] = dict(self.stages["levels"])
@@ -252,6 +267,7 @@ class Builder:
                        "fractions": [s / len(final) for s in self.sizes]},
             "ranking_passes": rk.passes,
             "finetune_stats": ft_stats,
+            "targets": self.targets,
             "rd_views": {"split": self.rd_split, "count": len(self.test), "width": self.test.width,
                          "height": self.test.height},
             "stages": stages,
@@ -264,10 +280,56 @@ class Builder:
         return ckpt
 
 
-def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike | None,
+def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: BuildConfig | None = None, *,
+               cameras: str | os.PathLike | None = None, progress: bool = True, on_start=None) -> RaveCheckpoint:
+    """``rave build`` without a dataset (self-distillation): views from a camera rig around the scene (or the
+    poses of ``cameras``, a transforms.json-style file), targets = the full model's renders (rig.py); the
+    first scoring pass uses the blending-weight score (importance.py). The checkpoint records
+    ``meta["targets"] = "self"`` and the rig in ``meta["rig"]``; its RD table is PSNR vs the full model on the
+    held-out rig views (every ``test_every``-th)."""
+    from ..scene.ply import read_ply
+    from .rig import default_size, place_rig, render_targets, rig_from_cameras, say, scene_scale
+
+    cfg = cfg or BuildConfig()
+    g = read_ply(ply).detach().float()
+    if cameras is not None:
+        from ..scene.rig_cameras import read_camera_file
+
+        side = cfg.rig_size or default_size(len(g))
+        cams = read_camera_file(cameras, default_size=side)
+        long_side = max(cams.width, cams.height)
+        cams = downscale_cameras(cams, side)
+        rig = rig_from_cameras(cams, str(cameras), test_every=cfg.test_every, g=g)
+        if long_side > side:
+            rig.extra["downscaled_from"] = long_side
+    else:
+        rig = place_rig(g, views=cfg.rig_views, size=cfg.rig_size, fov_deg=cfg.rig_fov, shape=cfg.rig_shape,
+                        up=cfg.rig_up, distances=cfg.rig_distances, test_every=cfg.test_every)
+    say(rig.describe() + (f" (downscaled from {rig.extra['downscaled_from']} px: rig_size)"
+                          if "downscaled_from" in rig.extra else ""), progress)
+    bg = torch.tensor(cfg.background, dtype=torch.float32)
+    views = render_targets(g, rig.cameras, background=bg, backend=cfg.backend, progress=progress)
+    rig.cameras = views
+    train, test = rig.split()
+    sources = {"ply": str(Path(ply)), "cameras": str(Path(cameras)) if cameras is not None else "rig"}
+    b = Builder(g, train, test, cfg, scene_scale=scene_scale(views), progress=progress, sources=sources,
+                train_steps=training_steps(ply), targets="self")
+    if on_start is not None:
+        on_start(b)
+    ckpt = b.checkpoint()
+    ckpt.meta["rig"] = rig.to_meta()
+    if out is not None:
+        save_checkpoint(ckpt, out)
+    return ckpt
+
+
+def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike | None,
           cfg: BuildConfig | None = None, *, progress: bool = True, allow_outside_paths: bool = False,
-          on_start=None) -> RaveCheckpoint:
+          on_start=None, cameras: str | os.PathLike | None = None) -> RaveCheckpoint:
     """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given).
+
+    ``data=None``: no dataset, self-distillation on a camera rig or on the poses of ``cameras``
+    (:func:`build_self`).
 
     ``allow_outside_paths``: see :func:`~rave_viewer.scene.datasets.load_dataset`; ``on_start(builder)`` is
     called once the inputs are loaded, before the first stage (``rave build`` prints its settings there).
@@ -275,6 +337,10 @@ def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLik
     from ..scene.datasets import load_dataset
     from ..scene.ply import read_ply
 
+    if data is None:  # self-distillation: a camera rig (or ``cameras``) instead of a dataset
+        return build_self(ply, out, cfg, cameras=cameras, progress=progress, on_start=on_start)
+    if cameras is not None:
+        raise RaveError("--cameras is for builds without a dataset (the dataset has its own cameras)", cameras)
     cfg = cfg or BuildConfig()
     g = read_ply(ply)
     ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background),
@@ -291,4 +357,4 @@ def build(ply: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLik
     return ckpt
 
 
-__all__ = ["Builder", "build", "downscale_cameras", "prefix_quality", "rd_counts", "rd_table"]
+__all__ = ["Builder", "build", "build_self", "downscale_cameras", "prefix_quality", "rd_counts", "rd_table"]

@@ -14,6 +14,9 @@ Defaults and where they come from:
 * Importance = ||dL/dtheta_i||_2 of L = 0.8 L1 + 0.2 (1 - SSIM) summed over the training views
   (``importance: norm_of_sum``: the paper's formula, also what the authors' code does); ``sum_of_norms`` sums
   per-view gradient norms instead (see importance.py and benchmarks/SELECTION.md for when each wins).
+* Without a dataset (self-distillation) the views are a camera rig around the scene (``rig_*`` keys, see
+  rave/rig.py: 64 views, every ``test_every``-th held out, side sqrt(N) in 128..512 px, 50 degrees, hemisphere
+  for flat scenes) and the targets are the full model's renders.
 * Fine-tuning: quantization-aware, one random training view and one random level per step, levels drawn
   uniformly (paper) or with the authors' weights (``level_sampling: authors``); learning rates are gsplat's
   end-of-schedule values; by default 10 % of the model's training steps (read from the run record ``rave
@@ -52,6 +55,9 @@ MAX_STEPS = 10_000_000  # fine-tuning steps (the paper's are ~3000; 10M is days 
 MAX_CHUNK_SIZE = 1 << 18  # = rave_viewer.codec.container.MAX_CHUNK_SIZE (checked by a test)
 MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
 MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
+MAX_RIG_VIEWS = 10_000  # rig views (each is rendered once as a target and scored at every level)
+RIG_SHAPES = ("auto", "sphere", "hemisphere")  # = rig.SHAPES
+RIG_UPS = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")  # = rig.UPS
 
 
 def _yaml_value_error(e: Exception) -> str:
@@ -140,6 +146,19 @@ class BuildConfig:
     background: list = _f([0.0, 0.0, 0.0], "RGB background behind the Gaussians.", min=0.0, max=1.0, length=3)
     backend: str = _f("auto", "Renderer backend.", choices=BACKENDS)
     seed: int = _f(0, "Seed of the fine-tuning's random views and levels.", min=0, max=MAX_SEED)
+    # -- camera rig (builds without a dataset: self-distillation, rave/rig.py) ----------------------------
+    rig_views: int | None = _f(None, "Rig views without a dataset (every test_every-th is held out for the RD "
+                               "table); empty: 64.", min=1, max=MAX_RIG_VIEWS)
+    rig_size: int | None = _f(None, "Rig image side in pixels (also caps --cameras images); empty: sqrt(N "
+                              "Gaussians) rounded to 32, within 128..512.", min=16, max=4096)
+    rig_fov: float = _f(50.0, "Rig field of view in degrees (square images).", min=1.0, max=170.0)
+    rig_shape: str = _f("auto", "auto: a hemisphere for flat scenes (thin axis < 0.5x the middle one), else a "
+                        "sphere; or sphere / hemisphere.", choices=RIG_SHAPES)
+    rig_up: str = _f("auto", "Up axis of a hemisphere rig: auto (thin axis; the side away from a ground plane, "
+                     "else +z / -y / +x) or +x -x +y -y +z -z.", choices=RIG_UPS)
+    rig_distances: list = _f([0.8, 1.0, 1.3], "Camera distances, cycled over the views, as multiples of the "
+                             "distance at which the content's bounding sphere fills the field of view.",
+                             min=0.05, max=100.0)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -244,6 +263,9 @@ def _check_consistency(cfg: BuildConfig, path) -> None:
     bad = [p for p in cfg.importance_params if not isinstance(p, str) or p not in PARAM_NAMES]
     if bad or not cfg.importance_params:
         raise RaveError(f"config key 'importance_params' must list some of {', '.join(PARAM_NAMES)}", path)
+    rd = cfg.rig_distances
+    if not 1 <= len(rd) <= 16 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rd):
+        raise RaveError("config key 'rig_distances' must be 1..16 numbers", path)
     if cfg.fractions is not None:
         fr = cfg.fractions
         if (not 2 <= len(fr) <= MAX_LEVELS or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in fr)

@@ -18,6 +18,28 @@ context-aware advantage is only measurable with ``sum_of_norms``.
 
 Only the units in ``subset`` are rendered (context-aware scoring); the others have exactly zero gradient and
 therefore score 0. The sum over views (not the mean) only scales every score by the same factor.
+
+Self-distillation (``rave build`` without a dataset, rave/rig.py): the targets are the full model's own renders,
+so wherever the rendered context is the whole model the loss is exactly 0 and so is its gradient (L1's
+subgradient at 0 and SSIM's gradient at identity are 0): the first level-construction pass (it renders G_L),
+the last context-ranking pass (C_L in context G_L: after fine-tuning only the small fine-tuning and quantization
+residual remains, which says nothing about importance), the global ranking and the one-shot levels would rank
+by nothing. There ``full_model_score="blend"`` uses each unit's **accumulated blending weight** instead:
+sum over views and pixels of alpha_i T_i, LightGaussian's "global significance" (Fan et al. 2023, without its
+volume factor): how much of the rendered images each Gaussian actually paints. It never vanishes for a visible
+Gaussian, ranks big opaque visible Gaussians above hidden or transparent ones, and is what the gradient score
+becomes when the model is pruned: dropping unit i changes each pixel by about alpha_i T_i (c_i - what is
+behind). From the second level on the rendered context is a pruned model whose renders differ from the
+targets, so the paper's gradient score applies unchanged.
+
+How the weight is computed (:func:`blending_weight`): the rendered colour is linear in each Gaussian's colour
+c_i with coefficient alpha_i T_i per pixel, so d(sum of image)/d(c_i) = sum_pixels alpha_i T_i exactly. The
+units are rendered with SH DC = 0 and higher SH = 0 (colour 0.5 everywhere: no clamp at 0), and the gradient
+w.r.t. SH DC divided by SH_C0 and the 3 channels is the weight. This is one forward and backward per view
+batch through the normal render path, so it runs on every backend (compiled CPU, reference, gsplat: gsplat
+1.5.3's rasterization returns no per-Gaussian weights in its meta, but its colour gradient is exact), with the
+same alpha clamp (0.999), 1/255 threshold and early stop as the images (tests/rave/test_rave_self_distill.py
+checks it against a brute-force per-pixel sum).
 """
 
 from __future__ import annotations
@@ -33,6 +55,7 @@ from ..scene.cameras import Cameras
 from .units import UnitModel
 
 MODES = ("norm_of_sum", "sum_of_norms")
+FULL_MODEL_SCORES = ("gradient", "blend")
 
 
 def view_losses(img: Tensor, gt: Tensor, lam: float = 0.2) -> Tensor:
@@ -52,6 +75,7 @@ def importance(
     batch: int = 1,
     progress: bool = True,
     desc: str = "importance",
+    full_model_score: str = "gradient",
 ) -> Tensor:
     """[num_units] float64 importance of every unit, rendering only ``subset`` (None = all, int k = first k).
 
@@ -60,7 +84,14 @@ def importance(
         param_names: parameters whose gradients count (default: all).
         transform: applied to the rendered units (e.g. the codec's straight-through quantizer).
         batch: views per render in ``norm_of_sum`` mode (``sum_of_norms`` needs one view per backward).
+        full_model_score: "gradient" (always the gradient score) or "blend" (the accumulated blending weight
+            when ``subset`` renders every unit: self-distillation, see the module docstring).
     """
+    if full_model_score not in FULL_MODEL_SCORES:
+        raise ValueError(f"unknown full-model score {full_model_score!r} (choose from {', '.join(FULL_MODEL_SCORES)})")
+    if full_model_score == "blend" and covers_all(subset, units.num_units):
+        return blending_weight(units, cams, subset=subset, transform=transform, batch=batch, progress=progress,
+                               desc=f"{desc} (blending weight)")
     if accumulate not in MODES:
         raise ValueError(f"unknown importance accumulation {accumulate!r} (choose from {', '.join(MODES)})")
     if cams.images is None or len(cams) == 0:
@@ -88,4 +119,54 @@ def importance(
             bar.update(len(c))
     if accumulate == "norm_of_sum":
         score = units.unit_scores(dict(zip(names, acc))).cpu()
+    return score
+
+
+def covers_all(subset, n: int) -> bool:
+    """Whether ``subset`` (None, int k, index or bool tensor) selects every one of ``n`` units."""
+    if subset is None:
+        return True
+    if isinstance(subset, int):
+        return subset >= n
+    subset = torch.as_tensor(subset)
+    if subset.dtype == torch.bool:
+        return bool(subset.all()) and subset.numel() == n
+    return subset.numel() >= n and torch.unique(subset).numel() == n
+
+
+def blending_weight(
+    units: UnitModel,
+    cams: Cameras,
+    *,
+    subset=None,
+    transform: Callable | None = None,
+    batch: int = 1,
+    progress: bool = True,
+    desc: str = "blending weight",
+) -> Tensor:
+    """[num_units] float64 sum over ``cams`` and their pixels of alpha_i T_i (units outside ``subset``: 0).
+
+    Needs per-unit colour parameters ``sh0`` [N, 1, 3] (and ``shN``); images are not needed (see the module
+    docstring for the gradient identity it uses).
+    """
+    from ..render.sh import SH_C0
+
+    base = units.params()
+    if "sh0" not in base:
+        raise ValueError("the blending-weight score needs per-unit colour parameters ('sh0')")
+    leaves = {k: v.detach() for k, v in base.items()}
+    dc = torch.zeros_like(leaves["sh0"]).requires_grad_(True)
+    leaves["sh0"] = dc
+    if "shN" in leaves:
+        leaves["shN"] = torch.zeros_like(leaves["shN"])
+    score = torch.zeros(units.num_units, dtype=torch.float64)
+    n = len(cams)
+    with tqdm(total=n, desc=desc, unit="view", disable=not progress, leave=False) as bar:
+        for s in range(0, n, max(1, int(batch))):
+            c = cams[list(range(s, min(s + batch, n)))]
+            img = units.render(c, subset, params=leaves, transform=transform)
+            (g,) = torch.autograd.grad(img.sum(), [dc], allow_unused=True)
+            if g is not None:
+                score += g.detach().double().sum(dim=(1, 2)).cpu() / (3.0 * SH_C0)
+            bar.update(len(c))
     return score

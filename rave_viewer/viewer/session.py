@@ -225,8 +225,11 @@ class Session:
 
 
 # -- readouts -----------------------------------------------------------------------------------------------
-def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None) -> list[tuple[str, str]]:
-    """(label, value) rows of the live readout table."""
+def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None,
+                 targets: str = "photos") -> list[tuple[str, str]]:
+    """(label, value) rows of the live readout table; ``targets="self"`` (``meta["targets"]`` of a checkpoint
+    built without a dataset) labels the PSNR rows "vs the full model": its test views are renders, not photos."""
+    vs = " vs the full model" if targets == "self" else ""
     rows = []
     if sel.mode is not None and sel.target is not None:
         if sel.mode == "rate":
@@ -234,16 +237,16 @@ def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None)
         elif sel.mode == "count":
             rows.append(("Target count", f"{fmt_int(round(sel.target))} Gaussians"))
         else:
-            rows.append(("Target PSNR", f"{sel.target:.2f} dB"))
+            rows.append((f"Target PSNR{vs}", f"{sel.target:.2f} dB"))
     if sel.nbytes is not None:
         rows.append(("Encoded size", f"{fmt_bytes(sel.nbytes)} ({fmt_int(sel.nbytes)} bytes)"))
     rows.append(("Gaussians", f"{fmt_int(sel.k)} of {fmt_int(sel.n)} ({100 * sel.share:.1f} %)"))
     if sel.level is not None:
         rows.append(("Level", f"{sel.level} of {sel.n_levels}"))
     if sel.psnr is not None:
-        rows.append(("PSNR, test mean", f"{sel.psnr:.2f} dB"))
+        rows.append((f"PSNR{vs}, test mean", f"{sel.psnr:.2f} dB"))
     if view_name is not None:
-        rows.append((f"PSNR, {view_name}", "…" if view_psnr is None else f"{view_psnr:.2f} dB"))
+        rows.append((f"PSNR{vs}, {view_name}", "…" if view_psnr is None else f"{view_psnr:.2f} dB"))
     return rows
 
 
