@@ -318,7 +318,14 @@ def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) ->
 def _open_ply(path: Path) -> ViewSource:
     from ..scene.ply import read_ply
 
-    return ViewSource(path=path, kind="ply", gaussians=read_ply(path), note=PLY_NOTE)
+    with warnings.catch_warnings(record=True) as caught:  # repairs, drops, ignored extras: shown in the panel
+        warnings.simplefilter("always")
+        g = read_ply(path)
+    note = PLY_NOTE
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)  # still a warning for the terminal (one line)
+        note = f"{note} Warning: {' '.join(str(w.message).split())}."
+    return ViewSource(path=path, kind="ply", gaussians=g, note=note)
 
 
 def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:

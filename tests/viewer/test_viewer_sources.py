@@ -176,3 +176,16 @@ def test_default_start_is_the_knee_not_the_full_model(ckpt_source):
 def test_default_start_without_rd_is_the_full_model_when_small(scene_files):
     src = open_source(scene_files["rave"])
     assert src.default_k() == src.n  # 1,500 Gaussians: far below START_MAX_GAUSSIANS
+
+
+def test_ply_repairs_are_shown_in_the_panel_note(tmp_path, scene_files):
+    """A PLY from another tool with bad values: the reader's one warning line also reaches the viewer's note."""
+    from plyfile import PlyData, PlyElement
+
+    v = PlyData.read(str(scene_files["ply"]))["vertex"].data.copy()
+    v["x"][:3] = np.nan
+    p = tmp_path / "bad.ply"
+    PlyData([PlyElement.describe(v, "vertex")], byte_order="<").write(str(p))
+    with pytest.warns(UserWarning, match="3 of 1,500 Gaussians dropped"):
+        src = open_source(p)
+    assert src.n == 1497 and "3 of 1,500 Gaussians dropped" in src.note
