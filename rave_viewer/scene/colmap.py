@@ -40,8 +40,9 @@ CAMERA_MODELS: dict[int, tuple[str, int]] = {
     11: ("RAD_TAN_THIN_PRISM_FISHEYE", 16),
 }
 MODEL_IDS = {name: (i, n) for i, (name, n) in CAMERA_MODELS.items()}
-#: Models we turn into pinhole intrinsics (distortion, if any, is ignored).
-SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV")
+#: Models we read: pinhole intrinsics plus (the last four) OpenCV-style distortion, which the dataset
+#: loader undistorts (:mod:`.undistort`). Fisheye and other models are refused.
+SUPPORTED_MODELS = ("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV")
 #: Largest camera width or height accepted (pixels); a larger value is a corrupt file, not a camera.
 MAX_CAMERA_SIZE = 1 << 20
 # Smallest record of each binary list (bytes), so a declared count can be checked against the file size.
@@ -68,7 +69,7 @@ class ColmapCamera:
         p = self.params
         if self.model in SUPPORTED_MODELS and (
             len(p) != MODEL_IDS[self.model][1] or not np.isfinite(p).all() or p[0] <= 0
-            or (self.model in ("PINHOLE", "OPENCV") and p[1] <= 0)
+            or (self.model in ("PINHOLE", "OPENCV", "FULL_OPENCV") and p[1] <= 0)
         ):
             raise RaveError(
                 f"camera {self.id}: {self.model} needs {MODEL_IDS[self.model][1]} finite parameters with "
@@ -78,7 +79,7 @@ class ColmapCamera:
         if self.model in ("SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL"):
             fx = fy = p[0]
             cx, cy = p[1], p[2]
-        elif self.model in ("PINHOLE", "OPENCV"):
+        elif self.model in ("PINHOLE", "OPENCV", "FULL_OPENCV"):
             fx, fy, cx, cy = p[:4]
         else:
             raise RaveError(
@@ -91,7 +92,7 @@ class ColmapCamera:
     @property
     def distortion(self) -> np.ndarray:
         """Distortion parameters (empty for pinhole models)."""
-        skip = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 3, "RADIAL": 3, "OPENCV": 4}
+        skip = {"SIMPLE_PINHOLE": 3, "PINHOLE": 4, "SIMPLE_RADIAL": 3, "RADIAL": 3, "OPENCV": 4, "FULL_OPENCV": 4}
         return self.params[skip.get(self.model, len(self.params)) :]
 
 

@@ -18,6 +18,13 @@ Conventions (those of 3DGS / gsplat):
   ``background``; all images of a split must have the same size.
 * ``scene_scale`` = 1.1 x the largest distance of a training camera centre from their mean (3DGS's
   ``getNerfppNorm``), or 1.0 when all cameras coincide.
+* Lens distortion (COLMAP SIMPLE_RADIAL, RADIAL, OPENCV, FULL_OPENCV; transforms.json's k1 k2 k3 p1 p2,
+  global or per frame): the photos are undistorted to pinhole cameras (:mod:`.undistort`) at their file
+  resolution, before the downscale, and each view's ``K`` is then the undistorted camera's: same image
+  size, focal length and principal point chosen so every pixel sees the photo (no black border to bias
+  training; the field of view changes by a few percent). One ``note:`` line on stderr says so (also kept in
+  ``Dataset.notes``). ``undistort=False`` keeps the photos and the distorted cameras' K (a pinhole fit,
+  with one warning). Fisheye models are refused.
 
 Untrusted input (a dataset someone shared): every image and point-cloud path must resolve, symlinks
 included, inside the dataset folder (``allow_outside_paths=True`` lifts this), so a dataset cannot pull
@@ -33,10 +40,12 @@ import json
 import math
 import numbers
 import os
+import sys
 import threading
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -47,6 +56,7 @@ from torch import Tensor
 from ..errors import RaveError
 from .cameras import Cameras
 from .colmap import _show, find_model_files, read_model
+from .undistort import Distortion, DistortionError, Remap, undistorted_K
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG", ".webp", ".tif", ".tiff")
 _OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -72,6 +82,7 @@ class Dataset:
         points: [P, 3] float32 initial points (COLMAP points3D, or points3d.ply beside transforms.json), or None.
         point_colors: [P, 3] float32 colours in [0, 1] (None exactly when ``points`` is None).
         scene_scale: 1.1 x radius of the training camera centres around their mean.
+        notes: what loading did that a user should know (the undistortion line), one line each.
     """
 
     root: Path
@@ -80,6 +91,7 @@ class Dataset:
     points: Tensor | None
     point_colors: Tensor | None
     scene_scale: float
+    notes: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         pts = "none" if self.points is None else str(len(self.points))
@@ -100,6 +112,10 @@ class _View:
     source: Path  # the file that lists this view (transforms*.json, COLMAP images file), for messages
     label: str  # how messages name the view ("frame 3 ('./train/r_3')", "image 'a.png'")
     prescaled: bool = False  # image already downscaled on disk (COLMAP images_{d}/)
+    distortion: Distortion | None = None  # lens distortion of the photo (None: pinhole)
+    lens: str = ""  # how messages name the lens model (COLMAP's model name; "OPENCV" for transforms.json)
+    lens_source: Path | None = None  # the file defining the lens, when not ``source`` (COLMAP cameras file)
+    undistort: tuple | None = None  # set by _probe_split: (K of the file, undistorted K of the file, fw, fh)
 
 
 class _Paths:
@@ -177,14 +193,16 @@ def load_dataset(
     test_every: int = 8,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     allow_outside_paths: bool = False,
+    undistort: bool = True,
 ) -> Dataset:
     """Load a COLMAP or NeRF/Blender dataset folder (see the module docstring for every convention).
 
     ``path`` is the dataset folder (or a ``transforms*.json`` file). COLMAP is recognised by
     ``sparse/0/`` or ``sparse/`` holding ``cameras.bin``/``cameras.txt`` with images in ``images/``; it is
     preferred when a folder also has a transforms.json. Image and point-cloud paths that resolve outside the
-    dataset folder (``..``, absolute paths, symlinks) are refused unless ``allow_outside_paths``. Problems
-    raise :class:`RaveError` naming the file.
+    dataset folder (``..``, absolute paths, symlinks) are refused unless ``allow_outside_paths``. Photos
+    with lens distortion are undistorted unless ``undistort=False`` (then the distortion is ignored, with a
+    warning). Problems raise :class:`RaveError` naming the file.
     """
     downscale = _as_int(downscale, "downscale", 1, MAX_DOWNSCALE)
     test_every = _as_int(test_every, "test_every", 0)
@@ -223,17 +241,42 @@ def load_dataset(
             train_v, test_v = views, []
     if not train_v:
         raise RaveError("the dataset has no training images", root)
+    distorted = [v for v in (*train_v, *test_v) if v.distortion is not None]
+    if distorted and not undistort:
+        d = distorted[0]
+        warnings.warn(
+            f"{d.lens_source or d.source}: {len(distorted)} photos have lens distortion ({d.lens} "
+            f"{d.distortion.describe()}); it is ignored (undistort=False: pinhole model used)",
+            stacklevel=2,
+        )
+        for v in distorted:
+            v.distortion = None
 
     # Headers first: sizes, intrinsics and memory are checked before any pixel is decoded.
     probes = [(_probe_split(v, downscale, s), v, s) for v, s in ((train_v, "train"), (test_v, "test")) if v]
     _check_memory([(len(v), size) for (size, _), v, _ in probes], downscale, root)
-    splits = [_load_split(v, size, Ks, downscale, bg, s) for (size, Ks), v, s in probes]
+    remaps = _Remaps()
+    splits = [_load_split(v, size, Ks, downscale, bg, s, remaps) for (size, Ks), v, s in probes]
     train = splits[0]
     test = splits[1] if len(splits) > 1 else _empty_cameras(train)
     centers = np.stack([np.linalg.inv(v.viewmat)[:3, 3] for v in train_v])  # finite in float32 (_pose)
     radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
     scene_scale = 1.1 * radius if radius > 1e-12 else 1.0
-    return Dataset(root, train, test, points, colors, scene_scale)
+    notes = [_undistortion_note(root, distorted)] if distorted and undistort else []
+    for line in notes:
+        print(f"note: {line}", file=sys.stderr)
+    return Dataset(root, train, test, points, colors, scene_scale, notes)
+
+
+def _undistortion_note(root: Path, views: list[_View]) -> str:
+    """One line for the whole dataset: how many photos were undistorted, with which lens, what K became."""
+    lenses = sorted({f"{v.lens} {v.distortion.describe()}" for v in views})
+    what = lenses[0] if len(lenses) == 1 else f"{len(lenses)} lens models"
+    zoom = [v.undistort[1][0, 0] / v.undistort[0][0, 0] for v in views if v.undistort is not None]
+    lo, hi = min(zoom), max(zoom)
+    z = f"{lo:.3f}" if abs(hi - lo) < 5e-4 else f"{lo:.3f}..{hi:.3f}"
+    return (f"{root}: undistorted {len(views)} photos ({what}) to pinhole cameras; focal length x{z} so that "
+            "every pixel sees the photo")
 
 
 def _as_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
@@ -297,22 +340,16 @@ def _colmap_views(root: Path, sparse: Path, downscale: int, paths: _Paths):
         img_dir = scaled_dir
     elif not img_dir.is_dir():
         raise RaveError("COLMAP dataset has no images/ folder", root)
-    warned: set[int] = set()
     views = []
     for im in model.images.values():
         cam = model.cameras[im.camera_id]
         K = cam.K(source=cams_file)  # raises for unsupported models and bad parameters
-        if cam.id not in warned and np.any(cam.distortion != 0):
-            warned.add(cam.id)
-            warnings.warn(
-                f"{sparse}: camera {cam.id} ({cam.model}) has lens distortion {cam.distortion.tolist()}; it is "
-                "ignored (pinhole model used); undistort with `colmap image_undistorter` for accurate results",
-                stacklevel=3,
-            )
+        dist = Distortion.from_colmap(cam.model, cam.params)
         label = f"image {im.id} ({_show(im.name, 200)})"
         path = paths.join(img_dir, im.name, label, imgs_file)
         viewmat = _pose(im.viewmat(), label, imgs_file)
-        views.append(_View(im.name, path, viewmat, _scaled_K(K, cam.width, cam.height), imgs_file, label, prescaled))
+        views.append(_View(im.name, path, viewmat, _scaled_K(K, cam.width, cam.height), imgs_file, label, prescaled,
+                           None if dist is None or dist.is_zero else dist, cam.model, cams_file))
     _unique(views)
     points = colors = None
     if len(model.points):
@@ -408,10 +445,6 @@ def _frame_intrinsics(meta: dict, frame: dict, where: str, src: Path) -> Callabl
     for key, angle in (("camera_angle_x", ax), ("camera_angle_y", ay)):
         if angle is not None and angle >= math.pi:
             raise RaveError(f"{where}key '{key}' must be a field of view in radians below pi, got {angle!r}", src)
-    for k in ("k1", "k2", "k3", "p1", "p2"):
-        if _number(frame, k, where, src) or _number(meta, k, "", src):
-            warnings.warn(f"{src}: lens distortion ('{k}') is ignored (pinhole model used)", stacklevel=4)
-            break
 
     def fn(file_w: int, file_h: int) -> np.ndarray:
         W = w if w is not None else float(file_w)
@@ -425,6 +458,29 @@ def _frame_intrinsics(meta: dict, frame: dict, where: str, src: Path) -> Callabl
         return np.diag([file_w / W, file_h / H, 1.0]) @ K
 
     return fn
+
+
+#: transforms.json camera models that are not a pinhole with OpenCV distortion (nerfstudio's names).
+_FISHEYE_MODELS = ("OPENCV_FISHEYE", "FISHEYE", "EQUIRECTANGULAR", "FISHEYE624")
+
+
+def _frame_distortion(meta: dict, frame: dict, where: str, src: Path) -> Distortion | None:
+    """The frame's lens distortion (k1 k2 k3 p1 p2, per frame or global), None for a pinhole."""
+
+    def get(key: str) -> float:
+        v = _number(frame, key, where, src) if key in frame else _number(meta, key, "", src)
+        return 0.0 if v is None else v
+
+    model = frame.get("camera_model", meta.get("camera_model"))
+    if isinstance(model, str) and model.upper() in _FISHEYE_MODELS:
+        raise RaveError(f"{where}camera_model {_show(model)} is not supported (pinhole cameras with OpenCV "
+                        "distortion k1 k2 k3 p1 p2 only)", src)
+    for k in ("k4", "k5", "k6"):
+        if get(k):
+            raise RaveError(f"{where}key '{k}' is not supported (fisheye or higher-order lens model); "
+                            "lens distortion is read from k1 k2 k3 p1 p2", src)
+    dist = Distortion(k1=get("k1"), k2=get("k2"), p1=get("p1"), p2=get("p2"), k3=get("k3"))
+    return None if dist.is_zero else dist
 
 
 def _json_views(src: Path, root: Path, paths: _Paths, allow_empty: bool = False) -> tuple[list[_View], dict]:
@@ -456,13 +512,14 @@ def _json_views(src: Path, root: Path, paths: _Paths, allow_empty: bool = False)
         if viewmat is None:
             raise RaveError(f"{where}key 'transform_matrix' must be an invertible 4x4 matrix of numbers", src)
         K_fn = _frame_intrinsics(meta, frame, where, src)
+        dist = _frame_distortion(meta, frame, where, src)
         path = _find_image(src.parent, fp, paths, label, src)
         viewmat = _pose(viewmat, label, src)
         try:
             name = path.relative_to(root).as_posix()
         except ValueError:
             name = path.as_posix()
-        views.append(_View(name, path, viewmat, K_fn, src, label))
+        views.append(_View(name, path, viewmat, K_fn, src, label, distortion=dist, lens="OPENCV"))
     if not views and not allow_empty:
         raise RaveError("no frames (the 'frames' list is empty)", src)
     return _unique(views), meta
@@ -524,8 +581,14 @@ def read_points_ply(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
             if np.issubdtype(c.dtype, np.integer):
                 c = c.astype(np.float32) / float(np.iinfo(c.dtype).max)
             with np.errstate(all="ignore"):
-                cols.append(np.clip(np.nan_to_num(c.astype(np.float32)), 0.0, 1.0))
+                cols.append(c.astype(np.float32))
         rgb = np.stack(cols, axis=1)
+        bad = int((~np.isfinite(rgb)).any(axis=1).sum())
+        if bad:
+            warnings.warn(f"{path}: {bad} of {len(rgb)} points have NaN/inf colours; NaN and -inf set to 0, "
+                          "+inf to 1", stacklevel=2)
+        with np.errstate(all="ignore"):
+            rgb = np.clip(np.nan_to_num(rgb), 0.0, 1.0)
     else:
         rgb = np.full_like(xyz, 0.5)
     del data  # release the memory map
@@ -649,6 +712,7 @@ def downscale_image(img: np.ndarray, factor: int) -> np.ndarray:
 def _probe_split(views: list[_View], downscale: int, split: str) -> tuple[tuple[int, int], np.ndarray]:
     """((width, height) after downscale, [n, 3, 3] Ks) from the image headers: sizes checked, nothing decoded."""
     Ks = np.zeros((len(views), 3, 3))
+    new_K: dict[tuple, np.ndarray] = {}  # undistorted intrinsics per (K, lens, file size)
     size: tuple[int, int] | None = None
     first = views[0]
     for i, v in enumerate(views):
@@ -672,6 +736,16 @@ def _probe_split(views: list[_View], downscale: int, split: str) -> tuple[tuple[
                 f"({_show(K.tolist())})",
                 v.source,
             )
+        if v.distortion is not None:
+            K_file = v.intrinsics(fw, fh)
+            key = (K_file.tobytes(), v.distortion, fw, fh)
+            if key not in new_K:
+                try:
+                    new_K[key] = undistorted_K(K_file, v.distortion, fw, fh)
+                except DistortionError as e:
+                    raise RaveError(f"{v.label} ({v.lens} camera): {e}", v.lens_source or v.source) from None
+            v.undistort = (K_file, new_K[key], fw, fh)
+            K = np.diag([w / fw, h / fh, 1.0]) @ new_K[key]
         Ks[i] = K
     assert size is not None
     return size, Ks
@@ -697,13 +771,47 @@ def _check_memory(splits: list[tuple[int, tuple[int, int]]], downscale: int, roo
         )
 
 
-def _load_view(view: _View, downscale: int, background: np.ndarray) -> np.ndarray:
+class _Remaps:
+    """Undistortion maps shared by the views of one camera (built once, by one thread), bounded in memory."""
+
+    BUDGET = 256 << 20  # bytes of maps kept (about 16 bytes per pixel)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._maps: OrderedDict[tuple, Remap] = OrderedDict()
+
+    def get(self, view: _View) -> Remap:
+        K_file, K_new, fw, fh = view.undistort
+        key = (K_file.tobytes(), K_new.tobytes(), view.distortion, fw, fh)
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._maps:
+                    self._maps.move_to_end(key)
+                    return self._maps[key]
+            remap = Remap(K_file, view.distortion, K_new, fw, fh)
+            with self._lock:
+                self._maps[key] = remap
+                while len(self._maps) > 1 and sum(16 * m.width * m.height for m in self._maps.values()) > self.BUDGET:
+                    self._maps.popitem(last=False)
+            return remap
+
+
+def _load_view(view: _View, downscale: int, background: np.ndarray, remaps: _Remaps | None = None) -> np.ndarray:
     img = load_image(view.path, background)
+    if view.undistort is not None and remaps is not None:
+        fw, fh = view.undistort[2:]
+        if img.shape[:2] != (fh, fw):  # the file changed since its header was read
+            raise RaveError(f"image is {img.shape[1]}x{img.shape[0]} after decoding, expected {fw}x{fh}", view.path)
+        img = remaps.get(view)(img)
     return img if view.prescaled else downscale_image(img, downscale)
 
 
 def _load_split(
-    views: list[_View], size: tuple[int, int], Ks: np.ndarray, downscale: int, background: np.ndarray, split: str
+    views: list[_View], size: tuple[int, int], Ks: np.ndarray, downscale: int, background: np.ndarray, split: str,
+    remaps: _Remaps | None = None,
 ) -> Cameras:
     from tqdm import tqdm
 
@@ -713,7 +821,7 @@ def _load_split(
     pool = ThreadPoolExecutor(workers)
     bar = None
     try:
-        results = pool.map(lambda v: _load_view(v, downscale, background), views)
+        results = pool.map(lambda v: _load_view(v, downscale, background, remaps), views)
         bar = tqdm(results, total=n, desc=f"loading {split} images", unit="img", disable=None, leave=False)
         for i, img in enumerate(bar):
             if img.shape[:2] != (h, w):  # the file changed since its header was read

@@ -11,8 +11,20 @@ Output layout of :func:`generate_scene`::
     images/r_000.png ...        RGB 8-bit, one per view (test views: index % 8 == 0)
     transforms_train.json       NeRF/Blender convention: c2w "transform_matrix" in OpenGL camera axes
     transforms_test.json        (x right, y up, z backward), camera_angle_x, fl_x fl_y cx cy w h
-    points3d.ply                coloured points on surfaces seen by the training views (x y z nx ny nz rgb)
-    scene.json                  the recipe (preset, seed, sizes, generator version, objects)
+                                (+ camera_model "OPENCV", k1 k2 k3 p1 p2 with a distorting lens)
+    points3d.ply                coloured points on surfaces seen by the training views (x y z nx ny nz rgb);
+                                absent with n_points=0 (a capture without a point cloud)
+    sparse/0/*.bin              only with colmap=True: the same cameras (PINHOLE, SIMPLE_RADIAL, RADIAL,
+                                OPENCV or FULL_OPENCV), poses and points as a COLMAP model
+    scene.json                  the recipe (preset, seed, sizes, lens, noise, generator version, objects)
+
+Real captures are harder than clean renders: a lens distorts (OpenCV model, see
+:mod:`~rave_viewer.scene.undistort`), photos are noisy, views are few and there is no point cloud.
+:data:`HARD_CAPTURE` renders such a dataset, so what training and building do on phone captures can be
+studied (and tested) on data whose ground truth is known: the same seed without the lens gives the
+undistorted "twin" of every photo. With a lens, each jittered sample is a *distorted* image position; its
+ray is that of the undistorted position (the model inverted per sample by Newton's method, as OpenCV's
+``undistortPoints``), so each pixel is exactly what that lens would capture.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,9 +45,16 @@ from tqdm.auto import tqdm
 
 from ..errors import RaveError
 from .cameras import look_at
+from .undistort import Distortion, colmap_camera
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: lens distortion, photo noise, optional COLMAP model, no points3d.ply for 0 points
 PRESETS = ("objects", "ground")
+#: A "hard capture" like a phone's (a lens with barrel distortion, few views, no point cloud, photo noise):
+#: ``generate_scene(out, **HARD_CAPTURE)``, ``rave generate --capture hard``. Explicit arguments override it.
+HARD_CAPTURE = {"distortion": (-0.12, 0.03, 0.002, -0.0015), "noise": 0.02, "n_views": 32, "n_points": 0,
+                "fov_deg": 60.0}
+CAPTURES = {"clean": {}, "hard": HARD_CAPTURE}
+TEMP_PREFIX = ".rave-"  # temp folders beside the output (short: the output's own name may be 250 characters)
 TEST_EVERY = 8
 EPS = 1e-6  # minimum ray distance
 SHADOW_OFFSET = 1e-4  # shadow-ray origins are pushed this far along the normal
@@ -440,10 +460,14 @@ class ProceduralScene:
         return {"rgb": np.clip(rgb, 0.0, 1.0), "hit": hit, "points": p, "normals": n}
 
     def render(self, viewmat: Array, K: Array, width: int, height: int, samples_per_pixel: int = 4,
-               rng: np.random.Generator | None = None) -> tuple[Array, dict[str, Array]]:
+               rng: np.random.Generator | None = None,
+               distortion: Distortion | None = None) -> tuple[Array, dict[str, Array]]:
         """Render one view with ``samples_per_pixel`` jittered rays per pixel (stratified when a square).
 
         viewmat: [4, 4] world-to-camera (OpenCV axes); K: [3, 3] intrinsics (pixel centres at +0.5).
+        distortion: the lens (OpenCV model); each sample position is a *distorted* image point, and its ray
+        is that of the undistorted point (the model inverted per sample by Newton's method), so the image
+        is what that lens captures. RaveError when the model cannot be inverted over the image.
         Returns (image [H, W, 3] float64 in [0, 1], per-ray dict as in :meth:`shade` with leading
         shape [H, W, S]; sample 0 of each pixel is a plain point on the surface seen through the pixel).
         """
@@ -461,8 +485,13 @@ class ProceduralScene:
                 jx, jy = rng.random((height, width, s)), rng.random((height, width, s))
         u = np.arange(width)[None, :, None] + jx
         v = np.arange(height)[:, None, None] + jy
-        x = (u - K[0, 2]) / K[0, 0]
-        y = (v - K[1, 2]) / K[1, 1]
+        x = np.broadcast_to((u - K[0, 2]) / K[0, 0], (height, width, s))
+        y = np.broadcast_to((v - K[1, 2]) / K[1, 1], (height, width, s))
+        if distortion is not None and not distortion.is_zero:
+            x, y, ok = distortion.undistort_points(x, y)
+            if not ok.all():
+                raise RaveError(f"lens distortion ({distortion.describe()}) cannot be inverted over a "
+                                f"{width}x{height} image at this field of view (the model folds or is too strong)")
         dc = np.stack([x, y, np.ones_like(x)], axis=-1).reshape(-1, 3)
         c2w = np.linalg.inv(viewmat)
         d = _normalize(_mm(dc, c2w[:3, :3].T))
@@ -647,6 +676,53 @@ def _write_points(path: Path, pts: Array, normals: Array, colors: Array) -> None
     PlyData([PlyElement.describe(v, "vertex")], text=False, byte_order="<").write(str(path))
 
 
+def _lens(distortion) -> Distortion | None:
+    """The lens of a ``distortion`` argument (None or all-zero coefficients: an ideal pinhole)."""
+    if distortion is None:
+        return None
+    try:
+        lens = distortion if isinstance(distortion, Distortion) else Distortion.opencv(distortion)
+    except (TypeError, ValueError) as e:
+        raise RaveError(f"distortion: {e}") from None
+    if not lens.is_finite:
+        raise RaveError(f"distortion coefficients must be finite numbers, got {lens.describe()}")
+    return None if lens.is_zero else lens
+
+
+def _check_lens(lens: Distortion, K: Array, width: int, height: int) -> None:
+    """RaveError unless ``lens`` inverts over the whole image (checked on its outline before any rendering)."""
+    n = 257
+    t = np.linspace(0.0, 1.0, n)
+    u = np.concatenate([t * width, t * width, np.zeros(n), np.full(n, float(width))])
+    v = np.concatenate([np.zeros(n), np.full(n, float(height)), t * height, t * height])
+    _, _, ok = lens.undistort_points((u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1])
+    if not ok.all():
+        raise RaveError(f"lens distortion ({lens.describe()}) cannot be inverted over a {width}x{height} image at "
+                        "this field of view (the model folds or is too strong); use smaller coefficients")
+
+
+def _write_colmap(folder: Path, K: Array, lens: Distortion | None, width: int, height: int, w2cs: Array,
+                  pts: Array, cols: Array) -> None:
+    """The dataset as a COLMAP binary model: one camera (simplest model for ``lens``), poses, points."""
+    from .colmap import (
+        ColmapCamera,
+        ColmapImage,
+        ColmapModel,
+        rotmat_to_qvec,
+        write_colmap_binary,
+    )
+
+    model_name, params = colmap_camera(K, lens)
+    m = ColmapModel()
+    m.cameras[1] = ColmapCamera(1, model_name, width, height, np.array(params, dtype=np.float64))
+    for i, w2c in enumerate(w2cs):
+        m.images[i + 1] = ColmapImage(i + 1, rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3].copy(), 1, f"r_{i:03d}.png")
+    m.points = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
+    m.colors = np.asarray(cols, dtype=np.uint8).reshape(-1, 3)
+    folder.mkdir(parents=True)
+    write_colmap_binary(m, folder)
+
+
 def _to_uint8(img: Array) -> Array:
     return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -654,14 +730,20 @@ def _to_uint8(img: Array) -> Array:
 def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views: int = 64, width: int = 128,
                    height: int = 128, seed: int = 0, fov_deg: float = 50.0, radius: float | None = None,
                    samples_per_pixel: int = 4, n_points: int = 10000, overwrite: bool = False,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, distortion: Distortion | Sequence[float] | None = None,
+                   noise: float = 0.0, colmap: bool = False) -> Path:
     """Render a seeded procedural scene into ``out_dir`` as a NeRF-style dataset (layout in the module doc).
 
     ``radius`` is the camera distance from the scene centre (None: the preset's default); ``fov_deg`` the
     horizontal field of view. Test views are those with index % 8 == 0. ``n_points`` points for
-    initialisation are sampled on surfaces seen by the training views. The dataset is written into a temp
-    directory beside ``out_dir`` and renamed into place at the end; an existing non-empty ``out_dir`` is
-    replaced only with ``overwrite=True``. Returns the output path.
+    initialisation are sampled on surfaces seen by the training views (0: no points3d.ply at all, as a
+    capture without a point cloud). ``distortion``: a lens (OpenCV coefficients k1, k2, p1, p2[, k3], or a
+    :class:`~rave_viewer.scene.undistort.Distortion`) the photos are rendered through, written to the
+    transforms files (k1 k2 k3 p1 p2) and COLMAP cameras. ``noise``: standard deviation of Gaussian photo
+    noise (in [0, 1] units, seeded per view) added before 8-bit rounding. ``colmap``: also write the
+    cameras, poses and points as a COLMAP model in sparse/0/ (which loaders prefer). The dataset is written
+    into a temp directory beside ``out_dir`` and renamed into place at the end; an existing non-empty
+    ``out_dir`` is replaced only with ``overwrite=True``. Returns the output path.
     """
     out = Path(out_dir)
     if preset not in PRESETS:
@@ -678,12 +760,17 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
         raise RaveError(f"camera radius must be positive, got {radius}")
     if n_points < 0:
         raise RaveError(f"number of points must be >= 0, got {n_points}")
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and 0.0 <= noise <= 1.0):
+        raise RaveError(f"photo noise must be a standard deviation in 0..1, got {noise!r}")
+    lens = _lens(distortion)
     _check_out_dir(out, overwrite)
 
     scene = build_scene(preset, seed)
     radius = float(scene.camera_radius if radius is None else radius)
     fov_x = math.radians(fov_deg)
     K = pinhole(width, height, fov_x)
+    if lens is not None:
+        _check_lens(lens, K, width, height)
     w2cs = camera_poses(n_views, radius, scene.center, scene.elevation_deg, seed)
     is_test = [i % TEST_EVERY == 0 for i in range(n_views)]
     n_train = n_views - sum(is_test)
@@ -691,7 +778,7 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=out.parent))
     except OSError as e:
         raise RaveError(f"cannot create the output directory: {e.strerror or e}", out) from None
     try:
@@ -702,7 +789,9 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
         def render_one(i: int) -> tuple[Array, Array | None, Array | None, Array | None]:
             """Image (uint8) and, for training views, up to ``per_view`` surface samples of view i."""
             img, rays = scene.render(w2cs[i], K, width, height, samples_per_pixel,
-                                     np.random.default_rng([int(seed), 1, i]))
+                                     np.random.default_rng([int(seed), 1, i]), distortion=lens)
+            if noise:
+                img = img + np.random.default_rng([int(seed), 6, i]).normal(0.0, float(noise), img.shape)
             if is_test[i] or not per_view:
                 return _to_uint8(img), None, None, None
             hit = np.flatnonzero(rays["hit"][:, :, 0].reshape(-1))
@@ -711,7 +800,9 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
                     rays["normals"][:, :, 0].reshape(-1, 3)[take], _to_uint8(rays["rgb"][:, :, 0].reshape(-1, 3)[take]))
 
         # Views are independent (own RNG streams), so threads (numpy releases the GIL) keep the output identical.
-        with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        # On an error or a signal the queued views are cancelled, not rendered before the cleanup.
+        pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        try:
             results = pool.map(render_one, range(n_views))
             for i, (img, p, n, c) in enumerate(tqdm(results, total=n_views, desc=f"generate {preset}",
                                                     unit="view", disable=not progress)):
@@ -724,8 +815,12 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
                     pts.append(p)
                     nrm.append(n)
                     cols.append(c)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         cam = {"camera_angle_x": fov_x, "fl_x": K[0, 0], "fl_y": K[1, 1], "cx": K[0, 2], "cy": K[1, 2],
                "w": width, "h": height}
+        if lens is not None:
+            cam.update(camera_model="OPENCV", **lens.to_json())  # nerfstudio's keys
         for split in ("train", "test"):
             (tmp / f"transforms_{split}.json").write_text(json.dumps({**cam, "frames": frames[split]}, indent=2))
         pts_a = np.concatenate(pts) if pts else np.zeros((0, 3))
@@ -734,13 +829,18 @@ def generate_scene(out_dir: str | os.PathLike, preset: str = "objects", n_views:
         if len(pts_a) > n_points:
             keep = np.sort(np.random.default_rng([int(seed), 3]).choice(len(pts_a), n_points, replace=False))
             pts_a, nrm_a, col_a = pts_a[keep], nrm_a[keep], col_a[keep]
-        _write_points(tmp / "points3d.ply", pts_a, nrm_a, col_a)
+        if n_points:
+            _write_points(tmp / "points3d.ply", pts_a, nrm_a, col_a)
+        if colmap:
+            _write_colmap(tmp / "sparse" / "0", K, lens, width, height, w2cs, pts_a, col_a)
         recipe = {
             "generator": "rave_viewer.scene.procedural", "generator_version": GENERATOR_VERSION,
             "preset": preset, "seed": int(seed), "n_views": n_views, "width": width, "height": height,
             "fov_deg": fov_deg, "radius": radius, "samples_per_pixel": samples_per_pixel,
             "n_points": int(len(pts_a)), "test_every": TEST_EVERY, "n_train": n_train,
-            "n_test": n_views - n_train, "center": scene.center.tolist(),
+            "n_test": n_views - n_train, "point_cloud": bool(n_points), "colmap": bool(colmap),
+            "distortion": None if lens is None else lens.to_json(), "noise": float(noise),
+            "center": scene.center.tolist(),
             "elevation_deg": list(scene.elevation_deg), "light_dir": scene.light_dir.tolist(),
             "ambient": scene.ambient, "objects": scene.describe(),
         }
@@ -767,7 +867,7 @@ def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if not out.exists():
         os.replace(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, suffix=".old", dir=out.parent))
     os.replace(out, old / "x")
     try:
         os.replace(tmp, out)

@@ -95,10 +95,21 @@ def test_colmap_camera_models(tmp_path, make_colmap, model, params, K):
     assert torch.equal(ds.train.Ks[0], torch.tensor([[fx, 0, cx], [0, fy, cy], [0, 0, 1]]))
 
 
-def test_colmap_distortion_warns_and_fisheye_refused(tmp_path, make_colmap):
+def test_colmap_distortion_undistorted_and_fisheye_refused(tmp_path, make_colmap, capsys):
     make_colmap(tmp_path / "a", n=3, model="OPENCV", params=[14, 13, 8, 6, 0.1, 0.01, 0, 0])
-    with pytest.warns(UserWarning, match="distortion"):
-        load_dataset(tmp_path / "a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # undistorted: a note, no warning
+        ds = load_dataset(tmp_path / "a")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("note: ") and "undistorted 3 photos (OPENCV k1=0.1 k2=0.01)" in err[0]
+    assert ds.notes == [err[0][len("note: "):]]
+    # pincushion (k1 > 0): the undistorted camera zooms in so every pixel sees the photo
+    assert (ds.train.Ks[:, 0, 0] > 14.0).all()
+    assert (ds.train.Ks[:, 1, 1] / ds.train.Ks[:, 0, 0] - 13 / 14).abs().max() < 1e-6  # pixel aspect kept
+    with pytest.warns(UserWarning, match="distortion .*ignored"):
+        raw = load_dataset(tmp_path / "a", undistort=False)
+    assert torch.equal(raw.train.Ks[0], torch.tensor([[14.0, 0, 8], [0, 13, 6], [0, 0, 1]]))
+    assert not raw.notes and "note:" not in capsys.readouterr().err
     make_colmap(tmp_path / "b", n=3, model="OPENCV_FISHEYE")
     msg = raises(tmp_path / "b", load_dataset, tmp_path / "b")
     assert "OPENCV_FISHEYE" in msg
@@ -352,3 +363,73 @@ def test_empty_test_file_and_numpy_ints(tmp_path, make_transforms):
     ds = load_dataset(tmp_path, downscale=np.int64(2), test_every=np.int32(8))
     assert len(ds.train) == 2 and len(ds.test) == 0
     assert ds.test.images.shape == (0, H // 2, W // 2, 3) and (ds.test.width, ds.test.height) == (8, 6)
+
+
+# -- lens distortion and point-cloud colours ----------------------------------------------------------------
+
+
+def test_colmap_full_opencv_and_radial_models_are_undistorted(tmp_path, make_colmap, capsys):
+    params = {"FULL_OPENCV": [14, 13, 8, 6, -0.1, 0.01, 0.001, -0.001, 0.002, 0.01, 0.0, 0.0],
+              "RADIAL": [14, 8, 6, -0.1, 0.01], "SIMPLE_RADIAL": [14, 8, 6, 0.08]}
+    for model, p in params.items():
+        make_colmap(tmp_path / model, n=3, model=model, params=p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds = load_dataset(tmp_path / model, test_every=0)
+        err = capsys.readouterr().err
+        assert f"undistorted 3 photos ({model} k1=" in err and err.count("\n") == 1
+        K = ds.train.Ks[0]
+        assert (K[0, 0] < 14) == (p[3 if model != "FULL_OPENCV" else 4] < 0)  # barrel widens, pincushion crops
+        assert ds.train.images.shape == (3, H, W, 3) and 0 <= ds.train.images.min() <= ds.train.images.max() <= 1
+
+
+def test_transforms_lens_keys(tmp_path, make_transforms, capsys):
+    make_transforms(tmp_path / "a", n=3, intrinsics="fl")
+    js = tmp_path / "a" / "transforms.json"
+    meta = json.loads(js.read_text())
+    meta.update(k1=-0.05, p2=0.001)
+    meta["frames"][1]["k1"] = 0.02  # per-frame override
+    js.write_text(json.dumps(meta))
+    ds = load_dataset(tmp_path / "a", test_every=0)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "undistorted 3 photos (2 lens models)" in err[0]
+    names = [n.split("/")[-1] for n in ds.train.names]
+    fx = {n: float(ds.train.Ks[i, 0, 0]) for i, n in enumerate(names)}
+    assert fx["r_1.png"] > 15.0 > fx["r_0.png"]  # k1 > 0 crops in, k1 < 0 widens (nominal fl_x 15)
+    for key, value, words in (("k4", 0.1, "'k4' is not supported"), ("camera_model", "OPENCV_FISHEYE", "not supported"),
+                              ("k1", "x", "'k1' must be a finite number")):
+        bad = json.loads(js.read_text())
+        bad[key] = value
+        js.write_text(json.dumps(bad))
+        assert words in raises(js, load_dataset, tmp_path / "a")
+        js.write_text(json.dumps(meta))
+    meta.update(k1=0.0, p2=0.0, k4=0.0, camera_model="OPENCV")  # zero coefficients: a plain pinhole, silently
+    del meta["frames"][1]["k1"]
+    js.write_text(json.dumps(meta))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not load_dataset(tmp_path / "a", test_every=0).notes
+    assert capsys.readouterr().err == ""
+
+
+def test_point_cloud_nan_colours_counted_in_one_warning(tmp_path):
+    from plyfile import PlyData, PlyElement
+
+    from rave_viewer.scene.datasets import read_points_ply
+
+    v = np.zeros(5, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "f4"), ("green", "f4"), ("blue", "f4")])
+    v["red"] = [0.5, np.nan, np.inf, 0.2, 2.0]
+    v["blue"] = [0.1, 0.1, 0.1, -np.inf, 0.3]
+    ply = tmp_path / "p.ply"
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(ply))
+    with pytest.warns(UserWarning) as rec:
+        _, cols = read_points_ply(ply)
+    assert len(rec) == 1 and f"{ply}: 3 of 5 points have NaN/inf colours" in str(rec[0].message)
+    np.testing.assert_allclose(cols[:, 0].numpy(), [0.5, 0.0, 1.0, 0.2, 1.0])
+    assert float(cols[3, 2]) == 0.0
+    v["red"][1:3] = 0.3
+    v["blue"][3] = 0.3
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(ply))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # finite colours out of range are clipped without a word
+        read_points_ply(ply)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,154 @@ def test_load_dataset_reads_generated_scene(objects_dir: Path):
     recipe = json.loads((objects_dir / "scene.json").read_text())
     uv, _ = _project(ds.test.viewmats[1].double().numpy(), ds.test.Ks[1].double().numpy(), np.array([recipe["center"]]))
     np.testing.assert_allclose(uv[0], [SIZE / 2, SIZE / 2], atol=1e-3)
+
+
+# -- hard captures: lens distortion, photo noise, no point cloud, COLMAP model ------------------------------
+
+LENS = (-0.12, 0.03, 0.002, -0.0015)
+
+
+def _opencv_distort(x: np.ndarray, y: np.ndarray, k1, k2, p1, p2, k3=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's lens model written out here (independent of rave_viewer.scene.undistort)."""
+    r2 = x * x + y * y
+    g = 1 + k1 * r2 + k2 * r2**2 + k3 * r2**3
+    return x * g + 2 * p1 * x * y + p2 * (r2 + 2 * x * x), y * g + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
+
+
+def test_distorted_pixels_show_what_the_lens_projects(tmp_path: Path):
+    """spp=1: each surface point seen through pixel (u, v) projects through the OpenCV lens to its centre."""
+    out = generate_scene(tmp_path / "lens", preset="ground", n_views=3, width=SIZE, height=SIZE, seed=3,
+                         samples_per_pixel=1, n_points=0, fov_deg=70.0, distortion=LENS, progress=False)
+    meta = _read_split(out, "train")
+    assert meta["camera_model"] == "OPENCV"
+    assert [meta[k] for k in ("k1", "k2", "p1", "p2", "k3")] == [*LENS, 0.0]
+    from rave_viewer.scene.undistort import Distortion
+
+    scene = build_scene("ground", 3)
+    frame = meta["frames"][0]
+    w2c, K = _w2c_cv(frame), _K(meta)
+    img, rays = scene.render(w2c, K, SIZE, SIZE, samples_per_pixel=1, distortion=Distortion.opencv(LENS))
+    png = np.asarray(Image.open(out / frame["file_path"]))
+    np.testing.assert_array_equal(png, np.round(img * 255).astype(np.uint8))
+    v, u = np.nonzero(rays["hit"][:, :, 0])
+    assert len(u) > 0.5 * SIZE * SIZE
+    X = rays["points"][v, u, 0]
+    Xc = X @ w2c[:3, :3].T + w2c[:3, 3]
+    xd, yd = _opencv_distort(Xc[:, 0] / Xc[:, 2], Xc[:, 1] / Xc[:, 2], *LENS)
+    np.testing.assert_allclose(np.stack([xd * K[0, 0] + K[0, 2], yd * K[1, 1] + K[1, 2]], 1),
+                               np.stack([u + 0.5, v + 0.5], 1), atol=1e-4)
+    # ... and not to where a pinhole would put it (the corners move by pixels).
+    uv, _ = _project(w2c, K, X)
+    assert np.abs(uv - np.stack([u + 0.5, v + 0.5], 1)).max() > 2.0
+    recipe = json.loads((out / "scene.json").read_text())
+    assert recipe["distortion"] == {"k1": LENS[0], "k2": LENS[1], "k3": 0.0, "p1": LENS[2], "p2": LENS[3]}
+
+
+@pytest.mark.parametrize("lens,model", [((0.1, 0, 0, 0), "SIMPLE_RADIAL"), ((0.1, -0.02, 0, 0), "RADIAL"),
+                                        (LENS, "OPENCV"), ((0.1, 0, 0, 0, 0.01), "FULL_OPENCV"), (None, "PINHOLE")])
+def test_colmap_model_is_written_and_preferred(tmp_path: Path, lens, model):
+    from rave_viewer.scene.colmap import read_model
+    from rave_viewer.scene.datasets import load_dataset
+    from rave_viewer.scene.undistort import Distortion
+
+    out = generate_scene(tmp_path / "c", n_views=9, width=32, height=32, seed=1, n_points=50, distortion=lens,
+                         colmap=True, progress=False)
+    m = read_model(out / "sparse" / "0")
+    cam = m.cameras[1]
+    assert (cam.model, cam.width, cam.height) == (model, 32, 32)
+    assert Distortion.from_colmap(cam.model, cam.params) == (None if lens is None else Distortion.opencv(lens))
+    assert sorted(im.name for im in m.images.values()) == [f"r_{i:03d}.png" for i in range(9)]
+    assert m.points.shape == (50, 3)
+    ds = load_dataset(out)  # the COLMAP model (preferred) gives the same split and poses as the transforms
+    tr = json.loads((out / "transforms_test.json").read_text())
+    assert ds.test.names == ["r_000.png", "r_008.png"] and len(ds.train) == 7
+    np.testing.assert_allclose(ds.test.viewmats[1].numpy(), _w2c_cv(tr["frames"][1]), atol=1e-5)
+
+
+def test_noise_and_no_point_cloud(tmp_path: Path):
+    kw = dict(n_views=3, width=SIZE, height=SIZE, seed=5, n_points=0, progress=False)
+    clean = generate_scene(tmp_path / "clean", **kw)
+    noisy = generate_scene(tmp_path / "noisy", noise=0.05, **kw)
+    again = generate_scene(tmp_path / "again", noise=0.05, **kw)
+    assert not (clean / "points3d.ply").exists()  # a capture without a point cloud
+    recipe = json.loads((noisy / "scene.json").read_text())
+    assert recipe["noise"] == 0.05 and recipe["point_cloud"] is False and recipe["n_points"] == 0
+    for i in range(3):
+        name = f"images/r_{i:03d}.png"
+        a = np.asarray(Image.open(clean / name), dtype=np.float64) / 255
+        b = np.asarray(Image.open(noisy / name), dtype=np.float64) / 255
+        assert (noisy / name).read_bytes() == (again / name).read_bytes()  # seeded
+        mid = (a > 0.2) & (a < 0.8)  # away from the clip at 0 and 1
+        assert np.std((b - a)[mid]) == pytest.approx(0.05, rel=0.15)
+    from rave_viewer.scene.datasets import load_dataset
+
+    assert load_dataset(clean).points is None
+
+
+def test_hard_capture_preset(tmp_path: Path, capsys):
+    from rave_viewer.scene.procedural import HARD_CAPTURE
+
+    assert HARD_CAPTURE["n_views"] <= 40 and HARD_CAPTURE["n_points"] == 0 and HARD_CAPTURE["noise"] > 0
+    out = tmp_path / "hard"
+    assert cli_main(["generate", str(out), "--capture", "hard", "--size", "24", "--views", "9", "--colmap"]) == 0
+    line = capsys.readouterr().out
+    assert "9 views 24x24 (7 train, 2 test), no point cloud, lens k1=-0.12" in line and "noise 0.02" in line
+    recipe = json.loads((out / "scene.json").read_text())
+    assert recipe["n_views"] == 9 and recipe["fov_deg"] == HARD_CAPTURE["fov_deg"] and recipe["colmap"] is True
+    assert (out / "sparse" / "0" / "cameras.bin").is_file() and not (out / "points3d.ply").exists()
+    out2 = tmp_path / "hard2"
+    assert cli_main(["generate", str(out2), "--capture", "hard", "--size", "24", "--views", "2",
+                     "--distortion=0,0,0,0", "--noise", "0", "--points", "20"]) == 0
+    capsys.readouterr()
+    recipe = json.loads((out2 / "scene.json").read_text())
+    assert recipe["distortion"] is None and recipe["noise"] == 0.0 and recipe["n_points"] == 20
+    assert "camera_model" not in json.loads((out2 / "transforms_train.json").read_text())
+    for bad in (["--distortion", "0.1,0.2"], ["--distortion", "a,b,c,d"], ["--distortion=nan,0,0,0"],
+                ["--noise", "2"], ["--distortion=-2,0,0,0"]):
+        assert cli_main(["generate", str(tmp_path / "bad"), "--size", "24", "--views", "2", *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:"), err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("kw", [{"distortion": (0.1, 0.2)}, {"distortion": (math.nan, 0, 0, 0)},
+                                {"distortion": (-2.0, 0, 0, 0)}, {"noise": -0.1}, {"noise": math.inf}])
+def test_bad_lens_or_noise_raise_rave_error(tmp_path: Path, kw):
+    with pytest.raises(RaveError):
+        generate_scene(tmp_path / "x", **{"n_views": 2, "width": 16, "height": 16, "progress": False, **kw})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_output_name(tmp_path: Path):
+    """The temp folder beside the output has a short name: a 250-character output name works."""
+    out = tmp_path / ("d" * 250)
+    generate_scene(out, n_views=2, width=16, height=16, n_points=5, progress=False)
+    generate_scene(out, n_views=2, width=16, height=16, n_points=5, overwrite=True, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name] and (out / "scene.json").is_file()
+
+
+def test_an_error_cancels_the_queued_views(tmp_path: Path, monkeypatch):
+    """A failure (or a signal) while writing stops the rendering: queued views are not rendered first."""
+    import threading
+    import time
+
+    import rave_viewer.scene.procedural as proc
+
+    real, calls, lock = proc.ProceduralScene.render, [], threading.Lock()
+
+    def slow_render(self, *a, **k):
+        with lock:
+            calls.append(1)
+        time.sleep(0.05)
+        return real(self, *a, **k)
+
+    def failing_save(path, img):
+        raise KeyboardInterrupt  # what SIGTERM becomes under errors.signals_as_exceptions
+
+    monkeypatch.setattr(proc.ProceduralScene, "render", slow_render)
+    monkeypatch.setattr(proc, "_save_png", failing_save)
+    with pytest.raises(KeyboardInterrupt):
+        # (with the progress bar on, the bar holds the map's iterator: only an explicit cancel stops it)
+        generate_scene(tmp_path / "x", n_views=60, width=16, height=16, n_points=0, progress=True)
+    assert len(calls) <= 12, len(calls)  # the workers in flight finish, the other ~50 views are cancelled
+    assert list(tmp_path.iterdir()) == []
