@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     flags = {"n_views": "views", "fov_deg": "fov", "n_points": "points", "distortion": "distortion", "noise": "noise"}
     given = getattr(args, "given", set())
     opts = {key: getattr(args, dest) for key, dest in flags.items()}  # the flags (or their defaults) ...
-    opts.update({k: v for k, v in CAPTURES[args.capture].items() if flags.get(k, k) not in given})  # ... or the capture's
+    # ... unless the capture preset sets it and the flag was not given
+    opts.update({k: v for k, v in CAPTURES[args.capture].items() if flags.get(k, k) not in given})
     out = generate_scene(args.out_dir, preset=args.preset, width=args.size, height=args.size, seed=args.seed,
                          radius=args.radius, samples_per_pixel=args.spp, overwrite=args.overwrite,
                          colmap=args.colmap, **opts)
