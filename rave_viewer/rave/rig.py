@@ -308,10 +308,10 @@ class Rig:
         if self.source == "rig":
             dist = "/".join(f"{d:.3g}" for d in self.distances)
             return (f"camera rig: {len(c)} views on a {self.shape} ({self.reason}), {len(train)} for scoring and "
-                    f"fine-tuning + {len(test)} held out (every {self.test_every}th), {c.width}x{c.height} px, "
+                    f"fine-tuning + {len(test)} held out (1 in {self.test_every}), {c.width}x{c.height} px, "
                     f"field of view {self.fov_deg:.3g} deg, distances {dist}{where}")
         return (f"cameras from {self.source}: {len(c)} views, {len(train)} for scoring and fine-tuning + {len(test)} "
-                f"held out (every {self.test_every}th), {c.width}x{c.height} px{where}")
+                f"held out (1 in {self.test_every}), {c.width}x{c.height} px{where}")
 
     def to_meta(self) -> dict:
         """JSON-able record for the checkpoint's ``meta["rig"]``."""
