@@ -322,3 +322,17 @@ def test_dataset_warning_of_train_is_one_line_in_our_words(outside_dataset, tmp_
     lines = p.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: {data}: test_every=1 leaves no training view"), lines
     assert "warnings.warn" not in p.stderr and "UserWarning" not in p.stderr
+
+
+def test_undistortion_note_is_one_line_and_quiet_hides_it(tmp_path, capsys):
+    """A distorted capture: `rave train` says once that it undistorted the photos; --quiet says nothing."""
+    from rave_viewer.scene.procedural import generate_scene
+
+    data = generate_scene(tmp_path / "lens", progress=False, preset="objects", n_views=10, width=24, height=24,
+                          seed=1, n_points=300, samples_per_pixel=1, distortion=(-0.1, 0.02, 0.0, 0.0))
+    base = ["train", str(data), "--steps", "3", "--backend", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "q.ply"), "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main([*base, "-o", str(tmp_path / "v.ply")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "undistort" in notes[0], notes

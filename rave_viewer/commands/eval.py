@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 from pathlib import Path
 
@@ -80,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         from ..scene.datasets import load_dataset
 
-        cams = load_dataset(args.data, downscale=args.downscale,
-                            allow_outside_paths=args.allow_outside_paths).test
+        ds = load_dataset(args.data, downscale=args.downscale, allow_outside_paths=args.allow_outside_paths)
+        for line in ds.notes if not args.quiet else ():
+            print(f"note: {line}", file=sys.stderr)
+        cams = ds.test
         if len(cams) == 0:
             raise RaveError("the dataset has no test views (every 8th image, or transforms_test.json)", args.data)
         source = f"{len(cams)} test views of {args.data} at {cams.width}x{cams.height}"

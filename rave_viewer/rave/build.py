@@ -21,6 +21,7 @@ mode, with/without fine-tuning) share the earlier stages; :func:`build` is the o
 from __future__ import annotations
 
 import os
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -345,6 +346,8 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
     g = read_ply(ply)
     ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background),
                       allow_outside_paths=allow_outside_paths)
+    for line in ds.notes if progress else ():
+        print(f"note: {line}", file=sys.stderr)
     sources = {"ply": str(Path(ply)), "data": str(Path(data))}
     train_steps = training_steps(ply)
     b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,

@@ -40,7 +40,6 @@ import json
 import math
 import numbers
 import os
-import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -263,8 +262,6 @@ def load_dataset(
     radius = float(np.linalg.norm(centers - centers.mean(0), axis=1).max())
     scene_scale = 1.1 * radius if radius > 1e-12 else 1.0
     notes = [_undistortion_note(root, distorted)] if distorted and undistort else []
-    for line in notes:
-        print(f"note: {line}", file=sys.stderr)
     return Dataset(root, train, test, points, colors, scene_scale, notes)
 
 

@@ -98,6 +98,8 @@ def train_folder(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: Train
     dataset = load_dataset(data_dir, downscale=cfg.downscale, test_every=cfg.test_every,
                            background=tuple(cfg.background), allow_outside_paths=allow_outside_paths)
     if progress:
+        for line in dataset.notes:
+            print(f"note: {line}", file=sys.stderr)
         print(start_line(dataset, cfg), file=sys.stderr)
     result = train(dataset, cfg, progress=progress)
     target = checkpoint_path(out) if result.interrupted else out
