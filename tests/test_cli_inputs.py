@@ -336,3 +336,16 @@ def test_undistortion_note_is_one_line_and_quiet_hides_it(tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "v.ply")]) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "undistort" in notes[0], notes
+
+
+def test_build_without_data_refuses_the_photo_only_flags(outside_dataset, tmp_path, capsys):
+    from rave_viewer.scene.gaussians import Gaussians
+    from rave_viewer.scene.ply import write_ply
+
+    ply = tmp_path / "m.ply"
+    write_ply(Gaussians.random(50, 0, seed=0), ply)
+    for flag in (["--downscale", "2"], ["--allow-outside-paths"]):
+        assert main(["build", str(ply), "-o", str(tmp_path / "m.ckpt"), *flag]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{flag[0]} applies to --data photos" in err
+    assert not (tmp_path / "m.ckpt").exists()

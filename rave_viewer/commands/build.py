@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         raise RaveError(f"rave build needs {', '.join(missing)}")
     if args.cameras and args.data:
         raise RaveError("--cameras is for builds without --data (a dataset brings its own cameras)", args.cameras)
+    if not args.data and (args.downscale is not None or args.allow_outside_paths):
+        flag = "--downscale" if args.downscale is not None else "--allow-outside-paths"
+        raise RaveError(f"{flag} applies to --data photos; without --data the rig renders at --rig-size")
     inputs = [args.ply, Path(args.ply).with_suffix(".json"), *dataset_files(args.data), args.config,
               args.cameras]  # + run record
     check_output(args.output, *inputs, force=args.force)

@@ -430,6 +430,8 @@ META_CHECKS = {
     "sh_degree": lambda v: _is_int(v) and 0 <= v <= 3,
     "scene_scale": _number_at_least(0),
     "train_steps": lambda v: v is None or (_is_int(v) and v >= 0),
+    "targets": lambda v: v in ("photos", "self"),  # what the test views' images are: photos or full-model renders
+    "rig": lambda v: isinstance(v, dict),
 }
 
 

@@ -70,6 +70,12 @@ class ViewSource:
         return self.path.stem
 
     @property
+    def targets(self) -> str:
+        """What the test views' images are: "photos", or "self" (renders of the full model, a dataset-free build)."""
+        meta = getattr(self.checkpoint, "meta", None) or {}
+        return "self" if meta.get("targets") == "self" else "photos"
+
+    @property
     def has_rate_control(self) -> bool:
         return self.kind in ("ckpt", "rave")
 

@@ -189,3 +189,17 @@ def test_ply_repairs_are_shown_in_the_panel_note(tmp_path, scene_files):
     with pytest.warns(UserWarning, match="3 of 1,500 Gaussians dropped"):
         src = open_source(p)
     assert src.n == 1497 and "3 of 1,500 Gaussians dropped" in src.note
+
+
+def test_a_self_distilled_checkpoint_says_psnr_vs_the_full_model(ckpt_source):
+    import copy
+
+    from rave_viewer.viewer.session import Session, readout_rows
+
+    assert ckpt_source.targets == "photos"
+    ck = copy.copy(ckpt_source.checkpoint)
+    ck.meta = {**ckpt_source.checkpoint.meta, "targets": "self"}
+    src = dataclasses.replace(ckpt_source, checkpoint=ck, _cache={})
+    assert src.targets == "self"
+    labels = [a for a, _ in readout_rows(Session(src).selection(), 30.0, "front", targets=src.targets)]
+    assert "PSNR vs the full model, test mean" in labels and not any("photos" in a for a in labels)
