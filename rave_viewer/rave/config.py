@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RaveError, shown
+from ..yaml_checks import key_text as _key
+from ..yaml_checks import limit_text as _limit
+from ..yaml_checks import yaml_value_error as _yaml_value_error
 
 RANKINGS = ("context", "global")
 LEVEL_METHODS = ("iterative", "oneshot")
@@ -58,22 +61,6 @@ MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
 MAX_RIG_VIEWS = 10_000  # rig views (each is rendered once as a target and scored at every level)
 RIG_SHAPES = ("auto", "sphere", "hemisphere")  # = rig.SHAPES
 RIG_UPS = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")  # = rig.UPS
-
-
-def _yaml_value_error(e: Exception) -> str:
-    msg = " ".join(str(e).split())
-    if "integer string conversion" in msg:
-        return "a number has too many digits (Python reads at most 4300)"
-    return f"unreadable value ({msg[:80]})"
-
-
-def _limit(x: float) -> str:
-    """A bound as the docs write it: 10_000_000, 64, 1.0."""
-    return f"{x:_}" if isinstance(x, int) and x >= 10_000 else str(x)
-
-
-def _key(k: object) -> str:
-    return k[:60] if isinstance(k, str) else shown(k)
 
 
 def _f(default, doc: str, **checks):

@@ -480,6 +480,26 @@ def _frame_distortion(meta: dict, frame: dict, where: str, src: Path) -> Distort
     return None if dist.is_zero else dist
 
 
+def frame_viewmat(frame: dict, where: str, src: Path) -> np.ndarray:
+    """World-to-camera (OpenCV) matrix of a transforms.json frame's ``transform_matrix`` (OpenGL c2w, 3x4 or
+    4x4); RaveError naming ``src`` unless it is an invertible matrix of finite numbers."""
+    if "transform_matrix" not in frame:
+        raise RaveError(f"{where}missing key 'transform_matrix'", src)
+    try:
+        c2w = np.array(frame["transform_matrix"], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        c2w = np.zeros(0)
+    if c2w.shape == (3, 4):
+        c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
+    with np.errstate(all="ignore"):
+        if c2w.shape == (4, 4) and np.isfinite(c2w).all() and abs(np.linalg.det(c2w[:3, :3])) >= 1e-12:
+            try:
+                return np.linalg.inv(c2w @ _OPENGL_TO_OPENCV)
+            except np.linalg.LinAlgError:  # e.g. a zero last row
+                pass
+    raise RaveError(f"{where}key 'transform_matrix' must be an invertible 4x4 matrix of numbers", src)
+
+
 def _json_views(src: Path, root: Path, paths: _Paths, allow_empty: bool = False) -> tuple[list[_View], dict]:
     meta = _read_json(src)
     views = []
@@ -491,23 +511,7 @@ def _json_views(src: Path, root: Path, paths: _Paths, allow_empty: bool = False)
             raise RaveError(f"frame {i}: missing key 'file_path'", src)
         label = f"frame {i} ({_show(fp, 200)})"
         where = label + ": "
-        if "transform_matrix" not in frame:
-            raise RaveError(f"{where}missing key 'transform_matrix'", src)
-        try:
-            c2w = np.array(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError, OverflowError, RecursionError):
-            c2w = np.zeros(0)
-        if c2w.shape == (3, 4):
-            c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
-        viewmat = None
-        with np.errstate(all="ignore"):
-            if c2w.shape == (4, 4) and np.isfinite(c2w).all() and abs(np.linalg.det(c2w[:3, :3])) >= 1e-12:
-                try:
-                    viewmat = np.linalg.inv(c2w @ _OPENGL_TO_OPENCV)
-                except np.linalg.LinAlgError:  # e.g. a zero last row
-                    pass
-        if viewmat is None:
-            raise RaveError(f"{where}key 'transform_matrix' must be an invertible 4x4 matrix of numbers", src)
+        viewmat = frame_viewmat(frame, where, src)
         K_fn = _frame_intrinsics(meta, frame, where, src)
         dist = _frame_distortion(meta, frame, where, src)
         path = _find_image(src.parent, fp, paths, label, src)

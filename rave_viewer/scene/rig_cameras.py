@@ -19,7 +19,7 @@ import torch
 
 from ..errors import RaveError
 from .cameras import Cameras
-from .datasets import _OPENGL_TO_OPENCV, _frame_intrinsics, _number, _pose, _read_json
+from .datasets import _frame_intrinsics, _number, _pose, _read_json, frame_viewmat
 
 #: Largest image side a camera file may ask for (larger renders are downscaled by the build anyway).
 MAX_SIDE = 16384
@@ -57,23 +57,7 @@ def read_camera_file(path: str | os.PathLike, default_size: int = 256) -> Camera
             raise RaveError(f"frame {i}: expected an object", src)
         label = f"frame {i}"
         where = label + ": "
-        if "transform_matrix" not in frame:
-            raise RaveError(f"{where}missing key 'transform_matrix'", src)
-        try:
-            c2w = np.array(frame["transform_matrix"], dtype=np.float64)
-        except (TypeError, ValueError, OverflowError, RecursionError):
-            c2w = np.zeros(0)
-        if c2w.shape == (3, 4):
-            c2w = np.concatenate([c2w, [[0.0, 0.0, 0.0, 1.0]]])
-        viewmat = None
-        with np.errstate(all="ignore"):
-            if c2w.shape == (4, 4) and np.isfinite(c2w).all() and abs(np.linalg.det(c2w[:3, :3])) >= 1e-12:
-                try:
-                    viewmat = np.linalg.inv(c2w @ _OPENGL_TO_OPENCV)
-                except np.linalg.LinAlgError:
-                    pass
-        if viewmat is None:
-            raise RaveError(f"{where}key 'transform_matrix' must be an invertible 4x4 matrix of numbers", src)
+        viewmat = frame_viewmat(frame, where, src)
         viewmat = _pose(viewmat, label, src)
         W, H = _size(meta, frame, where, src, default_size)
         K = _frame_intrinsics(meta, frame, where, src)(W, H)

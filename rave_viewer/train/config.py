@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RaveError, shown
+from ..yaml_checks import key_text as _key
+from ..yaml_checks import limit_text as _limit
+from ..yaml_checks import yaml_value_error as _yaml_value_error
 
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
 INIT_MODES = ("auto", "points", "random")
@@ -158,22 +161,6 @@ def _yaml_scalar(v) -> str:
     import yaml
 
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
-
-
-def _yaml_value_error(e: Exception) -> str:
-    msg = " ".join(str(e).split())
-    if "integer string conversion" in msg:
-        return "a number has too many digits (Python reads at most 4300)"
-    return f"unreadable value ({msg[:80]})"
-
-
-def _limit(x: float) -> str:
-    """A bound as the docs write it: 10_000_000, 64, 1.0."""
-    return f"{x:_}" if isinstance(x, int) and x >= 10_000 else str(x)
-
-
-def _key(k: object) -> str:
-    return k[:60] if isinstance(k, str) else shown(k)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
