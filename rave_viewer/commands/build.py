@@ -152,4 +152,29 @@ def run(args: argparse.Namespace) -> int:
               f"{format_bytes(r0)} .. {format_bytes(r1)} (MB = 10^6 bytes), {psnr_label(ckpt.meta)} "
               f"{min(ps):.2f}-{max(ps):.2f} dB, "
               f"built in {ckpt.meta.get('total_seconds', 0):.1f} s", file=sys.stderr)
+    warn_if_falling(ckpt, args.output)
     return 0
+
+
+def warn_if_falling(ckpt, out) -> None:
+    """Say (one warning line) when higher levels are worse on the held-back views, and what to ship instead."""
+    import warnings
+
+    from ..rave.selection import falling_levels, format_bytes, pareto_levels
+
+    rd = ckpt.rd or {}
+    if len(rd.get("count", [])) < 2 or "psnr" not in rd:
+        return
+    falls = falling_levels(ckpt.level_sizes, rd)
+    if not falls:
+        return
+    front = pareto_levels(ckpt.level_sizes, rd)
+    best = front[-1]
+    where = ", ".join(f"G_{l}->G_{l + 1} {a:.2f}->{b:.2f} dB" for l, a, b in falls)
+    warnings.warn(
+        f"{out}: the RD curve on the held-back views falls as the rate rises ({where}): the model's extra Gaussians "
+        f"hurt unseen views (floaters, view-specific Gaussians). Pareto front: levels {', '.join(map(str, front))}; "
+        f"the best picture is G_{best} at {format_bytes(ckpt.level_rates[best - 1])} "
+        f"(rave encode --rate {ckpt.level_rates[best - 1]})",
+        stacklevel=2,
+    )

@@ -318,3 +318,30 @@ def select_by_psnr(rd: dict, psnr: float, *, running_max: Sequence[float] | None
     frac = (psnr - p0) / (p1 - p0) if p1 > p0 else 1.0
     k = math.ceil(counts[j - 1] + min(max(frac, 0.0), 1.0) * (counts[j] - counts[j - 1]) - 1e-9)
     return int(min(max(k, counts[j - 1] + 1), counts[j]))
+
+
+FALL_TOLERANCE_DB = 0.05  # a level this much below the one before it counts as a fall (not noise)
+
+
+def level_psnrs(level_sizes: Sequence[int], rd: dict) -> list[float]:
+    """Mean test PSNR at each level's size, interpolated in the dense RD table (count -> psnr)."""
+    import numpy as np
+
+    return [float(np.interp(float(s), np.asarray(rd["count"], float), np.asarray(rd["psnr"], float)))
+            for s in level_sizes]
+
+
+def falling_levels(level_sizes: Sequence[int], rd: dict, tol: float = FALL_TOLERANCE_DB) -> list[tuple[int, float, float]]:
+    """(l, PSNR(G_l), PSNR(G_l+1)) for every 1-based level l whose successor is more than ``tol`` dB worse:
+    more bits that give a worse picture on the held-back views (floaters, view-specific Gaussians)."""
+    p = level_psnrs(level_sizes, rd)
+    return [(i + 1, p[i], p[i + 1]) for i in range(len(p) - 1) if p[i + 1] < p[i] - tol]
+
+
+def pareto_levels(level_sizes: Sequence[int], rd: dict) -> list[int]:
+    """1-based levels that beat every smaller level's PSNR: the rates worth shipping when the curve falls."""
+    best, out = -math.inf, []
+    for i, v in enumerate(level_psnrs(level_sizes, rd)):
+        if v > best:
+            best, out = v, out + [i + 1]
+    return out

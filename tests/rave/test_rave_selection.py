@@ -263,3 +263,30 @@ def test_rate_cap_with_a_real_encoder():
         assert enc.size_of_prefix(k) <= R and (k == len(ck) or enc.size_of_prefix(k + 1) > R)
         assert k >= ck.select(rate=R, exact=False, cap=False) - ck.chunk_size  # near the Eq. 3 point
     assert ck.select(rate=f"~{r0 + 1000}", cap=True) == ck.select(rate=r0 + 1000)  # "~": nearest wins
+
+
+def test_falling_levels_and_the_pareto_front():
+    from types import SimpleNamespace
+
+    from rave_viewer.commands.build import warn_if_falling
+    from rave_viewer.rave.selection import falling_levels, pareto_levels
+
+    sizes = [100, 200, 400, 800]
+    rd = {"count": [100, 200, 400, 800], "psnr": [20.0, 22.4, 21.9, 21.1]}  # the capture of issue 14
+    assert falling_levels(sizes, rd) == [(2, 22.4, 21.9), (3, 21.9, 21.1)]
+    assert pareto_levels(sizes, rd) == [1, 2]
+    rising = {"count": rd["count"], "psnr": [20.0, 21.0, 21.03, 22.0]}  # a 0.03 dB wobble is not a fall
+    assert falling_levels(sizes, {**rising, "psnr": [20.0, 21.0, 20.98, 22.0]}) == []
+    assert pareto_levels(sizes, rising) == [1, 2, 3, 4]
+    ck = SimpleNamespace(level_sizes=sizes, level_rates=[1000, 2000, 4000, 8000], rd=rd)
+    with pytest.warns(UserWarning) as rec:
+        warn_if_falling(ck, "scene.ckpt")
+    msg = str(rec[0].message)
+    assert len(rec) == 1 and "\n" not in msg and "G_2->G_3 22.40->21.90 dB" in msg and "levels 1, 2" in msg
+    assert "--rate 2000" in msg
+    ck.rd = {"count": rd["count"], "psnr": rising["psnr"]}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_falling(ck, "scene.ckpt")  # a rising curve: silent
