@@ -162,7 +162,7 @@ def warn_if_falling(ckpt, out) -> None:
 
     from ..rave.selection import falling_levels, format_bytes, pareto_levels
 
-    rd = ckpt.rd or {}
+    rd = getattr(ckpt, "rd", None) or {}
     if len(rd.get("count", [])) < 2 or "psnr" not in rd:
         return
     falls = falling_levels(ckpt.level_sizes, rd)
