@@ -8,7 +8,6 @@ FREE_GAUSSIANS whatever their ratio, above it with max_ratio=None), and real sce
 from __future__ import annotations
 
 import struct
-import time
 import tracemalloc
 import warnings
 import zlib
@@ -57,6 +56,29 @@ def bomb(n_chunks: int, degree: int = 3) -> bytes:
     return bytes(head) + body + struct.pack("<I", zlib.crc32(body)) + blob * n_chunks
 
 
+@pytest.fixture
+def decompressions(monkeypatch) -> list[int]:
+    """Sizes of every chunk the decoder decompresses (the work a bomb would cost), for the test to check."""
+    calls: list[int] = []
+    real = container.get_codec
+
+    def counting(name):
+        codec = real(name)
+
+        class Counting:
+            def __getattr__(self, attr):
+                return getattr(codec, attr)
+
+            def decompress(self, blob, size):
+                calls.append(size)
+                return codec.decompress(blob, size)
+
+        return Counting()
+
+    monkeypatch.setattr(container, "get_codec", counting)
+    return calls
+
+
 @pytest.fixture(scope="module")
 def bomb_file(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("bomb") / "bomb.rave"
@@ -64,7 +86,7 @@ def bomb_file(tmp_path_factory) -> Path:
     return p
 
 
-def test_the_bomb_is_a_valid_stream_and_is_refused_fast_in_bounded_memory(bomb_file):
+def test_the_bomb_is_a_valid_stream_and_is_refused_fast_in_bounded_memory(bomb_file, decompressions):
     data = bomb_file.read_bytes()
     info = read_info(data)
     assert info.n_gaussians == 32 * MAX_CHUNK_SIZE and len(data) < 2000  # 8.4M Gaussians in < 2 kB
@@ -73,12 +95,12 @@ def test_the_bomb_is_a_valid_stream_and_is_refused_fast_in_bounded_memory(bomb_f
     first = decode(cut_stream(data, MAX_CHUNK_SIZE))
     assert first.complete and first.n_decoded == MAX_CHUNK_SIZE
     del first
+    assert decompressions == [MAX_CHUNK_SIZE * _Layout.of(info.cfg, info.sh_degree).bytes_per_gaussian]  # counted
+    decompressions.clear()
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(RaveError) as ei:
             decode(bomb_file)
-        elapsed = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -86,18 +108,17 @@ def test_the_bomb_is_a_valid_stream_and_is_refused_fast_in_bounded_memory(bomb_f
     assert msg.startswith(f"{bomb_file}: ") and "\n" not in msg
     assert "decompression bomb" in msg and f"{32 * MAX_CHUNK_SIZE} Gaussians" in msg
     assert f"limit of {DEFAULT_MAX_RATIO:g}:1" in msg
-    assert elapsed < 2.0, elapsed
+    assert decompressions == []  # refused from the index: no chunk was decompressed
     assert peak < 16 * 2**20, peak  # nothing decompressed: the file itself and the parsed index
     # with the ratio limit lifted it is only the Gaussian count that stops it
     with pytest.raises(RaveError, match="max_gaussians"):
         decode(bomb_file, max_ratio=None, max_gaussians=MAX_CHUNK_SIZE)
 
 
-def test_cli_prints_one_error_line_for_the_bomb(bomb_file, tmp_path, capsys):
+def test_cli_prints_one_error_line_for_the_bomb(bomb_file, tmp_path, capsys, decompressions):
     out = tmp_path / "out.ply"
-    t0 = time.perf_counter()
     assert main(["decode", str(bomb_file), "-o", str(out)]) == 2
-    assert time.perf_counter() - t0 < 5.0
+    assert decompressions == []
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bomb_file}: ") and err.count("\n") == 1 and "decompression bomb" in err
     assert not out.exists()
@@ -188,12 +209,11 @@ def test_zstd_chunk_with_a_second_frame_is_refused():
             z.decompress(bad, len(raw))
 
 
-def test_rave_view_refuses_the_bomb_in_one_line(bomb_file, capsys):
+def test_rave_view_refuses_the_bomb_in_one_line(bomb_file, capsys, decompressions):
     """``rave-view x.rave`` takes the decoder's path: refused before anything is decompressed or served."""
     from rave_viewer.cli import view_main
 
-    t0 = time.perf_counter()
     assert view_main([str(bomb_file), "--port", "0"]) == 2
-    assert time.perf_counter() - t0 < 10.0
+    assert decompressions == []
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and str(bomb_file) in err
