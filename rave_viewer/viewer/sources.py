@@ -293,6 +293,11 @@ def _open_ckpt(path: Path) -> ViewSource:
     return ViewSource(path=path, kind="ckpt", gaussians=ckpt.decoded_gaussians(), test_cameras=cams, checkpoint=ckpt)
 
 
+def _with_warnings(note: str, caught: list) -> str:
+    """The panel note followed by each warning caught while loading, each as one sentence."""
+    return note + "".join(f" Warning: {' '.join(str(w.message).split())}." for w in caught)
+
+
 def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
     from ..codec import decode
     from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
@@ -300,9 +305,7 @@ def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) ->
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dec = decode(path, max_gaussians=max_gaussians)
-    note = RAVE_NOTE
-    for w in caught:
-        note = f"{note} Warning: {' '.join(str(w.message).split())}."
+    note = _with_warnings(RAVE_NOTE, caught)
     if dec.n_decoded == 0:
         raise RaveError("the .rave stream holds no complete chunk (0 Gaussians decoded)", path)
     stops, stop_bytes, count, size = [], [], 0, 0
@@ -327,11 +330,9 @@ def _open_ply(path: Path) -> ViewSource:
     with warnings.catch_warnings(record=True) as caught:  # repairs, drops, ignored extras: shown in the panel
         warnings.simplefilter("always")
         g = read_ply(path)
-    note = PLY_NOTE
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)  # still a warning for the terminal (one line)
-        note = f"{note} Warning: {' '.join(str(w.message).split())}."
-    return ViewSource(path=path, kind="ply", gaussians=g, note=note)
+    return ViewSource(path=path, kind="ply", gaussians=g, note=_with_warnings(PLY_NOTE, caught))
 
 
 def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
