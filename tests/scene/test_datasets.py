@@ -14,6 +14,7 @@ from PIL import Image
 from rave_viewer.errors import RaveError
 from rave_viewer.scene.colmap import qvec_to_rotmat, read_model, rotmat_to_qvec
 from rave_viewer.scene.datasets import downscale_image, load_dataset
+from scene_checks import raises
 
 W, H = 16, 12
 
@@ -25,16 +26,6 @@ def project(viewmat: torch.Tensor, K: torch.Tensor, X) -> np.ndarray:
     assert xc[2] > 0, "point behind the camera"
     uv = K.double() @ (xc / xc[2])
     return uv[:2].numpy()
-
-
-def raises(match_path, fn, *a, **kw) -> str:
-    """Call fn, expect a one-line RaveError naming ``match_path``; return the message."""
-    with pytest.raises(RaveError) as ei:
-        fn(*a, **kw)
-    msg = str(ei.value)
-    assert "\n" not in msg
-    assert str(match_path) in msg, msg
-    return msg
 
 
 # -- COLMAP ---------------------------------------------------------------------------------------------

@@ -22,18 +22,9 @@ from rave_viewer.errors import RaveError
 from rave_viewer.scene import datasets
 from rave_viewer.scene.colmap import read_model, write_colmap_binary, write_colmap_text
 from rave_viewer.scene.datasets import MAX_DOWNSCALE, MAX_IMAGE_PIXELS, load_dataset, load_image, read_points_ply
+from scene_checks import raises
 
 W, H = 16, 12
-
-
-def raises(match_path, fn, *a, **kw) -> str:
-    """Call fn, expect a one-line RaveError naming ``match_path``; return the message."""
-    with pytest.raises(RaveError) as ei:
-        fn(*a, **kw)
-    msg = str(ei.value)
-    assert "\n" not in msg
-    assert str(match_path) in msg, msg
-    return msg
 
 
 def _png(path: Path, w: int, h: int, full: bool = True) -> Path:
