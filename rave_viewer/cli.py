@@ -19,6 +19,8 @@ COMMANDS = {
     "build": "build",
     "info": "info",
     "eval": "eval",
+    "publish": "publish",
+    "build-all": "build_all",
 }
 
 
