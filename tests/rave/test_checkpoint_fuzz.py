@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import time
 
 import pytest
 import torch
@@ -26,7 +25,6 @@ from rave_viewer.rave.checkpoint import (
 )
 
 N, CHUNK = 150, 16
-TIME_LIMIT_S = 8.0  # per test: the case counts below run in ~2 s on one core
 RAW = "@@RAW@@"  # a placeholder string replaced by a raw JSON token json.dumps would not write
 
 
@@ -148,6 +146,7 @@ def _mutate_doc(doc: dict, rng: random.Random) -> tuple[dict, list[str]]:
     return doc, raws
 
 
+@pytest.mark.timeout(300)  # a hang guard, not a speed target (the cases run in ~2 s on one core)
 def test_fuzz_rave_metadata_of_a_real_checkpoint(real_ckpt, tmp_path):
     rng = random.Random(2024)
     data = real_ckpt.read_bytes()
@@ -157,7 +156,6 @@ def test_fuzz_rave_metadata_of_a_real_checkpoint(real_ckpt, tmp_path):
     tensors = st_load(data)
     assert _outcome(real_ckpt, tmp_path) == "ok"
     seen = {"ok": 0, "error": 0}
-    t0 = time.perf_counter()
     for i in range(300):
         new, raws = _mutate_doc(doc, rng)
         text = json.dumps(new)
@@ -166,7 +164,6 @@ def test_fuzz_rave_metadata_of_a_real_checkpoint(real_ckpt, tmp_path):
         p = tmp_path / f"m{i % 4}.ckpt"
         p.write_bytes(st_save(tensors, metadata={**md, "rave": text}))
         seen[_outcome(p, tmp_path)] += 1
-        assert time.perf_counter() - t0 < TIME_LIMIT_S, f"too slow after {i} cases"
     assert seen["error"] >= 100 and seen["ok"] >= 20, seen
 
 
@@ -230,15 +227,14 @@ def _mutate_header(header: dict, body: bytes, rng: random.Random) -> tuple[bytes
     return json.dumps(h).encode(), body, hlen
 
 
+@pytest.mark.timeout(300)  # a hang guard, not a speed target
 def test_fuzz_safetensors_header_of_a_real_checkpoint(real_ckpt, tmp_path):
     rng = random.Random(77)
     header, body = _split(real_ckpt.read_bytes())
     seen = {"ok": 0, "error": 0}
-    t0 = time.perf_counter()
     for i in range(300):
         raw, b, hlen = _mutate_header(header, body, rng)
         p = tmp_path / f"h{i % 4}.ckpt"
         p.write_bytes((len(raw) if hlen is None else hlen).to_bytes(8, "little") + raw + b)
         seen[_outcome(p, tmp_path)] += 1
-        assert time.perf_counter() - t0 < TIME_LIMIT_S, f"too slow after {i} cases"
     assert seen["error"] >= 200 and seen["ok"] >= 3, seen

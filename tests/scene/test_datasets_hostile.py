@@ -7,7 +7,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import tracemalloc
 import warnings
 import zlib
@@ -79,10 +78,9 @@ def test_colmap_points_count_2_pow_40(tmp_path, make_colmap, traced):
     make_colmap(tmp_path, n=3)
     pts = tmp_path / "sparse/0/points3D.bin"
     _patch(pts, 0, "Q", 2**40)  # was MemoryError: np.empty((2**40, 3)) is 24 TiB
-    t0 = time.perf_counter()
     msg = raises(pts, load_dataset, tmp_path)
     assert f"declares {2**40} 3D points" in msg and "bytes follow" in msg
-    assert time.perf_counter() - t0 < 2 and _peak_mb() < 20
+    assert _peak_mb() < 20
 
 
 def test_colmap_counts_beyond_the_payload(tmp_path, make_colmap, traced):
@@ -363,9 +361,8 @@ def test_ply_element_bomb_refused_before_allocation(tmp_path, traced):
     header = "ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
     header += "property float z\nelement face 300000000\nproperty list uchar int vertex_indices\nend_header\n"
     ply.write_bytes(header.encode() + struct.pack("<3f", 1, 2, 3))
-    t0 = time.perf_counter()
     msg = raises(ply, read_points_ply, ply)
-    assert "'face'" in msg and "300000000" in msg and time.perf_counter() - t0 < 1 and _peak_mb() < 10
+    assert "'face'" in msg and "300000000" in msg and _peak_mb() < 10
     ply.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 300000000\nproperty float x\nproperty float y\n"
                     b"property float z\nend_header\n1 2 3\n")  # fmt: skip
     msg = raises(ply, read_points_ply, ply)
@@ -390,7 +387,7 @@ def test_ply_list_property_and_endless_header(tmp_path):
 
 
 _BOMB_CHILD = r"""
-import resource, sys, time, warnings
+import resource, sys, warnings
 import numpy as np
 from pathlib import Path
 from rave_viewer.errors import RaveError
@@ -403,17 +400,16 @@ warnings.simplefilter("error")  # no DecompressionBombWarning (or any other) on 
 png, root = Path(sys.argv[1]), Path(sys.argv[2])
 before = rss_mb()
 for fn in (lambda: load_image(png, np.zeros(3, np.float32)), lambda: load_dataset(root)):
-    t0 = time.perf_counter()
     try:
         fn()
         print("LOADED")
     except RaveError as e:
-        print("ERROR", time.perf_counter() - t0, e)
+        print("ERROR", e)
 print("RSS_DELTA_MB", rss_mb() - before)
 """
 
 
-def test_decompression_bomb_png_refused_fast_and_small(tmp_path, make_transforms):
+def test_decompression_bomb_png_refused_small(tmp_path, make_transforms):
     root = tmp_path / "ds"
     make_transforms(root, n=3, points=False)
     big = _png(root / "train" / "r_1.png", 12000, 12000)  # 144 megapixels: 3.7 GB decoded before
@@ -427,8 +423,7 @@ def test_decompression_bomb_png_refused_fast_and_small(tmp_path, make_transforms
     errors = [line for line in lines if line.startswith("ERROR")]
     assert len(errors) == 2, out.stdout + out.stderr[-2000:]
     for line in errors:
-        _, seconds, msg = line.split(" ", 2)
-        assert float(seconds) < 1.0, line
+        msg = line.split(" ", 1)[1]
         assert str(big) in msg and "12000x12000" in msg and "megapixels" in msg, msg
     rss_delta = float(lines[-1].split()[1])
     assert rss_delta < 100, f"refusing the image raised peak memory by {rss_delta:.0f} MB"

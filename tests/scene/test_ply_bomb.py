@@ -6,7 +6,6 @@ because every element was parsed. Also: non-finite values are never clamped sile
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 import warnings
 
@@ -36,20 +35,20 @@ def _split(data: bytes) -> tuple[bytes, bytes]:
     return data[:i], data[i + len(b"end_header\n") :]
 
 
-def _refused_fast(path, fn=read_ply, *, seconds: float = 1.0, memory: int = 8 << 20) -> str:
-    """The one-line RaveError of ``fn(path)``, checked to come within ``seconds`` and ``memory`` bytes."""
+def _refused_fast(path, fn=read_ply, *, memory: int = 8 << 20) -> str:
+    """The one-line RaveError of ``fn(path)``, checked to come before ``memory`` bytes were allocated.
+
+    The bound is on memory, not wall time (timings belong in benchmarks/): a reader that refused only after
+    allocating the declared rows would exceed it by orders of magnitude."""
     tracemalloc.start()
-    t0 = time.perf_counter()
     try:
         with pytest.raises(RaveError) as ei:
             fn(path)
-        elapsed = time.perf_counter() - t0
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     msg = str(ei.value)
     assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
-    assert elapsed < seconds, elapsed
     assert peak < memory, peak
     return msg
 
