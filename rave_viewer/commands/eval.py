@@ -23,8 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DATA_DIR",
                    help="dataset folder whose test split is evaluated (default: the test views stored in the "
                         "checkpoint)")
-    p.add_argument("--downscale", type=int_in(1, 64), default=1, metavar="D",
-                   help="image downscale factor for --data, 1..64 (default 1)")
+    from ..scene.datasets import MAX_DOWNSCALE  # the loader's own bound (this parser runs only for eval)
+
+    p.add_argument("--downscale", type=int_in(1, MAX_DOWNSCALE), default=1, metavar="D",
+                   help=f"image downscale factor for --data, 1..{MAX_DOWNSCALE} (default 1)")
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let --data's image and point-cloud paths lead outside its folder (.., absolute paths, "
                         "symlinks); only for datasets you trust")

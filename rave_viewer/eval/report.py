@@ -14,7 +14,9 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import RaveError
 from ..fileio import atomic_write_text
+from ..jsonio import read_json
 from .compare import BDResult, smoothness
 from .plot import Series, line_plot
 from .rd import RDCurve
@@ -128,6 +130,15 @@ def write_report(
 
 
 def load_report(path: str | Path) -> list[RDCurve]:
-    """Curves back from an ``rd.json`` written by :func:`write_report`."""
-    d = json.loads(Path(path).read_text())
-    return [RDCurve.from_dict(c) for c in d["curves"]]
+    """Curves back from an ``rd.json`` written by :func:`write_report`; RaveError naming the file otherwise."""
+    d = read_json(path, "is not an RD report (rd.json)")
+    try:
+        curves = [RDCurve.from_dict(c) for c in d["curves"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else " ".join(str(e).split())[:80]
+        raise RaveError(f"is not an RD report (rd.json): {what}", path) from None
+    for c in curves:
+        n = len(c.count)
+        if any(len(v) != n for v in (c.bytes, c.psnr, c.ssim)):
+            raise RaveError(f"is not an RD report (rd.json): curve {c.label!r} has columns of different lengths", path)
+    return curves

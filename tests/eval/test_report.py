@@ -84,3 +84,31 @@ def test_anchor_sag():
     sag = RDCurve("s", [1, 2, 3, 4, 5], b, [20.0, 20.5, 22.0, 23.5, 24.0], [0.5] * 5)
     s = anchor_sag(sag, [1000, 4000, 16000])
     assert abs(s["worst_db"] + 0.5) < 1e-12 and abs(s["mean_db"]) < 1e-12  # -0.5 then +0.5
+
+
+def test_load_report_refuses_bad_files_in_one_line(tmp_path):
+    import pytest
+
+    from rave_viewer.errors import RaveError
+
+    good = json.loads(write_report(tmp_path / "rep", [_curve("rave")], title="t")["json"].read_text())
+    short = json.loads(json.dumps(good))
+    short["curves"][0]["psnr"] = short["curves"][0]["psnr"][:-1]
+    cases = {
+        "nan.json": (json.dumps(good).replace(str(good["curves"][0]["psnr"][0]), "NaN", 1), "NaN is not a finite"),
+        "deep.json": ("[" * 5000 + "]" * 5000, "nested"),
+        "text.json": ("not json", "not JSON"),
+        "nocurves.json": ("{}", "missing key 'curves'"),
+        "wrongtype.json": ('{"curves": [5]}', "is not an RD report"),
+        "short.json": (json.dumps(short), "columns of different lengths"),
+        "binary.json": (b"\xff\xfe\x00", "not UTF-8"),
+    }
+    for name, (text, needle) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(RaveError) as ei:
+            load_report(p)
+        msg = str(ei.value)
+        assert msg.startswith(f"{p}: ") and "\n" not in msg and needle in msg, (name, msg)
+    with pytest.raises(RaveError, match="cannot read file"):
+        load_report(tmp_path / "missing.json")
