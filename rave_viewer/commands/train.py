@@ -8,14 +8,19 @@ import sys
 from ..train.config import MAX_SEED, MAX_STEPS, TrainConfig
 from ._args import add_force, dataset_files, int_in
 
-HELP = "train a standard 3DGS scene (PLY) on a COLMAP or transforms.json dataset"
+HELP = "train a standard 3DGS scene (PLY) or a Scaffold-GS model (.scaffold) on a COLMAP or transforms.json dataset"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     max_down = TrainConfig.__dataclass_fields__["downscale"].metadata["max"]
     p.add_argument("data_dir", nargs="?", help="dataset folder (COLMAP sparse/ + images/, or transforms*.json)")
-    p.add_argument("-o", "--output", help="trained model to write (.ply); its run record goes to the .json beside it")
+    p.add_argument("-o", "--output", help="trained model to write (.ply; .scaffold with --model scaffold); its run "
+                                          "record goes to the .json beside it")
+    p.add_argument("--model", choices=("3dgs", "scaffold"), default="3dgs",
+                   help="what to train: 3dgs (standard Gaussians, a PLY) or scaffold (Scaffold-GS: anchors with "
+                        "features and k neural Gaussians each, decoded by small MLPs; a .scaffold safetensors file) "
+                        "(default 3dgs)")
     p.add_argument("--config", help="YAML file of training options (see --help-config); the flags below override it")
     p.add_argument("--steps", type=int_in(1, MAX_STEPS), metavar="N",
                    help=f"number of training steps, 1..{MAX_STEPS} (default {d.steps})")
@@ -54,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import describe, load_config
     from ..train.run import train_folder
 
+    if getattr(args, "model", "3dgs") == "scaffold":
+        return _run_scaffold(args)
     if args.help_config:
         sys.stdout.write(describe())
         return 0
@@ -79,4 +86,42 @@ def run(args: argparse.Namespace) -> int:
     test = "" if m["test_psnr"] is None else f", test PSNR {m['test_psnr']:.2f} dB SSIM {m['test_ssim']:.4f}"
     print(f"wrote {written} ({len(result.gaussians)} Gaussians, train PSNR {m['train_psnr']:.2f} dB{test}, "
           f"{result.wall_time_s:.0f} s on {result.backend})")
+    return 0
+
+
+def _run_scaffold(args: argparse.Namespace) -> int:
+    """``rave train --model scaffold``: rave_viewer.scaffold's trainer, config and file format."""
+    from ..errors import RaveError
+    from ..fileio import check_output
+    from ..scaffold.config import describe, load_config
+    from ..scaffold.train import check_output_path, checkpoint_path, run_json_path, train_folder
+
+    if args.help_config:
+        sys.stdout.write(describe())
+        return 0
+    if not args.data_dir or not args.output:
+        raise RaveError("usage: rave train DATA_DIR --model scaffold -o scene.scaffold [--config cfg.yaml] "
+                        "[--steps N] [--backend auto|cpu|gsplat] [--seed S]")
+    check_output_path(args.output, force=args.force)
+    inputs = [*dataset_files(args.data_dir), args.config]
+    for out, flag in ((args.output, "-o/--output"), (run_json_path(args.output), "the run record of -o/--output"),
+                      (checkpoint_path(args.output), "the Ctrl-C checkpoint of -o/--output")):
+        check_output(out, *inputs, force=args.force, flag=flag)
+    cfg = load_config(args.config)
+    overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed),
+                                   ("downscale", args.downscale)) if v is not None}
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    result, written = train_folder(args.data_dir, args.output, cfg, config_file=args.config,
+                                   progress=not args.quiet, force=args.force,
+                                   allow_outside_paths=args.allow_outside_paths)
+    if result.interrupted:
+        print(f"interrupted at step {result.steps_done}/{cfg.steps}: checkpoint written to {written}",
+              file=sys.stderr)
+        return 130
+    if not args.quiet:
+        m = result.metrics
+        test = "" if m["test_psnr"] is None else f", test PSNR {m['test_psnr']:.2f} dB SSIM {m['test_ssim']:.4f}"
+        print(f"wrote {written} ({len(result.model)} anchors x {result.model.spec.n_offsets} neural Gaussians, "
+              f"train PSNR {m['train_psnr']:.2f} dB{test}, {result.wall_time_s:.0f} s on {result.backend})")
     return 0
