@@ -96,11 +96,13 @@ def fetch_range(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     stop: Callable[[], bool] | None = None,
+    on_wasted: Callable[[int], None] | None = None,
 ) -> FetchResult:
     """Read bytes ``[start, end)`` of ``url`` into ``sink`` (called once per arriving piece, in order).
 
     ``stop()`` is polled between reads: when it returns True the connection is closed and :class:`Stopped`
-    raised (the sink has everything that arrived). Raises :class:`FetchError` as described in the module doc.
+    raised (the sink has everything that arrived). ``on_wasted(n)`` hears of bytes skipped as they are read.
+    Raises :class:`FetchError` as described in the module doc.
     """
     if not 0 <= start < end:
         raise ValueError(f"bad range [{start}, {end})")
@@ -149,7 +151,7 @@ def fetch_range(
                     raise FetchError("range", f"the file is {size} bytes, byte {start} was asked for",
                                      retryable=False, size=size)  # fmt: skip
                 want = end - start if size is None else min(end, size) - start
-                got, wasted = _pump(resp, start, want, sink, stop, timeout)
+                got, wasted = _pump(resp, start, want, sink, stop, timeout, on_wasted)
                 return FetchResult(url, 200, False, got, wasted, size, time.perf_counter() - t0, redirected)
             raise FetchError("http", f"HTTP {status} {resp.reason or ''}".strip(),
                              retryable=status in (408, 425, 429, 500, 502, 503, 504))  # fmt: skip
@@ -162,7 +164,7 @@ def _why(e: BaseException) -> str:
     return " ".join((getattr(e, "strerror", None) or str(e) or type(e).__name__).split())
 
 
-def _pump(resp, skip: int, want: int, sink, stop, timeout: float) -> tuple[int, int]:
+def _pump(resp, skip: int, want: int, sink, stop, timeout: float, on_wasted=None) -> tuple[int, int]:
     """Read ``skip`` bytes to discard, then ``want`` bytes into the sink; (received, wasted)."""
     got = wasted = 0
     try:
@@ -173,6 +175,8 @@ def _pump(resp, skip: int, want: int, sink, stop, timeout: float) -> tuple[int, 
             if not piece:
                 raise FetchError("dropped", f"the connection closed after {wasted} bytes", retryable=True)
             wasted += len(piece)
+            if on_wasted is not None:
+                on_wasted(len(piece))
         while got < want:
             if stop is not None and stop():
                 raise Stopped()

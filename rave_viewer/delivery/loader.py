@@ -60,6 +60,7 @@ class Progress:
     throughput: float | None  # bytes/s (estimate over the last requests)
     wasted: int  # bytes that arrived but were dropped (200 bodies skipped, corrupt chunks)
     requests: int
+    retries: int  # failed requests retried so far
     elapsed: float  # seconds since open()
     message: str | None  # the last problem, one line (None when all is well)
     ranged: bool | None  # whether the server honours Range (None before the first answer)
@@ -147,7 +148,7 @@ class StreamLoader:
         self._wasted = 0
         self._requests = 0
         self._ranged: bool | None = None
-        self._failures = 0
+        self._retries = 0
         self._req_bytes = 0
         self._req_t0 = 0.0
 
@@ -242,6 +243,7 @@ class StreamLoader:
                     raise RaveError(f"cannot fetch {what}: {e}", self.name) from None
                 delay = self.backoff[min(attempt, len(self.backoff) - 1)]
                 attempt += 1
+                self._retries += 1
                 self._problem = f"{e}; retrying in {delay:g} s ({attempt}/{self.retries})"
                 if self._sleep(delay):
                     raise RaveError("closed", self.name) from None
@@ -254,7 +256,8 @@ class StreamLoader:
         self._requests += 1
         self._req_bytes, self._req_t0 = 0, time.monotonic()
         try:
-            res = fetch_range(self.url, start, end, self._sink, timeout=self.timeout, stop=self._should_stop)
+            res = fetch_range(self.url, start, end, self._sink, timeout=self.timeout, stop=self._should_stop,
+                              on_wasted=self._add_wasted)
         except Stopped:
             self._tp.add(self._req_bytes, time.monotonic() - self._req_t0)
             return
@@ -271,16 +274,22 @@ class StreamLoader:
             self._ranged = res.ranged
         if not res.ranged and self._message is None:
             self._message = "the server ignores Range (HTTP 200): every request reads the file from its start"
-        self._wasted += res.wasted
         if res.size is not None:
             self._file_size_hint = res.size
         self._tp.add(res.received, res.seconds)
+
+    def _add_wasted(self, n: int) -> None:
+        with self._cond:
+            self._wasted += n
 
     def _sink(self, piece: bytes) -> None:
         with self._cond:
             self._data += piece
             self._req_bytes += len(piece)
-            self._failures = 0
+            if self._problem is not None:  # data flows again
+                self._problem = None
+                if self._state == "retrying":
+                    self._state = "fetching"
             grown = self._advance()
         if grown:
             self._notify()
@@ -406,6 +415,7 @@ class StreamLoader:
                 delay = self.backoff[min(attempt, len(self.backoff) - 1)]
                 attempt += 1
                 with self._cond:
+                    self._retries += 1
                     self._state = "retrying"
                     self._problem = f"{e}; keeping {self._complete} chunks, retrying in {delay:g} s ({attempt}/{self.retries})"
                 self._notify()
@@ -445,16 +455,21 @@ class StreamLoader:
             want = self._want() if self.info is not None else 0
         except ValueError:
             want = 0
+        state = self._state
+        if n_chunks and self._complete == n_chunks and state in ("fetching", "idle", "retrying"):
+            state = "done"
+        elif state == "fetching" and self.info is not None and self._complete >= want:
+            state = "idle"
         tp = self._tp.estimate
         if self._state == "fetching" and self._req_bytes and time.monotonic() - self._req_t0 > 0.2:
             live = self._req_bytes / (time.monotonic() - self._req_t0)
             tp = live if tp is None else tp
         return Progress(
-            state=self._state, fetched=len(self._data), complete_bytes=complete_bytes,
+            state=state, fetched=len(self._data), complete_bytes=complete_bytes,
             total=self.ends[-1] if self.ends else len(self._data), chunks=self._complete, n_chunks=n_chunks,
             gaussians=self.counts[self._complete - 1] if self._complete else 0,
             n_gaussians=self.info.n_gaussians if self.info is not None else 0, target_chunks=want, level=level,
-            n_levels=n_levels, throughput=tp, wasted=self._wasted, requests=self._requests,
+            n_levels=n_levels, throughput=tp, wasted=self._wasted, requests=self._requests, retries=self._retries,
             elapsed=time.monotonic() - self._t0, message=self._problem or self._message, ranged=self._ranged,
         )  # fmt: skip
 
@@ -511,11 +526,12 @@ class StreamLoader:
             self._thread.join(timeout=5.0)
 
 
-def load(url: str, target: Target | None = None, *, timeout: float = 60.0, **kw) -> tuple[bytes, Progress]:
-    """Fetch the prefix for ``target`` (default: the whole stream) and return (its bytes, the final progress)."""
+def load(url: str, target: Target | None = None, *, wait_s: float = 60.0, **kw) -> tuple[bytes, Progress]:
+    """Fetch the prefix for ``target`` (default: the whole stream) and return (its bytes, the final progress);
+    waits at most ``wait_s`` seconds; ``kw`` go to :class:`StreamLoader` (``timeout`` is per read)."""
     loader = StreamLoader(url, target, **kw).start()
     try:
-        loader.wait(timeout=timeout)
+        loader.wait(timeout=wait_s)
         data, _ = loader.complete_prefix()
         return data, loader.progress()
     finally:

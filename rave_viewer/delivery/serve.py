@@ -33,14 +33,14 @@ class Faults:
     """Misbehaviour to simulate (tests): every field off by default."""
 
     ignore_range: bool = False  # answer 200 with the whole body
-    cut_after: int | None = None  # close the connection after this many body bytes (once, then behave)
+    cut_at: int | None = None  # close the connection when the body reaches this file offset (once, then behave)
     cut_path: str | None = None  # ...only for this path
     corrupt_offset: int | None = None  # flip this byte of the file in the first `corrupt_times` responses
     corrupt_path: str | None = None
     corrupt_times: int = 1
     redirect: dict[str, str] = field(default_factory=dict)  # path -> location (302)
     status: dict[str, int] = field(default_factory=dict)  # path -> forced status (e.g. 503), once each
-    stall_after: int | None = None  # stop sending (without closing) after this many bytes, once
+    stall_at: int | None = None  # stop sending (without closing) at this file offset, once
     stall_path: str | None = None
 
 
@@ -151,12 +151,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_body(self, rel: str, p: Path, start: int, end: int) -> None:
         srv, faults = self.server, self.server.faults
         with srv.lock:
-            cut = faults.cut_after if faults.cut_path in (None, rel) else None
+            cut = faults.cut_at if faults.cut_path in (None, rel) and faults.cut_at is not None and (
+                start < faults.cut_at < end) else None
             if cut is not None:
-                faults.cut_after = None
-            stall = faults.stall_after if faults.stall_path in (None, rel) else None
+                faults.cut_at = None
+            stall = faults.stall_at if faults.stall_path in (None, rel) and faults.stall_at is not None and (
+                start <= faults.stall_at < end) else None
             if stall is not None:
-                faults.stall_after = None
+                faults.stall_at = None
             corrupt = None
             if faults.corrupt_offset is not None and faults.corrupt_path in (None, rel) and faults.corrupt_times > 0:
                 if start <= faults.corrupt_offset < end:
@@ -169,10 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
             while pos < end:
                 n = min(SLICE if srv.rate else 1 << 16, end - pos)
                 if cut is not None:
-                    n = min(n, cut - sent)
+                    n = min(n, cut - pos)
                     if n <= 0:
                         break
-                if stall is not None and sent >= stall:
+                if stall is not None:
+                    n = min(n, stall - pos) or n
+                if stall is not None and pos >= stall:
                     time.sleep(srv.stall_seconds)
                     break
                 buf = bytearray(f.read(n))
