@@ -48,7 +48,7 @@ from .cameras import look_at
 from .undistort import Distortion, colmap_camera
 
 GENERATOR_VERSION = 2  # 2: lens distortion, photo noise, optional COLMAP model, no points3d.ply for 0 points
-PRESETS = ("objects", "ground")
+PRESETS = ("objects", "ground", "garden")
 #: A "hard capture" like a phone's (a lens with barrel distortion, few views, no point cloud, photo noise):
 #: ``generate_scene(out, **HARD_CAPTURE)``, ``rave generate --capture hard``. Explicit arguments override it.
 HARD_CAPTURE = {"distortion": (-0.12, 0.03, 0.002, -0.0015), "noise": 0.02, "n_views": 32, "n_points": 0,
@@ -142,7 +142,9 @@ class Texture:
     """A solid (3D) procedural albedo evaluated at object-local coordinates.
 
     kind: "solid" | "checker" | "stripes" | "marble" | "noise" | "tiles" (checker tiles with noise and
-    thin grout lines, for grounds). ``freq`` is in cycles per world unit.
+    thin grout lines, for grounds) | "bricks" (staggered courses with mortar and a colour per brick, on the
+    local x-z / y-z faces: walls) | "lawn" (multi-scale noise with fine grain: grass, foliage).
+    ``freq`` is in cycles per world unit.
     """
 
     kind: str
@@ -174,9 +176,30 @@ class Texture:
             g = _fract(q[:, :2] * (2.0 * f))
             grout = ((g < 0.1).any(axis=1))[:, None]
             return np.clip(np.where(grout, col * 0.3, col), 0.0, 1.0)
+        elif self.kind == "bricks":
+            return self._bricks(q, noise, c1, c2)
+        elif self.kind == "lawn":
+            w = noise.fbm(q * f, octaves=5)
+            grain = noise.value(q * (8.0 * f) + 17.0)
+            col = c1 + (c2 - c1) * np.clip((w - 0.25) / 0.5, 0.0, 1.0)[:, None]
+            return np.clip(col * (0.75 + 0.5 * grain)[:, None], 0.0, 1.0)
         else:
             raise ValueError(f"unknown texture kind {self.kind!r}")
         return c1 + (c2 - c1) * w[:, None]
+
+    def _bricks(self, q: Array, noise: ValueNoise, c1: Array, c2: Array) -> Array:
+        """Bricks 2/freq long and 1/freq high along local x+y (one wall face each), half-offset every course."""
+        f = self.freq
+        u, v = (q[:, 0] + q[:, 1]) * (0.5 * f), q[:, 2] * f
+        row = np.floor(v)
+        uu = u + 0.5 * row
+        col_i = np.floor(uu)
+        ids = np.stack([col_i * 1.37, row * 2.11, np.zeros_like(row)], axis=1)
+        w = noise.value(ids)  # one value per brick
+        col = c1 + (c2 - c1) * w[:, None]
+        col = col * (0.8 + 0.4 * noise.fbm(q * (6.0 * f), octaves=2))[:, None]
+        mortar = (_fract(v) < 0.1) | (_fract(uu) < 0.05)
+        return np.clip(np.where(mortar[:, None], np.array([0.72, 0.7, 0.66]), col), 0.0, 1.0)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "c1": list(self.c1), "c2": list(self.c2), "freq": self.freq}
@@ -394,6 +417,7 @@ class ProceduralScene:
     env_colors: Array = field(default_factory=lambda: np.array([[0.05, 0.07, 0.14], [0.22, 0.25, 0.32],
                                                                   [0.07, 0.06, 0.05]]))  # zenith, horizon, nadir
     env_phase: float = 0.0
+    clouds: float = 0.0  # cloud cover of the upper sky in [0, 1] (0: the plain gradient)
 
     def environment(self, d: Array) -> Array:
         """Background colour by ray direction: [M, 3] unit directions -> [M, 3]."""
@@ -404,6 +428,12 @@ class ProceduralScene:
         col = np.where(z >= 0.0, sky, low)
         phi = np.arctan2(d[:, 1], d[:, 0])
         col = col * (1.0 + 0.12 * np.sin(2.0 * phi + self.env_phase))[:, None]
+        if self.clouds > 0.0:
+            up = np.clip(z, 0.0, 1.0)
+            q = d[:, :2] / (up + 0.15) * 1.5  # a cloud layer projected onto the sky dome
+            c = np.clip((self.noise.fbm(np.c_[q, np.full(len(q), 3.7)], octaves=5) - (1.0 - self.clouds) * 0.6)
+                        * 3.0, 0.0, 1.0) * np.clip(z * 6.0, 0.0, 1.0)[:, 0]
+            col = col + (np.array([0.78, 0.78, 0.8]) - col) * c[:, None]
         glow = np.clip(_mv(d, self.light_dir), 0.0, 1.0) ** 12
         return col + 0.2 * glow[:, None] * np.array([1.0, 0.9, 0.7])
 
@@ -605,20 +635,96 @@ def _preset_ground(rng: np.random.Generator) -> dict:
             "elevation_deg": (15.0, 65.0)}
 
 
+def _preset_garden(rng: np.random.Generator) -> dict:
+    """A walled courtyard: detail everywhere a camera looks (lawn, a tiled plaza, brick walls, trees, clouds)."""
+    wall, height = 6.0, float(rng.uniform(1.6, 2.2))
+    lawn = Texture("lawn", _color(rng, sat=(0.5, 0.7), val=(0.45, 0.6)), _color(rng, sat=(0.4, 0.7), val=(0.2, 0.35)),
+                   float(rng.uniform(1.5, 2.5)))
+    lawn.c1, lawn.c2 = (0.32, 0.55, 0.18), (0.12, 0.3, 0.08)  # green whatever the draw
+    prims: list = [Ground(lawn, half=wall + 0.3)]
+    plaza = Texture("tiles", _color(rng, sat=(0.1, 0.3), val=(0.7, 0.9)), _color(rng, sat=(0.3, 0.6), val=(0.35, 0.55)),
+                    float(rng.uniform(2.5, 3.5)), offset=tuple(float(a) for a in rng.uniform(0, 1, 3)))
+    prims.append(Box(plaza, center=(0.0, 0.0, 0.01), half=(2.1, 2.1, 0.01), yaw=float(rng.uniform(0, 0.3))))
+    brick_c = _color(rng, sat=(0.45, 0.7), val=(0.45, 0.65)), _color(rng, sat=(0.3, 0.6), val=(0.25, 0.4))
+    for k in range(4):  # four walls (local x along the wall), bricks on both faces
+        a = k * math.pi / 2
+        cx, cy = wall * math.cos(a), wall * math.sin(a)
+        prims.append(Box(Texture("bricks", brick_c[0], brick_c[1], 7.0, offset=(0.0, 0.0, float(k) * 0.37)),
+                         center=(cx, cy, 0.5 * height), half=(wall + 0.15, 0.15, 0.5 * height), yaw=a + math.pi / 2))
+    placed: list = []
+    # Solids on the plaza and around it: twice the objects preset's texture frequencies.
+    kinds = list(rng.permutation(_KINDS))
+    for i in range(int(rng.integers(9, 12))):
+        kind = str(kinds[i % len(kinds)])
+        lo, hi = _FREQ[kind]
+        tex = _texture(rng, kind, (2.0 * lo, 2.0 * hi))
+        if i % 2 == 0:
+            r = float(rng.uniform(0.15, 0.35))
+            x, y = _place(rng, placed, r, 2.6)
+            z = 0.02 + r + (float(rng.uniform(0.1, 0.4)) if rng.random() < 0.25 else 0.0)
+            prims.append(Sphere(tex, center=(x, y, z), radius=r))
+        else:
+            half = tuple(float(h) for h in rng.uniform(0.1, 0.3, 3))
+            x, y = _place(rng, placed, math.hypot(half[0], half[1]), 2.6)
+            prims.append(Box(tex, center=(x, y, 0.02 + half[2]), half=half, yaw=float(rng.uniform(0, math.pi))))
+    # Trees between the plaza and the walls: a striped trunk under a leafy crown.
+    for _ in range(int(rng.integers(5, 8))):
+        r = float(rng.uniform(0.4, 0.65))  # outside the camera ring (radius 3.8), inside the walls
+        for _try in range(200):
+            a, d = rng.uniform(0, 2 * math.pi), rng.uniform(4.7, wall - 0.8)
+            x, y = d * math.cos(a), d * math.sin(a)
+            if all(math.hypot(x - px, y - py) > r + pr for px, py, pr in placed):
+                break
+        placed.append((x, y, r))
+        trunk_h = float(rng.uniform(0.6, 1.1))
+        bark = Texture("stripes", (0.42, 0.3, 0.2), (0.25, 0.17, 0.1), float(rng.uniform(14.0, 22.0)))
+        prims.append(Capsules(bark, segments=[((x, y, 0.0), (x, y, trunk_h))], radius=float(rng.uniform(0.05, 0.09)),
+                              name="trunk"))
+        leaves = Texture("lawn", _color(rng, sat=(0.5, 0.8), val=(0.45, 0.7)), (0.1, 0.25, 0.06),
+                         float(rng.uniform(4.0, 7.0)))
+        prims.append(Sphere(leaves, center=(x, y, trunk_h + 0.8 * r), radius=r))
+    # Lamp posts and a fence of thin bars, as the ground preset's.
+    for _ in range(int(rng.integers(3, 5))):
+        x, y = _place(rng, placed, 0.08, 2.9)
+        tex = _texture(rng, "stripes", (10.0, 16.0))
+        tex.axis = (0.0, 0.0, 1.0)
+        prims.append(Capsules(tex, segments=[((x, y, 0.0), (x, y, float(rng.uniform(0.8, 1.4))))],
+                              radius=float(rng.uniform(0.02, 0.035)), name="pole"))
+    length = float(rng.uniform(1.2, 1.8))
+    x, y = _place(rng, placed, 0.5 * length, 2.8)
+    yaw = float(rng.uniform(0, math.pi))
+    u = 0.5 * length * np.array([math.cos(yaw), math.sin(yaw), 0.0])
+    p1, p2 = np.array([x, y, 0.0]) - u, np.array([x, y, 0.0]) + u
+    top = float(rng.uniform(0.45, 0.65))
+    segs = [(tuple(p1 + t * 2 * u), tuple(p1 + t * 2 * u + [0, 0, top])) for t in np.linspace(0, 1, 7)]
+    segs += [(tuple(p1 + [0, 0, f * top]), tuple(p2 + [0, 0, f * top])) for f in (0.4, 0.9)]
+    prims.append(Capsules(_texture(rng, "checker", (14.0, 20.0)), segments=segs, radius=0.014, name="fence"))
+    return {"primitives": prims, "center": np.array([0.0, 0.0, 0.3]), "camera_radius": 3.8,
+            "elevation_deg": (8.0, 50.0), "clouds": 0.6, "ambient": 0.35,
+            "env_colors": [[0.25, 0.42, 0.75], [0.62, 0.72, 0.85], [0.2, 0.2, 0.18]]}  # a day sky
+
+
+_PRESET_FUNCS = {"objects": _preset_objects, "ground": _preset_ground, "garden": _preset_garden}
+
+
 def build_scene(preset: str = "objects", seed: int = 0) -> ProceduralScene:
     """The seeded scene of ``preset`` ("objects": spheres and boxes over a dim environment; "ground": a
-    tiled ground plane with a few solids, thin poles, a wire ring and a fence of thin bars)."""
+    tiled ground plane with a few solids, thin poles, a wire ring and a fence of thin bars; "garden": a
+    walled courtyard with a lawn, a tiled plaza, about ten finely textured solids, trees, posts, a fence
+    and a cloudy sky, textured wherever a camera looks)."""
     if preset not in PRESETS:
         raise RaveError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     rng = np.random.default_rng([int(seed), 0])
     noise = ValueNoise(np.random.default_rng([int(seed), 5]))
-    parts = (_preset_objects if preset == "objects" else _preset_ground)(rng)
+    parts = _PRESET_FUNCS[preset](rng)
     az, el = rng.uniform(0, 2 * math.pi), math.radians(rng.uniform(40.0, 65.0))
     light = np.array([math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)])
-    env = np.array([[0.05, 0.07, 0.14], [0.22, 0.25, 0.32], [0.07, 0.06, 0.05]]) * rng.uniform(0.8, 1.2, (3, 3))
+    base = parts.get("env_colors", [[0.05, 0.07, 0.14], [0.22, 0.25, 0.32], [0.07, 0.06, 0.05]])
+    env = np.array(base) * rng.uniform(0.8, 1.2, (3, 3))
     return ProceduralScene(preset, int(seed), parts["primitives"], light, noise, parts["center"],
                            parts["camera_radius"], parts["elevation_deg"], env_colors=env,
-                           env_phase=float(rng.uniform(0, 2 * math.pi)))
+                           env_phase=float(rng.uniform(0, 2 * math.pi)), clouds=parts.get("clouds", 0.0),
+                           ambient=parts.get("ambient", 0.25))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The README's viewer screenshot, taken by a script: the real app in headless Chromium (Playwright).
 
-``python -m rave_viewer.viewer.screenshot [scene.ckpt] [--out assets/viewer.png]`` (default scene: the demo
-in ``trained_scenes/``). Needs the dev extra (``playwright``) and Debian's ``chromium``; never downloads a
+``python -m rave_viewer.viewer.screenshot [scene.ckpt] [--out assets/viewer.png] [--size 1280x720]
+[--rate-fraction 0.35]`` (default scene: the demo in ``trained_scenes/``; the page at 1280x720, a laptop's
+browser window). Needs the dev extra (``playwright``) and Debian's ``chromium``; never downloads a
 browser. :func:`launch_chromium` is shared with the end-to-end test.
 """
 
@@ -72,7 +73,7 @@ def wait_for_full_frame(app, timeout: float = 120.0) -> None:
 
 
 def capture(scene: str | os.PathLike, out: str | os.PathLike, *, rate_fraction: float = 0.35,
-            size: tuple[int, int] = (1280, 800)) -> Path:  # fmt: skip
+            size: tuple[int, int] = (1280, 720)) -> Path:  # fmt: skip
     """Open ``scene`` in the viewer, set the slider to ``rate_fraction`` of its range, save a page screenshot."""
     try:
         from playwright.sync_api import sync_playwright
@@ -119,8 +120,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rave_viewer.viewer.screenshot", description=__doc__.split("\n")[0])
     ap.add_argument("scene", nargs="?", help="default: the demo scene in trained_scenes/")
     ap.add_argument("--out", default="assets/viewer.png")
+    ap.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="page size (default 1280x720)")
+    ap.add_argument("--rate-fraction", type=_fraction, default=0.35, metavar="F",
+                    help="slider position in [0, 1] of the rate range (default 0.35)")
     args = ap.parse_args(argv)
-    return guarded(lambda: print(f"wrote {capture(args.scene or find_demo_scene()[0], args.out)}"))
+    return guarded(lambda: print(f"wrote {capture(args.scene or find_demo_scene()[0], args.out, rate_fraction=args.rate_fraction, size=args.size)}"))
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720), each side 320..4096."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from None
+    if not (320 <= w <= 4096 and 320 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"each side must be within 320..4096, got {text!r}")
+    return w, h
+
+
+def _fraction(text: str) -> float:
+    try:
+        f = float(text)
+    except ValueError:
+        f = float("nan")
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return f
 
 
 if __name__ == "__main__":

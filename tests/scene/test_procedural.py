@@ -366,3 +366,73 @@ def test_an_error_cancels_the_queued_views(tmp_path: Path, monkeypatch):
         generate_scene(tmp_path / "x", n_views=60, width=16, height=16, n_points=0, progress=True)
     assert len(calls) <= 12, len(calls)  # the workers in flight finish, the other ~50 views are cancelled
     assert list(tmp_path.iterdir()) == []
+
+
+def _detail(img: np.ndarray) -> float:
+    """Mean absolute difference between horizontally and vertically adjacent pixels (of 255): texture."""
+    a = img.astype(float)
+    return float(np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean())
+
+
+def test_garden_preset_is_textured_wherever_a_camera_looks(tmp_path: Path):
+    out = generate_scene(tmp_path / "garden", preset="garden", n_views=4, width=96, height=54, seed=0, n_points=400,
+                         fov_deg=60.0, progress=False)
+    again = generate_scene(tmp_path / "again", preset="garden", n_views=4, width=96, height=54, seed=0, n_points=400,
+                           fov_deg=60.0, progress=False)
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            assert p.read_bytes() == (again / p.relative_to(out)).read_bytes(), p.name
+    recipe = json.loads((out / "scene.json").read_text())
+    objs = recipe["objects"]
+    kinds = [o["texture"]["kind"] for o in objs]
+    types = [o["type"] for o in objs]
+    assert types[0] == "ground" and kinds[0] == "lawn" and kinds.count("bricks") == 4  # lawn, four brick walls
+    assert types.count("trunk") >= 5 and "fence" in types and "pole" in types
+    assert sum(t in ("sphere", "box") for t in types) >= 4 + 9 + 5  # plaza, walls, solids, tree crowns
+    assert {"checker", "stripes", "marble", "noise", "tiles"} <= set(kinds)
+    # Cameras are inside the walls and outside every tree crown.
+    for o in objs:
+        if o["type"] == "sphere" and o["texture"]["kind"] == "lawn":
+            assert math.hypot(*o["center"][:2]) - o["radius"] > recipe["radius"]
+    # Every view sees geometry nearly everywhere (a lawn, not an empty backdrop) and far more texture than the
+    # objects preset at the same size.
+    scene = build_scene("garden", 0)
+    ref = generate_scene(tmp_path / "objects", preset="objects", n_views=4, width=96, height=54, seed=0, n_points=0,
+                         fov_deg=60.0, progress=False)
+    meta = _read_split(out, "train")
+    for frame in meta["frames"]:
+        w2c = _w2c_cv(frame)
+        _, rays = scene.render(w2c, _K(meta), 96, 54, samples_per_pixel=1)
+        assert rays["hit"].mean() > 0.85
+        img = np.asarray(Image.open(out / frame["file_path"]))
+        base = np.asarray(Image.open(ref / frame["file_path"]))
+        assert _detail(img) > 1.5 * _detail(base)
+
+
+def test_garden_textures_and_sky():
+    from rave_viewer.scene.procedural import Texture, ValueNoise
+
+    rng = np.random.default_rng(0)
+    noise = ValueNoise(np.random.default_rng(1))
+    # A wall face (local x-z plane): brick colours vary brick to brick, grey mortar between them.
+    xz = np.stack([rng.uniform(-1, 1, 4000), np.zeros(4000), rng.uniform(0, 1, 4000)], axis=1)
+    bricks = Texture("bricks", (0.7, 0.3, 0.2), (0.4, 0.15, 0.1), 7.0).albedo(xz, noise)
+    assert bricks.shape == (4000, 3) and 0.0 <= bricks.min() and bricks.max() <= 1.0
+    mortar = np.all(np.isclose(bricks, [0.72, 0.7, 0.66]), axis=1)
+    assert 0.05 < mortar.mean() < 0.35 and bricks[~mortar].std(axis=0).min() > 0.02
+    lawn = Texture("lawn", (0.32, 0.55, 0.18), (0.12, 0.3, 0.08), 2.0).albedo(xz, noise)
+    assert lawn[:, 1].mean() > lawn[:, 0].mean() and lawn.std(axis=0).min() > 0.02  # green, varied
+    # The garden sky has clouds: more variation across directions than the plain gradient.
+    garden = build_scene("garden", 0)
+    d = np.stack([rng.normal(size=2000), rng.normal(size=2000), np.abs(rng.normal(size=2000)) + 0.3], axis=1)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    cloudy = garden.environment(d)
+    garden.clouds = 0.0
+    assert np.abs(cloudy - garden.environment(d)).max() > 0.2 and cloudy.min() >= 0.0
+
+
+def test_demo_garden_recipe_is_valid():
+    from rave_viewer.train.demo import load_recipe
+
+    r = load_recipe(Path(__file__).parents[2] / "assets" / "demo_garden.yaml")
+    assert r.scene["preset"] == "garden" and max(r.scene["width"], r.scene["height"]) >= 512
