@@ -45,7 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     start.add_argument("--rate", metavar="R", help="start at this rate, a cap (e.g. 2.5MB, 800KB; MB = 10^6 bytes)")
     start.add_argument("--count", type=int_in(1, MAX_GAUSSIANS), metavar="N", help="start with N Gaussians")
     start.add_argument("--psnr", type=float_in(-1000, 1000), metavar="DB",
-                       help="start at the smallest prefix reaching DB (needs a .ckpt with an RD table)")  # fmt: skip
+                       help="start at the smallest prefix reaching DB (needs a .ckpt with an RD table, or a "
+                       "published stream's manifest)")  # fmt: skip
+    start.add_argument("--auto", type=float_in(0.1, 86400), metavar="SECONDS",
+                       help="(http(s) stream) the best prefix that arrives within SECONDS at the measured "
+                       "throughput (follows the link until you move the slider)")  # fmt: skip
     p.add_argument("--max-gaussians", type=int_in(0, MAX_GAUSSIANS), default=DEFAULT_MAX_GAUSSIANS, metavar="N",
                    help=f"refuse .rave streams of more Gaussians (default {DEFAULT_MAX_GAUSSIANS}; 0: no limit)")  # fmt: skip
     p.add_argument(
@@ -116,7 +120,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"no file given: opening the demo scene {path}" + (f" ({note})" if note else ""))
     else:
         path = args.scene
-    source = open_source(path, max_gaussians=args.max_gaussians or None)
+    remote = isinstance(path, str) and path.strip().lower().startswith(("http://", "https://"))
+    if remote:  # a stream on a web host, fetched by byte ranges from the start target on (viewer/remote.py)
+        from ..viewer.remote import open_remote, remote_target
+
+        source = open_remote(path.strip(), remote_target(args), max_gaussians=args.max_gaussians or None)
+    else:
+        source = open_source(path, max_gaussians=args.max_gaussians or None)
+        if getattr(args, "auto", None) is not None:
+            print("note: --auto applies to http(s) streams; a local file is all here: using its default start")
     if source.note and source.kind != "ckpt":
         print(f"note: {source.note}")
 
@@ -126,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
 
     app = ViewerApp(source, host=args.host, port=args.port, backend=backend, allow_origins=allow, token=token,
                     share=args.share, start=start)  # fmt: skip
+    if remote:
+        from ..viewer.remote import attach
+
+        attach(app, source)
     print(f"rave-view: {source.path.name} ({source.n:,} Gaussians, {source.kind}), rendering with {backend}")
     print(f"open {app.url} in a browser (Ctrl+C to stop)", flush=True)
     if is_wildcard_host(args.host):
@@ -138,3 +154,5 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(3600)
     finally:
         app.stop()
+        if remote:
+            source.close()

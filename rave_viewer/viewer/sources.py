@@ -338,7 +338,12 @@ def _open_ply(path: Path) -> ViewSource:
 def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
     """Open ``path`` for viewing; any problem (missing, truncated, wrong format) is one RaveError naming it.
 
-    ``max_gaussians`` bounds what a .rave stream may declare (None: no limit; see ``codec.decode``)."""
+    ``max_gaussians`` bounds what a .rave stream may declare (None: no limit; see ``codec.decode``).
+    An http(s):// URL is a stream on a web host, fetched by byte ranges (viewer/remote.py)."""
+    if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+        from .remote import open_remote
+
+        return open_remote(path.strip(), max_gaussians=max_gaussians)
     path = Path(path)
     if not path.exists():
         raise RaveError("no such file", path)

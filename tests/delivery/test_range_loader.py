@@ -4,47 +4,17 @@ lowering targets, hosts that ignore Range, cut connections, corrupt chunks, redi
 from __future__ import annotations
 
 import time
-import warnings
 
 import pytest
 
-from rave_viewer.codec import decode
 from rave_viewer.delivery.adapt import Target, auto_chunks
 from rave_viewer.delivery.http import FetchError, fetch_range
 from rave_viewer.delivery.loader import PROBE, StreamLoader, load
 from rave_viewer.errors import RaveError
 
+from delivery_helpers import _counts, _decoded, _ends, sent
+
 FAST = dict(backoff=(0.01,), timeout=5.0)
-
-
-def _ends(info):
-    return [c.offset + c.length for c in info.chunks]
-
-
-def _counts(info):
-    out, t = [], 0
-    for c in info.chunks:
-        t += c.count
-        out.append(t)
-    return out
-
-
-def sent(s, path="/scene.rave", settle=1.0):
-    """Bytes the server has sent for ``path``, once its count stopped changing (it counts after each write)."""
-    last, t0 = -1, time.monotonic()
-    while time.monotonic() - t0 < settle:
-        now = s.stats.bytes(path)
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.05)
-    return last
-
-
-def _decoded(data):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return decode(data)
 
 
 def test_fetches_exactly_the_selected_prefix(stream_dir, serve):
