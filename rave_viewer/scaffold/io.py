@@ -34,18 +34,31 @@ _SPEC_TYPES = {"feat_dim": int, "n_offsets": int, "voxel_size": float, "opacity_
 
 
 def to_bytes(model: ScaffoldModel, extra: dict[str, Any] | None = None) -> bytes:
-    """The file's bytes (deterministic: the same model gives the same bytes)."""
-    from safetensors.torch import save
+    """The file's bytes, deterministic (the same model and metadata give the same bytes).
 
+    Written here rather than by ``safetensors.torch.save``, whose header key order varies between calls:
+    keys sorted, tensors stored in header order, the header padded with spaces to 8 bytes (the safetensors
+    layout; :func:`from_bytes` reads it back with the safetensors library).
+    """
     from .. import __version__
 
     tensors = {f: model.params[f].detach().to("cpu", torch.float32).contiguous() for f in ANCHOR_FIELDS}
     tensors.update({k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.mlp_tensors().items()})
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "spec": json.dumps(model.spec.to_dict()),
-            "versions": json.dumps({"rave_viewer": __version__, "torch": torch.__version__})}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
+            "spec": json.dumps(model.spec.to_dict(), sort_keys=True),
+            "versions": json.dumps({"rave_viewer": __version__, "torch": torch.__version__}, sort_keys=True)}
     for k, v in (extra or {}).items():
-        meta[k] = json.dumps(v, allow_nan=False, default=str)
-    return save(tensors, metadata=meta)
+        meta[k] = json.dumps(v, allow_nan=False, default=str, sort_keys=True)
+    header: dict[str, Any] = {"__metadata__": dict(sorted(meta.items()))}
+    blobs, at = [], 0
+    for name in sorted(tensors):
+        b = tensors[name].numpy().astype("<f4", copy=False).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
 
 
 def save(model: ScaffoldModel, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
@@ -80,6 +93,12 @@ def read_metadata(data: bytes, path) -> dict[str, str]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RaveError(f"is a safetensors file but not a Scaffold-GS model (no '{FORMAT}' format in its "
                         "metadata)", path)
+    ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__" and isinstance(e, dict)
+            and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+            and isinstance(e["data_offsets"][1], int)]
+    expected = 8 + n + max(ends, default=0)
+    if len(data) < expected:
+        raise RaveError(f"is truncated ({len(data):,} of {expected:,} bytes)", path)
     return meta
 
 
