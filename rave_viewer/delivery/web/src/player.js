@@ -17,7 +17,8 @@ const ui = {
   label: document.getElementById("target-label"),
 };
 const state = (window.rave = { state: "opening", fetched: 0, chunks: 0, gaussians: 0, target: 0, requests: 0,
-  wasted: 0, error: null, message: null, frames: 0, shown: 0 });
+  wasted: 0, error: null, message: null, frames: 0, shown: 0,
+  sums: { means: 0, scales: 0, opacity: 0, rgb: 0, quats: 0 } }); // sums over decoded chunks: checked by the tests
 
 const fmtBytes = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(3)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} KB` : `${n} B`);
 
@@ -79,7 +80,11 @@ function completeChunks() {
       data = data.slice(0, c.offset); // drop it: refetched once by the loop
       throw Object.assign(new Error(`chunk ${decoded.length} is corrupt (CRC mismatch)`), { corrupt: decoded.length });
     }
-    decoded.push(decodeChunk(header, bytes, c.count));
+    const d = decodeChunk(header, bytes, c.count);
+    decoded.push(d);
+    const sum = (a) => a.reduce((x, y) => x + y, 0);
+    state.sums.means += sum(d.means); state.sums.scales += sum(d.scales); state.sums.opacity += sum(d.opacity);
+    state.sums.rgb += sum(d.rgb); state.sums.quats += sum(d.quats.map(Math.abs));
     grown = true;
   }
   state.chunks = decoded.length;
@@ -158,9 +163,13 @@ function placeCamera() {
   controls.update();
 }
 
+let lastBuild = 0;
 function showPrefix() {
-  // rebuild the splat mesh from the decoded chunks (called when chunks completed, throttled by the loop)
+  // rebuild the splat mesh from the decoded chunks: at most every 0.3 s while chunks arrive, at once at the end
   if (decoded.length === shownChunks || !decoded.length) return;
+  const now = performance.now();
+  if (now - lastBuild < 300 && decoded.length < wantChunks) return;
+  lastBuild = now;
   const n = counts[decoded.length - 1];
   const ps = new PackedSplats({ maxSplats: n });
   const c = new THREE.Vector3(), s = new THREE.Vector3(), q = new THREE.Quaternion(), col = new THREE.Color();
