@@ -211,3 +211,82 @@ def test_second_batch_on_one_folder_is_refused(scene_tree, tmp_path, capsys):
     assert code == 2 and "another rave build-all is writing to this folder" in err
     assert len(err.strip().splitlines()) == 1
     shutil.rmtree(out)
+
+
+def test_manifest_scene_without_photos_self_distils(scene_tree, tmp_path, capsys):
+    """A CSV manifest row with a model and no dataset: the build self-distils on a rig; PSNR is vs the model."""
+    cfg = tmp_path / "rig.yaml"
+    cfg.write_text("num_levels: 3\nsteps: 2\nrd_points: 64\nrig_views: 8\nrig_size: 24\n")
+    man = tmp_path / "scenes.csv"
+    man.write_text(f"name,ply,config\necho,{scene_tree / 'alpha' / 'scene.ply'},rig.yaml\n")
+    code, err = run_cli(capsys, "build-all", man, "-o", tmp_path / "out", "--quiet")
+    assert code == 0, err
+    r = catalogue(tmp_path / "out")["echo"]
+    assert r["status"] == "built" and r["psnr_vs"] == "full model" and r["levels"] == "3"
+    ck = load_checkpoint(tmp_path / "out" / "echo.ckpt")
+    assert ck.meta["targets"] == "self" and r["level_rates"] == ";".join(map(str, ck.level_rates))
+
+
+class Ref:
+    def __init__(self, result):
+        self.result = result
+
+
+class FakeRay:
+    """Enough of the ``ray`` module for RayRunner on a pretend cluster with GPUs; records each task's options."""
+
+    class exceptions:
+        class RayError(Exception):
+            pass
+
+        class RayTaskError(RayError):
+            pass
+
+    def __init__(self, cpus: float = 8, gpus: float = 2):
+        self.res = {"CPU": float(cpus), "GPU": float(gpus)}
+        self.tasks: list[tuple[dict, object]] = []
+
+    def is_initialized(self):
+        return True
+
+    def cluster_resources(self):
+        return self.res
+
+    def remote(self, fn):
+        fake = self
+
+        class Task:
+            def options(self, **opts):
+                class Bound:
+                    def remote(self, spec):
+                        fake.tasks.append((opts, spec))
+                        return Ref({"name": spec.name, "status": "failed", "error": "not run (fake cluster)",
+                                    "retry": False, "summary": None})
+
+                return Bound()
+
+        return Task()
+
+    def wait(self, refs, num_returns=1):
+        return refs[:1], refs[1:]
+
+    def get(self, ref):
+        return ref.result
+
+    def cancel(self, ref, force=False):
+        pass
+
+
+@pytest.mark.parametrize("flags,gpus,backend", [((), 1.0, "gsplat"), (("--backend", "cpu"), 1.0, "cpu"),
+                                                (("--gpus-per-job", "0"), 0.0, None)])
+def test_ray_tasks_on_a_gpu_cluster_ask_for_a_gpu_and_use_gsplat(scene_tree, tmp_path, capsys, monkeypatch, flags,
+                                                                 gpus, backend):
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    code, _ = run_cli(capsys, "build-all", scene_tree, "-o", tmp_path / "out", "--ray", "auto", "--cpus-per-job",
+                      "2", "--quiet", *flags)
+    assert code == 1  # the fake cluster runs nothing
+    assert sorted(s.name for _, s in fake.tasks) == list(NAMES)
+    for opts, spec in fake.tasks:
+        assert (opts["num_cpus"], opts["num_gpus"], opts["max_retries"]) == (2.0, gpus, 0)
+        assert spec.overrides.get("backend") == backend and spec.threads == 2
