@@ -14,7 +14,8 @@ on a picture. From then on:
 * with the manifest of ``rave publish``: levels, the RD table (PSNR targets, the RD plot) and the start point.
 
 :func:`attach` connects a running ViewerApp: new prefixes reach its renderer, and every tab gets a "Download"
-panel line (bytes, Gaussians, level, throughput, the last problem).
+folder: a progress bar (bytes of the stream held) and a line with bytes, Gaussians, level, throughput, state and
+the last problem.
 """
 
 from __future__ import annotations
@@ -276,17 +277,24 @@ def attach(app, source: RemoteSource) -> None:
         else:
             grew = False
         text = f"**Download:** {progress_line(p)}"
+        pct = 100.0 * p.complete_bytes / p.total if p.total else 0.0
+        busy = p.state in ("fetching", "retrying")
         for cid, cs in list(getattr(app, "clients", {}).items()):
             with lock:
-                md = lines.get(cid)
-                if md is None:
+                handles = lines.get(cid)
+                if handles is None:
                     try:
-                        md = cs.client.gui.add_markdown(text)
+                        with cs.client.gui.add_folder("Download"):
+                            handles = (cs.client.gui.add_progress_bar(pct, animated=busy),
+                                       cs.client.gui.add_markdown(text))  # fmt: skip
                     except Exception:
                         continue
-                    lines[cid] = md
+                    lines[cid] = handles
+            bar, md = handles
             if md.content != text:
                 md.content = text
+            if abs(bar.value - pct) > 1e-6 or bar.animated != busy:
+                bar.value, bar.animated = pct, busy
             session = getattr(cs, "session", None)
             if session is not None:
                 src.follow_auto(session)
