@@ -1,7 +1,17 @@
-"""Browser rendering: the selected Gaussians as viser splats, sent by a worker that only sends the newest one.
+"""Browser rendering: the selection as viser splats, one scene node per block of the ranked order.
 
-viser's WebGL splat renderer takes centres, 3x3 covariances, RGB and opacity per Gaussian (SH degree 0: the
-browser shows view-independent colour). Arrays are computed once for the whole model; a selection is a prefix.
+viser's WebGL renderer takes centres, 3x3 covariances, RGB and opacity per Gaussian (32 bytes each on the
+wire) and sorts all splat nodes together, so a scene may be split into nodes freely. Every operating point
+is a prefix of one ranked order, so :class:`BlockSplats` keeps one node per block of :data:`BLOCK` Gaussians
+plus one node for the partial block at the end: raising the rate adds the new blocks (and a new tail),
+lowering it hides the blocks past the new end (a message of a few bytes each; shown again for free). A rate
+change therefore sends about (Gaussians added + one block) x 32 bytes, never the whole scene again.
+
+viser's splats have no spherical harmonics: for SH degree > 0 the per-Gaussian colour is evaluated for the
+direction from the camera (:func:`view_colours`, the same SH evaluation as the server renderer) and re-sent
+when the camera rests somewhere new (:meth:`BlockSplats.recolour`), so a still browser image matches the
+server's. Non-finite values (real PLYs carry ±inf and NaN) are made harmless here: such a Gaussian gets
+opacity 0 at the scene centre (otherwise the browser's bounding sphere becomes NaN).
 """
 
 from __future__ import annotations
@@ -14,9 +24,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..render.sh import sh_to_rgb
 from ..scene.gaussians import Gaussians
 
 SH_C0 = 0.28209479177387814
+BLOCK = 16_384  # Gaussians per scene node (512 KB on the wire)
+FLOAT16_MAX = 65_000.0  # viser sends covariances as float16
+BYTES_PER_SPLAT = 32  # viser's buffer layout: 8 uint32 per Gaussian
+AUTO_BROWSER_GAUSSIANS = 300_000  # above this many Gaussians (CPU server), a tab starts in browser rendering
+RECOLOUR_SHIFT = 0.02  # re-evaluate SH colours once the camera moved this share of the scene radius
 
 
 @dataclass
@@ -29,11 +45,15 @@ class SplatArrays:
     opacities: np.ndarray
 
     def prefix(self, k: int) -> "SplatArrays":
-        return SplatArrays(self.centers[:k], self.covariances[:k], self.rgbs[:k], self.opacities[:k])
+        return self.slice(0, k)
+
+    def slice(self, a: int, b: int) -> "SplatArrays":
+        return SplatArrays(self.centers[a:b], self.covariances[a:b], self.rgbs[a:b], self.opacities[a:b])
 
 
 def splat_arrays(g: Gaussians) -> SplatArrays:
-    """Activated parameters of ``g``: Sigma = R S S^T R^T, rgb = 0.5 + C0 * SH_DC (clamped), sigmoid opacity."""
+    """Activated parameters of ``g``: Sigma = R S S^T R^T, rgb = 0.5 + C0 * SH_DC (clamped), sigmoid opacity;
+    a Gaussian with any non-finite value becomes invisible (opacity 0, at the finite centre, tiny)."""
     with torch.no_grad():
         q = torch.nn.functional.normalize(g.quats.float(), dim=-1)
         w, x, y, z = q.unbind(-1)
@@ -49,7 +69,104 @@ def splat_arrays(g: Gaussians) -> SplatArrays:
         cov = M @ M.transpose(1, 2)
         rgb = (0.5 + SH_C0 * g.sh0[:, 0, :].float()).clamp(0, 1)
         op = torch.sigmoid(g.opacities.float())[:, None]
-    return SplatArrays(g.means.float().numpy(), cov.numpy(), rgb.numpy(), op.numpy())
+        means = g.means.float().clone()
+        bad = ~(torch.isfinite(means).all(1) & torch.isfinite(cov).flatten(1).all(1) & torch.isfinite(op[:, 0])
+                & (cov.flatten(1).abs().amax(1) < FLOAT16_MAX))  # fmt: skip
+        if bool(bad.any()):
+            ok = ~bad
+            centre = means[ok].median(dim=0).values if bool(ok.any()) else torch.zeros(3)
+            means[bad] = centre
+            cov[bad] = torch.eye(3) * 1e-8
+            op[bad] = 0.0
+        rgb = torch.nan_to_num(rgb, nan=0.0)
+    return SplatArrays(means.numpy(), cov.numpy(), rgb.numpy(), op.numpy())
+
+
+def view_colours(g: Gaussians, campos: np.ndarray) -> np.ndarray:
+    """[N, 3] RGB in [0, 1] of every Gaussian seen from ``campos`` [3] (SH evaluated as the server renders)."""
+    with torch.no_grad():
+        rgb = sh_to_rgb(g.colors.float(), g.means.float(), torch.as_tensor(campos, dtype=torch.float32)[None],
+                        g.sh_degree)[0]  # fmt: skip
+        return torch.nan_to_num(rgb.clamp(0, 1), nan=0.0).numpy()
+
+
+class BlockSplats:
+    """The browser's splats of one tab: full blocks of the ranked order as nodes, plus a tail node."""
+
+    def __init__(self, scene, arrays: SplatArrays, gaussians: Gaussians | None = None, block: int = BLOCK,
+                 name: str = "/rave/splats", radius: float = 1.0):  # fmt: skip
+        """``gaussians`` (SH degree > 0): view-dependent colour; ``radius``: the scene's, for re-colouring."""
+        self.scene, self.arrays, self.block, self.name = scene, arrays, int(block), name
+        self.sh = gaussians if gaussians is not None and gaussians.sh_degree > 0 else None
+        self.radius = float(radius)
+        self.nodes: dict[int, object] = {}  # block index -> handle (full blocks only)
+        self.visible: set[int] = set()
+        self.tail = None
+        self.tail_key: tuple[int, int] | None = None  # (first, end) Gaussian of the tail node
+        self.k: int | None = None
+        self.bytes_sent = 0  # splat payload bytes sent so far (32 per Gaussian)
+        self.campos: np.ndarray | None = None  # where the colours were evaluated from (SH scenes)
+        self._colours: np.ndarray | None = None
+
+    def _rgbs(self, a: int, b: int) -> np.ndarray:
+        return self.arrays.rgbs[a:b] if self._colours is None else self._colours[a:b]
+
+    def _add(self, name: str, a: int, b: int):
+        s = self.arrays.slice(a, b)
+        self.bytes_sent += (b - a) * BYTES_PER_SPLAT
+        return self.scene.add_gaussian_splats(name, s.centers, s.covariances, self._rgbs(a, b), s.opacities)
+
+    def show(self, k: int) -> None:
+        """Show the first ``k`` Gaussians, sending only what the browser does not hold yet."""
+        k = int(k)
+        full = k // self.block
+        for j in range(full):
+            if j not in self.nodes:
+                self.nodes[j] = self._add(f"{self.name}/block{j:05d}", j * self.block, (j + 1) * self.block)
+                self.visible.add(j)
+            elif j not in self.visible:
+                self.nodes[j].visible = True
+                self.visible.add(j)
+        for j in sorted(self.visible):
+            if j >= full:
+                self.nodes[j].visible = False
+                self.visible.discard(j)
+        key = (full * self.block, k)
+        if key != self.tail_key:
+            if self.tail is not None:
+                self.tail.remove()
+                self.tail = None
+            if k > full * self.block:
+                self.tail = self._add(f"{self.name}/tail", *key)
+            self.tail_key = key
+        self.k = k
+
+    def recolour(self, campos: np.ndarray, force: bool = False) -> bool:
+        """Re-evaluate SH colours for a camera at ``campos`` and re-send them (SH scenes, camera moved enough)."""
+        if self.sh is None:
+            return False
+        campos = np.asarray(campos, dtype=np.float64)
+        if not force and self.campos is not None and np.linalg.norm(campos - self.campos) < RECOLOUR_SHIFT * self.radius:
+            return False
+        self._colours = view_colours(self.sh, campos)
+        self.campos = campos
+        for j, h in self.nodes.items():
+            h.rgbs = self._colours[j * self.block:(j + 1) * self.block]
+            self.bytes_sent += self.block * BYTES_PER_SPLAT
+        if self.tail is not None:
+            a, b = self.tail_key
+            self.tail.rgbs = self._colours[a:b]
+            self.bytes_sent += (b - a) * BYTES_PER_SPLAT
+        return True
+
+    def remove(self) -> None:
+        for h in self.nodes.values():
+            h.remove()
+        if self.tail is not None:
+            self.tail.remove()
+        self.nodes.clear()
+        self.visible.clear()
+        self.tail, self.tail_key, self.k = None, None, None
 
 
 class LatestWorker:
@@ -86,4 +203,7 @@ class LatestWorker:
                 traceback.print_exc()
 
 
-__all__ = ["LatestWorker", "SplatArrays", "splat_arrays"]
+__all__ = [
+    "AUTO_BROWSER_GAUSSIANS", "BLOCK", "BYTES_PER_SPLAT", "BlockSplats", "LatestWorker", "SplatArrays",
+    "splat_arrays", "view_colours",
+]  # fmt: skip

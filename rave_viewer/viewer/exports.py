@@ -28,10 +28,12 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def screenshot(source: ViewSource, sel: Selection, img: np.ndarray) -> tuple[str, bytes]:
-    """The current view as a PNG named after the scene and the selection."""
+def screenshot(source: ViewSource, sel: Selection, img: np.ndarray, mode: str = "render") -> tuple[str, bytes]:
+    """The current view as a PNG named after the scene, the selection and what the view shows (``mode``:
+    "render", "A/B split", "side by side", ...), so screenshots of different modes never share a name."""
     tag = rate_slug(sel.nbytes) if sel.nbytes is not None else f"{sel.k}g"
-    return f"{source.name}_{tag}_{img.shape[1]}x{img.shape[0]}.png", png_bytes(img)
+    how = "" if mode in ("render", "off") else "_" + "".join(c if c.isalnum() else "-" for c in mode).strip("-")
+    return f"{source.name}_{tag}{how}_{img.shape[1]}x{img.shape[0]}.png", png_bytes(img)
 
 
 def rd_csv(source: ViewSource) -> tuple[str, bytes]:

@@ -22,6 +22,7 @@ from ..scene.cameras import Cameras
 from .sources import ViewSource
 
 DIFF_GAIN = 4.0  # the difference view shows |render - ground truth| x this gain
+ADDED_RGB = (1.0, 0.0, 1.0)  # "what the slider adds": the Gaussians between rate A and rate B, in magenta
 
 
 # -- camera math --------------------------------------------------------------------------------------------
@@ -43,22 +44,12 @@ def pose_of_test_view(cams: Cameras, i: int) -> tuple[np.ndarray, np.ndarray, fl
     return c2w, c2w[:3, 2].copy(), fov_y
 
 
-def scene_frame(source: ViewSource) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """(centre [3], radius, up direction [3] or None) of the scene, robust to far outliers."""
-    m = source.gaussians.means.detach().double().numpy()
-    if len(m) > 200_000:
-        m = m[:: len(m) // 200_000 + 1]
-    lo, hi = np.percentile(m, 5, axis=0), np.percentile(m, 95, axis=0)
-    centre = (lo + hi) / 2
-    radius = float(max(np.linalg.norm(hi - lo) / 2, 1e-6))
-    up = None
-    cams = source.test_cameras
-    if cams is not None and len(cams):
-        c2w = torch.linalg.inv(cams.viewmats.double()).numpy()
-        u = -c2w[:, :3, 1].mean(axis=0)  # OpenCV: camera y points down
-        if np.linalg.norm(u) > 1e-6:
-            up = u / np.linalg.norm(u)
-    return centre, radius, up
+def scene_frame(source: ViewSource) -> tuple[np.ndarray, float, np.ndarray]:
+    """(centre [3], radius, automatic up direction [3]) of the scene (see :mod:`.viewpoint`)."""
+    from .viewpoint import scene_frame as frame
+
+    f = frame(source)
+    return f.centre, f.radius, f.up
 
 
 def match_test_view(c2w: np.ndarray, cams: Cameras | None, radius: float) -> int | None:
@@ -89,6 +80,21 @@ def _font(size: int):
         return ImageFont.load_default(size=size)
     except TypeError:  # pragma: no cover - Pillow < 10.1
         return ImageFont.load_default()
+
+
+def draw_labels(img: np.ndarray, labels: list[tuple[int, str]], size: int | None = None) -> np.ndarray:
+    """``img`` [H, W, 3] uint8 with white-on-black ``labels`` (x pixel, text) along its top edge."""
+    h = img.shape[0]
+    if not labels or h < 60:
+        return img
+    canvas = Image.fromarray(img)
+    d = ImageDraw.Draw(canvas)
+    font = _font(size or max(10, min(22, h // 24)))
+    for x, text in labels:
+        box = d.textbbox((x + 6, 4), text, font=font)
+        d.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
+        d.text((x + 6, 4), text, font=font, fill=(255, 255, 255))
+    return np.asarray(canvas)
 
 
 def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple[float, str]] = ()) -> np.ndarray:
@@ -130,6 +136,7 @@ class FrameRenderer:
         self._cache: OrderedDict[tuple[int, int], Tensor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._adds = None
 
     def render(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int) -> Tensor:
         """[H, W, 3] float image of the first ``k`` Gaussians."""
@@ -147,6 +154,47 @@ class FrameRenderer:
 
     def render_c2w(self, k: int, c2w: np.ndarray, fov_y: float, width: int, height: int) -> Tensor:
         return self.render(k, viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height), width, height)
+
+    def render_split(self, k_a: int, k_b: int, c2w: np.ndarray, fov_y: float, width: int, height: int,
+                     labels: tuple[str, str] = ("", "")) -> np.ndarray:
+        """A/B split: the left half of the view rendered with ``k_a`` Gaussians, the right half with ``k_b``.
+
+        Each half is exactly that half of a full-frame render (its own intrinsics with the principal point
+        shifted), so the cost is one frame and the two halves meet seamlessly; a 2 px divider marks the cut."""
+        vm = viewmat_from_c2w(c2w)
+        K = intrinsics_from_fov(fov_y, width, height)
+        wl = max(width // 2, 1)
+        left = self.render(k_a, vm, K, wl, height)
+        Kr = K.clone()
+        Kr[0, 2] -= wl
+        right = self.render(k_b, vm, Kr, max(width - wl, 1), height) if width > wl else left[:, :0]
+        img = to_uint8(torch.cat([left, right], dim=1))
+        img[:, max(wl - 1, 0):wl + 1] = 255
+        return draw_labels(img, [(0, labels[0]), (wl, labels[1])])
+
+    def added_gaussians(self, k_lo: int, k_hi: int):
+        """The first ``k_hi`` Gaussians with those from ``k_lo`` to ``k_hi`` coloured :data:`ADDED_RGB`."""
+        key = ("adds", int(k_lo), int(k_hi))
+        with self._lock:
+            if self._adds is not None and self._adds[0] == key:
+                return self._adds[1]
+        g = self.gaussians.prefix(int(k_hi))
+        sh0, shN = g.sh0.clone(), g.shN.clone()
+        sh0[k_lo:] = ((torch.tensor(ADDED_RGB) - 0.5) / 0.28209479177387814).to(sh0)
+        shN[k_lo:] = 0
+        g = type(g)(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh0=sh0, shN=shN)
+        with self._lock:
+            self._adds = (key, g)
+        return g
+
+    def render_adds(self, k_a: int, k_b: int, c2w: np.ndarray, fov_y: float, width: int, height: int) -> Tensor:
+        """What the slider adds between A and B: the larger selection, its extra Gaussians in magenta."""
+        lo, hi = sorted((int(k_a), int(k_b)))
+        vm, K = viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height)
+        with torch.no_grad():
+            colors, _, _ = render(self.added_gaussians(lo, hi), vm[None], K[None], int(width), int(height),
+                                  backend=self.backend)  # fmt: skip
+        return colors[0].clamp(0, 1).cpu()
 
     def render_test(self, k: int, view: int) -> Tensor:
         """[h, w, 3] render of test view ``view`` at its own intrinsics and size (cached)."""
@@ -185,6 +233,6 @@ class FrameRenderer:
 
 
 __all__ = [
-    "DIFF_GAIN", "FrameRenderer", "intrinsics_from_fov", "letterbox", "match_test_view", "scene_frame",
+    "ADDED_RGB", "DIFF_GAIN", "FrameRenderer", "draw_labels", "intrinsics_from_fov", "letterbox", "match_test_view", "scene_frame",
     "pose_of_test_view", "to_uint8", "viewmat_from_c2w",
 ]  # fmt: skip

@@ -15,10 +15,17 @@ from typing import Protocol
 import numpy as np
 
 from . import exports
-from .session import COMPARE_MODES, MB, Session, fmt_int, markdown_table, readout_rows
+from .page_script import SHORTCUTS
+from .session import COMPARE_MODES, MB, SHOW_MODES, Session, fmt_bytes, fmt_int, markdown_table, readout_rows
 from .sources import MODE_LABELS
+from .viewpoint import UP_CHOICES
 
 FREE_CAMERA = "free camera"
+LABEL = {key: label for key, label, _ in SHORTCUTS}  # button labels the page's shortcuts press
+COMPARE_NEEDS_VIEW = (
+    "_Compare with GT needs the camera on a test view (only they have ground truth): pick one under "
+    "**Test view** or press N. Until then the view shows the render._"
+)
 
 
 class PanelHost(Protocol):
@@ -36,6 +43,18 @@ class PanelHost(Protocol):
 
     def screenshot_image(self) -> np.ndarray: ...
 
+    def frame_scene(self) -> None: ...
+
+    def reset_view(self) -> None: ...
+
+    def set_up(self, choice: str) -> None: ...
+
+    def next_test_view(self) -> None: ...
+
+    def add_keyframe(self) -> int: ...
+
+    def export_video(self, n_frames: int, size: tuple[int, int], fps: int = 24): ...
+
 
 def view_options(session: Session) -> list[str]:
     cams = session.source.test_cameras
@@ -48,13 +67,15 @@ def view_options(session: Session) -> list[str]:
 class Panel:
     """Builds the GUI for one tab with ``gui`` (a viser GuiApi: ``client.gui``, or ``server.gui`` in tests)."""
 
-    def __init__(self, gui, session: Session, host: PanelHost, backend: str = "cpu"):
+    def __init__(self, gui, session: Session, host: PanelHost, backend: str = "cpu", up_reason: str = ""):
         self.gui, self.session, self.host, self.backend = gui, session, host, backend
+        self.up_reason = up_reason
         self.source = session.source
         self._lock = threading.RLock()
         self._tl = threading.local()
         self._views = view_options(session)
-        self._status = {"fps": None, "size": None, "mode": "server"}
+        self._status = {"fps": None, "ms": None, "size": None, "mode": "browser" if session.browser else "server",
+                        "browser": ""}  # fmt: skip
         self.error: str | None = None
         self.typed_cap: int | None = None  # bytes of the rate last typed in the number box (a cap), until moved
         self._build()
@@ -88,12 +109,32 @@ class Panel:
                          "(exact bytes below). Other targets are clamped to the range the file holds.",
                 )  # fmt: skip
                 self.readout = gui.add_markdown("")
+                self.btn_down = gui.add_button(LABEL["["], hint="One rate step down (1/50 of the range).")
+                self.btn_up = gui.add_button(LABEL["]"], hint="One rate step up (1/50 of the range).")
+                self.btn_down.on_click(lambda _: self._guarded(lambda: self.on_step(-1)))
+                self.btn_up.on_click(lambda _: self._guarded(lambda: self.on_step(+1)))
                 self.plot = self._add_plot()
+            with gui.add_folder("A/B: only RAVE can"):
+                self.show = gui.add_dropdown(
+                    "View shows", list(SHOW_MODES), initial_value="render",
+                    hint="A/B split: the left half at A (the slider above), the right half at B, same camera. "
+                         "What the slider adds: the Gaussians between A and B in magenta over the rest.",
+                )  # fmt: skip
+                self.slider_b = gui.add_slider(
+                    f"B: {spec.label}", min=spec.lo, max=spec.hi, step=spec.step,
+                    initial_value=spec.to_ui(self.session.target_b), hint="The second operating point (B).",
+                )  # fmt: skip
+                self.btn_split = gui.add_button(LABEL["b"], hint="Toggle the A/B split screen.")
+                self.ab_readout = gui.add_markdown("")
+            self.show.on_update(lambda _: self._guarded(self.on_show))
+            self.slider_b.on_update(lambda _: self._guarded(self.on_slider_b))
+            self.btn_split.on_click(lambda _: self._guarded(self.on_toggle_split))
             self.mode.on_update(lambda _: self._guarded(self.on_mode))
             self.slider.on_update(lambda _: self._guarded(self.on_slider))
             self.number.on_update(lambda _: self._guarded(self.on_number))
         else:
             self.readout = gui.add_markdown("")
+            self.show = self.slider_b = self.ab_readout = None
         with gui.add_folder("View"):
             self.view = self.compare = None
             if self._views:
@@ -105,13 +146,29 @@ class Panel:
                     "Compare with GT", list(COMPARE_MODES), initial_value="off",
                     hint="On a test view: show the render next to its ground truth, or their difference.",
                 )  # fmt: skip
+                self.compare_note = gui.add_markdown(COMPARE_NEEDS_VIEW, visible=False)
+                self.btn_next = gui.add_button(LABEL["n"], hint="Snap the camera to the next test view.")
                 self.view.on_update(lambda _: self._guarded(self.on_view))
                 self.compare.on_update(lambda _: self._guarded(self.on_compare))
+                self.btn_next.on_click(lambda _: self._guarded(self.host.next_test_view))
+            self.up = gui.add_dropdown(
+                "Up axis", list(UP_CHOICES), initial_value="auto",
+                hint=f"Which way is up for orbiting. auto: {self.up_reason or 'from the scene'}.",
+            )  # fmt: skip
+            self.up.on_update(lambda _: self._guarded(lambda: self.host.set_up(self.up.value)))
+            self.btn_frame = gui.add_button(LABEL["f"], hint="Centre the whole scene in the view.")
+            self.btn_reset = gui.add_button(LABEL["r"], hint="Back to the first camera.")
+            self.btn_frame.on_click(lambda _: self._guarded(self.host.frame_scene))
+            self.btn_reset.on_click(lambda _: self._guarded(self.host.reset_view))
             self.browser = gui.add_checkbox(
-                "Browser rendering", False,
-                hint="Render in the browser (WebGL splats, view-independent colour) instead of on the server.",
+                "Browser rendering", bool(self.session.browser),
+                hint="Render in the browser (WebGL splats; a rate change sends only the Gaussians it adds; "
+                     "SH colour evaluated for the camera when it rests) instead of on the server.",
             )  # fmt: skip
             self.browser.on_update(lambda _: self._guarded(self.on_browser))
+            self.jpeg = gui.add_slider("JPEG quality", min=40, max=95, step=5, initial_value=85,
+                                       hint="Quality of the server's still frames (moving frames: at most 60).")
+            self.jpeg.on_update(lambda _: self._guarded(self.host.request_render))
             self.status = gui.add_markdown("")
             self.error_md = gui.add_markdown("", visible=False)
         with gui.add_folder("Export"):
@@ -126,6 +183,29 @@ class Panel:
                     "Export at this rate", hint="The current selection as a .rave stream and a standard .ply."
                 )
                 self.btn_sel.on_click(lambda _: self._guarded(self.on_export_selection))
+        self.btn_video = None
+        if src.has_rate_control:
+            with gui.add_folder("Rate-sweep video", expand_by_default=False):
+                self.video_frames = gui.add_number("Frames", 48, min=2, max=1200, step=1,
+                                                   hint="Frames of the MP4 (24 per second).")
+                self.btn_key = gui.add_button("Add keyframe", hint="The current camera becomes the next keyframe.")
+                self.btn_key_clear = gui.add_button("Clear keyframes")
+                self.btn_video = gui.add_button(
+                    "Export rate-sweep MP4",
+                    hint="Renders the keyframed path (none: one turn around the scene) while the rate sweeps "
+                         "from the lowest to the highest point, with bytes and PSNR on every frame.",
+                )  # fmt: skip
+                self.video_md = gui.add_markdown("_No keyframes: the video turns once around the scene._")
+            self.btn_key.on_click(lambda _: self._guarded(self.on_add_keyframe))
+            self.btn_key_clear.on_click(lambda _: self._guarded(self.on_clear_keyframes))
+            self.btn_video.on_click(lambda _: self._guarded(self.on_export_video))
+        with gui.add_folder("Help", expand_by_default=False):
+            keys = "\n".join(f"| `{k.upper() if k.isalpha() else k}` | {what} |" for k, _, what in SHORTCUTS)
+            gui.add_markdown(
+                "| key | |\n|:--|:--|\n" + keys + "\n| W A S D Q E, arrows | move / turn the camera |\n\n"
+                "Keys act when the 3D view has the focus (click it first); on a focused control (slider, "
+                "box) they only change that control. Drag: orbit; right-drag: pan; wheel: zoom."
+            )
 
     def _plot_unit(self) -> tuple[float, str]:
         pts = self.source.rd_points()
@@ -197,6 +277,12 @@ class Panel:
             self._set_quietly(h, min=min(h.min, spec.lo), max=max(h.max, spec.hi))
             self._set_quietly(h, step=spec.step, precision=spec.precision, value=value, label=label)
             self._set_quietly(h, min=spec.lo, max=spec.hi)
+        if self.slider_b is not None:
+            h, vb = self.slider_b, spec.to_ui(self.source.value_of(spec.mode, self.session.k_b))
+            self._set_quietly(h, min=min(h.min, spec.lo), max=max(h.max, spec.hi))
+            self._set_quietly(h, step=spec.step, precision=spec.precision, value=vb, label=f"B: {spec.label}")
+            self._set_quietly(h, min=spec.lo, max=spec.hi)
+            self.session.set_target_b(spec.from_ui(vb))
         self.refresh()
 
     def on_slider(self) -> None:
@@ -241,13 +327,71 @@ class Panel:
     def _apply(self, ui_value: float, sync) -> None:
         spec = self.session.spec()
         v = min(max(float(ui_value), spec.lo), spec.hi)
-        if sync is not None:
-            self._set_quietly(sync, value=spec.to_ui(spec.from_ui(v)))
+        for h in (self.slider, self.number):  # both show the clamped target (a typed 99 dB becomes the best)
+            if h is not None and (h is sync or float(h.value) != spec.to_ui(spec.from_ui(v))):
+                self._set_quietly(h, value=spec.to_ui(spec.from_ui(v)))
         before = self.session.snapshot().version
         self.session.set_target(spec.from_ui(v))
         self.refresh()
         if self.session.snapshot().version != before:
             self.host.request_render()
+
+    def on_step(self, direction: int) -> None:
+        """The Rate up / Rate down buttons (and the ] / [ keys)."""
+        self.typed_cap = None
+        changed = self.session.step(direction)
+        spec = self.session.spec()
+        value = spec.to_ui(self.session.target)
+        self._set_quietly(self.slider, value=value)
+        self._set_quietly(self.number, value=value)
+        self.refresh()
+        if changed:
+            self.host.request_render()
+
+    def on_show(self) -> None:
+        self.session.set_show(self.show.value)
+        self.refresh()
+        self.host.request_render()
+
+    def on_toggle_split(self) -> None:
+        show = "render" if self.session.snapshot().show == "A/B split" else "A/B split"
+        self._set_quietly(self.show, value=show)
+        self.on_show()
+
+    def on_slider_b(self) -> None:
+        spec = self.session.spec()
+        v = min(max(float(self.slider_b.value), spec.lo), spec.hi)
+        before = self.session.snapshot().version
+        self.session.set_target_b(spec.from_ui(v))
+        self.refresh()
+        if self.session.snapshot().version != before:
+            self.host.request_render()
+
+    def on_add_keyframe(self) -> None:
+        n = self.host.add_keyframe()
+        self.video_md.content = f"_{n} keyframe{'s' if n > 1 else ''}: the video follows them._"
+
+    def on_clear_keyframes(self) -> None:
+        self.host.keyframes.clear()
+        self.video_md.content = "_No keyframes: the video turns once around the scene._"
+
+    def on_export_video(self) -> None:
+        n = int(self.video_frames.value)
+        self.video_md.content = f"_Rendering {n} frames…_"
+        self.host.export_video(n, (640, 352))
+
+    def video_progress(self, done: int, total: int) -> None:
+        if done == total or done % 4 == 0:
+            self.video_md.content = f"_Rendering the video: {done} of {total} frames…_"
+
+    def video_done(self, message: str, error: bool = False) -> None:
+        self.video_md.content = f"**{message}**" if error else f"_{message}_"
+        if error:
+            self.host.notify("Video export failed", message, error=True)
+
+    @property
+    def jpeg_quality(self) -> int:
+        return int(self.jpeg.value)
 
     def on_view(self) -> None:
         opt = self.view.value
@@ -257,6 +401,7 @@ class Panel:
 
     def on_compare(self) -> None:
         self.session.set_compare(self.compare.value)
+        self.refresh()
         self.host.request_render()
 
     def on_browser(self) -> None:
@@ -268,7 +413,9 @@ class Panel:
 
     def on_screenshot(self) -> None:
         img = self.host.screenshot_image()
-        name, data = exports.screenshot(self.source, self.session.selection(), img)
+        snap = self.session.snapshot()
+        mode = snap.compare if snap.view is not None and snap.compare != "off" else snap.show
+        name, data = exports.screenshot(self.source, self.session.selection(), img, mode=mode)
         self.host.send_file(name, data)
 
     def on_export_rd(self) -> None:
@@ -293,6 +440,25 @@ class Panel:
         self.readout.content = markdown_table(rows)
         if self.plot is not None:
             self.plot.data = self._plot_data()
+        snap = self.session.snapshot()
+        if self._views:
+            need = snap.compare != "off" and snap.view is None
+            if self.compare_note.visible != need:
+                self.compare_note.visible = need
+        if self.ab_readout is not None:
+            b = self.session.selection_b()
+            lo, hi = sorted((sel.k, b.k))
+
+            def row(name, s):
+                size = f"{fmt_bytes(s.nbytes)} ({fmt_int(s.nbytes)} bytes)" if s.nbytes is not None else "n/a"
+                ps = f"{s.psnr:.2f} dB" if s.psnr is not None else "n/a"
+                return (name, f"{size}, {fmt_int(s.k)} Gaussians, {ps}")
+
+            ab = [row("A (left)", sel), row("B (right)", b)]
+            if sel.nbytes is not None and b.nbytes is not None:
+                ab.append(("B - A", f"{fmt_int(b.nbytes - sel.nbytes)} bytes, {fmt_int(b.k - sel.k)} Gaussians"))
+            ab.append(("Added (magenta)", f"Gaussians {fmt_int(lo)}..{fmt_int(hi)} of the ranked order"))
+            self.ab_readout.content = markdown_table(ab)
 
     def show_view(self, view: int | None) -> None:
         """The camera arrived on (or left) a test view: reflect it in the dropdown and the readouts."""
@@ -302,9 +468,9 @@ class Panel:
                 self._set_quietly(self.view, value=opt)
         self.refresh()
 
-    def frame_done(self, fps: float, width: int, height: int) -> None:
+    def frame_done(self, fps: float | None, frame_ms: float, width: int, height: int) -> None:
         """A frame reached the browser: update the FPS readout and clear a shown render error."""
-        self._status.update(fps=fps, size=(width, height))
+        self._status.update(fps=fps, ms=frame_ms, size=(width, height))
         self._write_status()  # first: once the error is hidden, the FPS readout is already there
         if self.error is not None:
             self.error = None
@@ -316,15 +482,22 @@ class Panel:
         self.error_md.content = f"**Render error:** {message}"
         self.error_md.visible = True
 
+    def browser_done(self, k: int, bytes_sent: int, seconds: float) -> None:
+        """The browser's splats now hold ``k`` Gaussians (``bytes_sent`` splat bytes so far in this tab)."""
+        self._status["browser"] = f": {fmt_int(k)} Gaussians, {fmt_bytes(bytes_sent)} of splats sent so far"
+        self._write_status()
+
     def _write_status(self) -> None:
         st = self._status
         if st["mode"] == "browser":
-            text = "Rendering in the browser (WebGL splats)."
-        elif st["fps"] is None:
+            text = f"Rendering in the browser (WebGL splats){st['browser']}."
+        elif st["ms"] is None:
             text = f"Rendering on the server ({self.backend}): waiting for the first frame."
         else:
             w, h = st["size"]
-            text = f"Server render ({self.backend}): **{st['fps']:.1f} FPS** ({1e3 / st['fps']:.0f} ms) at {w}x{h} px"
+            fps = "…" if st["fps"] is None else f"{st['fps']:.1f}"
+            text = (f"Server ({self.backend}): **{fps} FPS** delivered; last frame {st['ms']:.0f} ms at "
+                    f"{w}x{h}\u00a0px")  # fmt: skip
         if self.status.content != text:  # (the frame's FPS readout: unchanged text sends nothing)
             self.status.content = text
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .sources import MODE_LABELS, ViewSource
 
 COMPARE_MODES = ("off", "side by side", "difference")
+SHOW_MODES = ("render", "A/B split", "what the slider adds")  # what the view shows (RAVE-only views)
 KB, MB = 1_000, 1_000_000  # SI units, as everywhere in rave_viewer
 SLIDER_STEPS = 1000  # fine steps: about this many positions between the lowest and the highest target
 
@@ -124,6 +125,8 @@ class Snapshot:
     view: int | None
     compare: str
     browser: bool
+    show: str = "render"  # one of SHOW_MODES
+    k_b: int = 0  # the B operating point (split screen, "what the slider adds")
 
 
 class Session:
@@ -145,6 +148,9 @@ class Session:
         self.view: int | None = None  # test view the camera sits on
         self.compare = "off"
         self.browser = False
+        self.show = "render"
+        self.k_b = source.min_count if self.mode else source.n  # B: the coarsest point until the user moves it
+        self.target_b: float | None = source.value_of(self.mode, self.k_b) if self.mode else None
         self._view_psnr: dict[tuple[int, int], float] = {}
 
     # -- selection --------------------------------------------------------------------------------------
@@ -202,13 +208,54 @@ class Session:
         with self.lock:
             self.compare = how
 
+    def set_show(self, show: str) -> None:
+        if show not in SHOW_MODES:
+            raise ValueError(f"view mode must be one of {SHOW_MODES}")
+        with self.lock:
+            if show != self.show:
+                self.show = show
+                self.version += 1
+
+    def set_target_b(self, raw: float) -> Selection:
+        """Select the B operating point for target ``raw`` in the current mode (split screen, added view)."""
+        if self.mode is None:
+            raise ValueError("this source has no bitrate controls")
+        k = self.source.select(self.mode, raw)
+        with self.lock:
+            self.target_b = float(raw)
+            if k != self.k_b:
+                self.k_b = k
+                self.version += 1
+        return self.selection_b()
+
+    def selection_b(self) -> Selection:
+        with self.lock:
+            k, mode, target = self.k_b, self.mode, self.target_b
+        src = self.source
+        return Selection(
+            mode=mode, target=target, k=k, n=src.n, nbytes=src.bytes_of(k), level=src.level_of(k),
+            n_levels=src.n_levels, psnr=src.psnr_at(k),
+        )  # fmt: skip
+
+    def step(self, direction: int, steps: int = 1) -> bool:
+        """Move the target ``steps`` rate steps (1/50 of the slider's range each) up (+1) or down (-1)."""
+        spec = self.spec()
+        if spec is None:
+            return False
+        cur = spec.to_ui(self.target if self.target is not None else spec.from_ui(spec.lo))
+        span = (spec.hi - spec.lo) / 50.0
+        v = min(max(cur + direction * steps * span, spec.lo), spec.hi)
+        before = self.version
+        self.set_target(spec.from_ui(spec.to_ui(spec.from_ui(v))))
+        return self.version != before
+
     def set_browser(self, on: bool) -> None:
         with self.lock:
             self.browser = bool(on)
 
     def snapshot(self) -> Snapshot:
         with self.lock:
-            return Snapshot(self.k, self.version, self.view, self.compare, self.browser)
+            return Snapshot(self.k, self.version, self.view, self.compare, self.browser, self.show, self.k_b)
 
     def is_current(self, version: int) -> bool:
         with self.lock:
@@ -250,12 +297,21 @@ def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None,
     return rows
 
 
+NBSP = "\u00a0"
+
+
+def unbreakable(value: str) -> str:
+    """``value`` with line breaks allowed only before a parenthesis (no-break spaces elsewhere), so a number
+    never wraps away from its unit or the rest of its group ("152.90 KB" / "(152,901 bytes)")."""
+    return " (".join(p.replace(" ", NBSP) for p in value.split(" ("))
+
+
 def markdown_table(rows: list[tuple[str, str]]) -> str:
-    body = "\n".join(f"| {a} | {b} |" for a, b in rows)
+    body = "\n".join(f"| {a} | {unbreakable(b)} |" for a, b in rows)
     return f"| | |\n|:--|--:|\n{body}"
 
 
 __all__ = [
-    "COMPARE_MODES", "KB", "MB", "Selection", "Session", "SliderSpec", "Snapshot", "fmt_bytes", "fmt_int",
+    "COMPARE_MODES", "KB", "MB", "SHOW_MODES", "Selection", "Session", "SliderSpec", "Snapshot", "fmt_bytes", "fmt_int",
     "markdown_table", "nice_step", "rate_slug", "readout_rows", "slider_spec",
 ]  # fmt: skip

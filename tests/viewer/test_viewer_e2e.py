@@ -53,7 +53,7 @@ def _readouts(page) -> dict[str, str]:
     """The readout table as the page shows it."""
     out = {}
     for row in page.locator("tr").all_inner_texts():
-        cells = [c.strip() for c in row.split("\t") if c.strip()]
+        cells = [c.replace("\u00a0", " ").strip() for c in row.split("\t") if c.strip()]
         if len(cells) == 2 and (cells[0] in LABELS or cells[0].startswith("PSNR, view")):
             out[cells[0]] = cells[1]
     return out

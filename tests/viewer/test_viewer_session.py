@@ -86,7 +86,7 @@ def test_readouts(ckpt_source):
     s.record_view_psnr(sel.k, 0, 31.234)
     assert s.view_psnr() == pytest.approx(31.234)
     table = markdown_table(readout_rows(sel, s.view_psnr(), "view front"))
-    assert "| PSNR, view front | 31.23 dB |" in table
+    assert "| PSNR, view front | 31.23\u00a0dB |" in table  # (no-break space: the value never wraps)
 
 
 def test_exports(ckpt_source, tmp_path):

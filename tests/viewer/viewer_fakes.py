@@ -10,7 +10,7 @@ import viser.transforms as vtf
 
 def readout(panel) -> dict[str, str]:
     rows = [line.strip("|").split("|") for line in panel.readout.content.splitlines()[2:]]
-    return {a.strip(): b.strip() for a, b in rows}
+    return {a.strip(): b.replace("\u00a0", " ").strip() for a, b in rows}
 
 
 class FakeCamera:
@@ -32,16 +32,34 @@ class FakeCamera:
         pass
 
 
+class FakeSplatNode:
+    """A splat node as the browser holds it: its arrays, shown or hidden, removed or not."""
+
+    def __init__(self, scene, name, centers, rgbs):
+        self.scene, self.name, self.centers, self.rgbs, self.visible, self.removed = scene, name, centers, rgbs, True, False
+
+    def remove(self):
+        self.removed = True
+
+
 class FakeScene:
     def __init__(self):
-        self.backgrounds, self.splats = [], []
+        self.backgrounds, self.splats, self.nodes = [], [], {}
 
     def set_background_image(self, img, **kw):
         self.backgrounds.append(img)
 
     def add_gaussian_splats(self, name, centers, covariances, rgbs, opacities):
         self.splats.append(len(centers))
-        return type("H", (), {"remove": lambda self: None})()
+        self.nodes[name] = FakeSplatNode(self, name, centers, rgbs)
+        return self.nodes[name]
+
+    def shown_centers(self):
+        """Centres of every visible, not removed node, in node-name order (blocks, then the tail)."""
+        import numpy as np
+
+        live = [n for _, n in sorted(self.nodes.items()) if n.visible and not n.removed]
+        return np.concatenate([n.centers for n in live]) if live else np.zeros((0, 3))
 
 
 class FakeClient:

@@ -1,0 +1,74 @@
+"""Browser rendering: block nodes send only the difference on a rate change, SH colour per view, hostile values."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rave_viewer.render import render
+from rave_viewer.scene.gaussians import Gaussians
+from rave_viewer.viewer.browser import BYTES_PER_SPLAT, BlockSplats, splat_arrays, view_colours
+from rave_viewer.viewer.frames import intrinsics_from_fov, viewmat_from_c2w
+from rave_viewer.viewer.video import look_at_c2w
+from viewer_fakes import FakeScene
+
+
+def _scene(n=1000, degree=0, seed=0, amp=0.5):
+    g = torch.Generator().manual_seed(seed)
+    k = (degree + 1) ** 2 - 1
+    return Gaussians(
+        means=torch.randn(n, 3, generator=g), quats=torch.randn(n, 4, generator=g),
+        scales=torch.full((n, 3), -3.0), opacities=torch.full((n,), 2.0),
+        sh0=torch.randn(n, 1, 3, generator=g) * amp, shN=torch.randn(n, k, 3, generator=g) * amp / 4,
+    )  # fmt: skip
+
+
+def test_a_rate_change_sends_only_the_difference_and_the_browser_holds_exactly_the_prefix():
+    g = _scene()
+    arrays = splat_arrays(g)
+    scene = FakeScene()
+    bs = BlockSplats(scene, arrays, block=100)
+    sent = []
+    for k in (250, 420, 130, 420, 1000, 99, 1000):
+        before = bs.bytes_sent
+        bs.show(k)
+        sent.append((bs.bytes_sent - before) // BYTES_PER_SPLAT)
+        shown = scene.shown_centers()
+        assert np.array_equal(shown, arrays.centers[:k]), k  # exactly the prefix, each Gaussian once
+    # up: the new Gaussians plus at most one block re-sent (the old tail's block); down: only the new tail
+    assert sent == [250, 220, 30, 20, 600, 99, 0]
+    assert bs.bytes_sent < 3 * 1000 * BYTES_PER_SPLAT
+
+
+def test_sh_colour_is_evaluated_for_the_camera_and_matches_the_server_render():
+    g = _scene(400, degree=2, amp=0.25)  # colours inside [0, 1] (the browser's 8-bit colour clamps)
+    scene = FakeScene()
+    bs = BlockSplats(scene, splat_arrays(g), g, block=128, radius=1.0)
+    cam = np.array([0.0, -6.0, 1.0])
+    assert bs.recolour(cam, force=True)
+    bs.show(400)
+    rgb = np.concatenate([n.rgbs for _, n in sorted(scene.nodes.items())])
+    assert np.allclose(rgb, view_colours(g, cam), atol=1e-6)
+    # the same colours drawn as a degree-0 scene render the same image as the SH scene from that camera
+    flat = Gaussians(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities,
+                     sh0=((torch.as_tensor(rgb) - 0.5) / 0.28209479177387814)[:, None, :], shN=torch.zeros(400, 0, 3))
+    vm, K = viewmat_from_c2w(look_at_c2w(cam, np.zeros(3), np.array([0, 0, 1.0]))), intrinsics_from_fov(0.9, 96, 64)
+    a = render(g, vm[None], K[None], 96, 64, backend="cpu")[0]
+    b = render(flat, vm[None], K[None], 96, 64, backend="cpu")[0]
+    assert (a - b).abs().max() < 2e-3
+    assert not bs.recolour(cam + 0.001)  # a camera that barely moved keeps its colours (nothing sent)
+    moved = bs.recolour(np.array([6.0, 0.0, 1.0]))
+    assert moved and not np.allclose(scene.nodes[sorted(scene.nodes)[0]].rgbs, rgb[:128])
+
+
+def test_non_finite_gaussians_become_invisible_not_nan():
+    g = _scene(50)
+    g.means[3] = torch.tensor([float("inf"), 0, 0])
+    g.scales[7] = torch.tensor([float("nan"), 0, 0])
+    g.scales[9] = torch.tensor([40.0, 40.0, 40.0])  # exp(80): beyond float16
+    g.opacities[11] = float("nan")
+    a = splat_arrays(g)
+    for arr in (a.centers, a.covariances, a.rgbs, a.opacities):
+        assert np.isfinite(arr).all()
+    assert np.abs(a.covariances).max() < 65_000
+    assert (a.opacities[[3, 7, 9, 11], 0] == 0).all() and (a.opacities[[0, 1, 2], 0] > 0.5).all()

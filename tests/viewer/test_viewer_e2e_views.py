@@ -1,0 +1,176 @@
+"""End to end in headless Chromium (one browser for the module): keys, shortcuts, A/B split, the rate-sweep MP4,
+browser rendering's bytes per rate change. Skipped without Chromium/Playwright unless RAVE_REQUIRE_BROWSER=1."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rave_viewer.viewer.app import ViewerApp
+from rave_viewer.viewer.browser import BYTES_PER_SPLAT
+from test_viewer_e2e import _count_bytes, _downloads, _need_browser, _readouts, _wait
+
+BLOCK = 256  # splat node size for the test scene (1,500 Gaussians), so a rate change spans a few blocks
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    from rave_viewer.viewer.screenshot import launch_chromium
+
+    with sync_playwright() as p:
+        ctx, cleanup = launch_chromium(p)
+        try:
+            yield ctx
+        finally:
+            cleanup()
+
+
+@pytest.fixture(scope="module")
+def app(ckpt_source):
+    a = ViewerApp(ckpt_source, host="127.0.0.1", port=0, splat_block=BLOCK)
+    yield a
+    a.stop()
+
+
+def _open(browser, app, on_ws=None):
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1100, "height": 700})
+    if on_ws is not None:
+        page.on("websocket", on_ws)
+    before = set(app.clients)
+    page.goto(app.url)
+    page.get_by_text("Encoded size").wait_for(timeout=60_000)
+    cs = _wait(lambda: next((app.clients[c] for c in set(app.clients) - before), None), what="the tab to connect")
+    _wait(lambda: cs.frames_shown > 0 or cs.session.snapshot().browser, what="a first frame")
+    return page, cs
+
+
+def _pwait(page, cond, timeout=30.0, what="condition"):
+    """_wait that polls through Playwright (its events, e.g. websocket frames, arrive only inside its calls)."""
+    t = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t < timeout, f"timed out waiting for {what}"
+        page.wait_for_timeout(50)
+
+
+def _target(page) -> str:
+    return _readouts(page).get("Target rate", "")
+
+
+def test_keys_on_the_slider_never_move_the_camera_and_shortcuts_press_buttons(browser, app):
+    page, cs = _open(browser, app)
+    try:
+        assert page.evaluate("typeof window.__raveKeys") == "object"  # the key script is on the page
+        _wait(lambda: cs.session.snapshot().view == 0, what="the first camera on test view 0")
+        time.sleep(0.5)  # let the page's start-up camera messages pass
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        k0, cams0 = cs.session.k, cs.camera_messages
+        for _ in range(8):
+            page.keyboard.press("ArrowRight")
+        _wait(lambda: _target(page) == f"{float(slider.get_attribute('aria-valuenow')):.2f} KB", 30, "readouts")
+        time.sleep(0.5)
+        assert cs.session.k > k0  # 8 presses changed the rate ...
+        assert cs.camera_messages == cams0  # ... and sent no camera message
+        assert cs.session.snapshot().view == 0  # the test-view snap (and its exact PSNR) survives
+        assert page.evaluate("window.__raveKeys.stopped") >= 8
+
+        # shortcuts act when the 3D view has the focus: "]" is the Rate up button, "b" the A/B split
+        page.mouse.click(5, 400)  # the canvas (left of the panel)
+        k1 = cs.session.k
+        page.keyboard.press("]")
+        _wait(lambda: cs.session.k > k1, 30, "rate up by key")
+        n = cs.frames_shown
+        page.keyboard.press("b")
+        _wait(lambda: cs.session.snapshot().show == "A/B split", 30, "split by key")
+        # the split view: two operating points with two different byte counts, each with its PSNR
+        page.get_by_text("B (right)").wait_for(timeout=30_000)
+        rows = {}
+        for row in page.locator("tr").all_inner_texts():
+            cells = [c.replace("\u00a0", " ").strip() for c in row.split("\t") if c.strip()]
+            if len(cells) == 2 and cells[0] in ("A (left)", "B (right)"):
+                rows[cells[0]] = cells[1]
+        (ba,), (bb,) = (re.findall(r"\(([\d,]+) bytes\)", rows[x]) for x in ("A (left)", "B (right)"))
+        assert ba != bb and all(" dB" in rows[x] for x in rows)
+        assert int(ba.replace(",", "")) == cs.session.selection().nbytes
+        _wait(lambda: cs.frames_shown > n, 30, "a split frame")
+        page.keyboard.press("b")
+        _wait(lambda: cs.session.snapshot().show == "render", 30, "split off by key")
+    finally:
+        page.close()
+
+
+def test_rate_sweep_mp4_export_is_a_valid_video_of_the_stated_length(browser, app, tmp_path):
+    import imageio_ffmpeg
+
+    page, cs = _open(browser, app)
+    try:
+        cs.panel.video_frames.value = 12
+        page.get_by_text("Rate-sweep video").click()  # open the folder
+        files = _downloads(page, lambda: page.get_by_role("button", name="Export rate-sweep MP4").click(), 1, 120)
+        (name, data), = files
+        assert name.endswith(".mp4") and "12f" in name
+        p = Path(tmp_path) / name
+        p.write_bytes(data)
+        frames, secs = imageio_ffmpeg.count_frames_and_secs(str(p))
+        assert frames == 12 and secs == pytest.approx(12 / 24, abs=0.05)
+        reader = imageio_ffmpeg.read_frames(str(p))
+        meta = next(reader)
+        assert meta["size"] == (640, 352)
+        first = np.frombuffer(next(reader), np.uint8)
+        assert first.std() > 5  # a picture, not a blank frame
+        page.get_by_text("Video sent").wait_for(timeout=30_000)
+
+        # a failing export is a message in the panel; the server keeps serving
+        real = app.frames.render_c2w
+        app.frames.render_c2w = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full (injected)"))
+        try:
+            page.get_by_role("button", name="Export rate-sweep MP4").click()
+            page.get_by_text("Video export failed").first.wait_for(timeout=30_000)
+        finally:
+            app.frames.render_c2w = real
+        k = cs.session.k
+        page.get_by_role("button", name="Rate up ]").click()
+        _wait(lambda: cs.session.k > k, 30, "the viewer to keep working after a failed export")
+    finally:
+        page.close()
+
+
+def test_a_rate_change_in_browser_mode_sends_only_the_difference(browser, app):
+    received: list[int] = []
+
+    def on_ws(ws):
+        ws.on("framereceived", lambda payload: received.append(len(payload)))
+
+    page, cs = _open(browser, app, on_ws)
+    try:
+        page.get_by_text("Browser rendering").click()
+        _wait(lambda: cs.splats is not None and cs.splats.k == cs.session.k, 30, "the splats")
+        scene_bytes = app.source.n * BYTES_PER_SPLAT
+        for _ in range(3):  # rate up, one step at a time: each sends the added Gaussians (+ one block at most)
+            page.wait_for_timeout(500)
+            n0, k0, sent0 = sum(received), cs.session.k, cs.splats.bytes_sent
+            page.get_by_role("button", name="Rate up ]").click()
+            _pwait(page, lambda: cs.splats.k == cs.session.k != k0, what="the new splats")
+            added = cs.session.k - k0
+            _pwait(page, lambda: sum(received) - n0 >= added * BYTES_PER_SPLAT, what="the splats on the wire")
+            page.wait_for_timeout(500)  # everything the server sent for it has arrived
+            wire = sum(received) - n0
+            assert cs.splats.bytes_sent - sent0 <= (added + BLOCK) * BYTES_PER_SPLAT
+            assert wire < scene_bytes / 2, (wire, scene_bytes)  # measured on the websocket
+        page.wait_for_timeout(500)
+        n0 = sum(received)
+        page.get_by_role("button", name="Rate down [").click()  # down: blocks are hidden, a new tail only
+        _pwait(page, lambda: cs.splats.k == cs.session.k, what="the lower rate")
+        page.wait_for_timeout(500)
+        assert sum(received) - n0 < (BLOCK + 64) * BYTES_PER_SPLAT
+        _count_bytes(_readouts(page))  # the readouts still parse
+    finally:
+        page.close()
