@@ -39,19 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run each scene as a Ray task: 'auto' joins the cluster Ray finds (RAY_ADDRESS, ray start) "
                         "or starts a local runtime; or a cluster address. Needs pip install 'rave_viewer[ray]'. "
                         "Without it the scenes are built here, one after another")
-    p.add_argument("--config", metavar="rave.yaml", help="build options for every scene (see rave build "
-                                                          "--help-config); a scene's own rave.yaml replaces it")
+    p.add_argument("--config", metavar="rave.yaml", help="build options for every scene, as for rave build; a "
+                                                          "scene's own rave.yaml replaces it")
     p.add_argument("--backend", choices=BACKENDS,
-                   help="renderer for every scene (default: the config's; gsplat for Ray tasks given a GPU)")
+                   help="renderer for every scene; unset: the config's, or gsplat for Ray tasks given a GPU")
     p.add_argument("--retries", type=int_in(0, MAX_RETRIES), default=2, metavar="N",
                    help=f"attempts after the first for a scene that fails unexpectedly or whose worker dies, "
                         f"0..{MAX_RETRIES} (default 2); bad input is reported at once")
     p.add_argument("--cpus-per-job", type=float_in(0.01, 4096), default=1, metavar="N",
-                   help="with --ray: CPUs each task asks for, also its torch threads (default 1)")
+                   help="with --ray: CPUs each task asks for, 0.01..4096, also its torch threads (default 1)")
     p.add_argument("--gpus-per-job", type=float_in(0, 64), metavar="N",
-                   help="with --ray: GPUs each task asks for (default: 1 when the cluster has GPUs, else 0)")
+                   help="with --ray: GPUs each task asks for, 0..64; unset: 1 when the cluster has GPUs, else 0")
     p.add_argument("--memory-per-job", type=float_in(0.01, 1e6), metavar="GB",
-                   help="with --ray: memory each task reserves, in GB (10^9 bytes; default: none reserved)")
+                   help="with --ray: memory each task reserves, in GB (10^9 bytes), 0.01..1e6; unset: none reserved")
     p.add_argument("--rebuild", action="store_true", help="build every scene, also those that are up to date")
     p.add_argument("--allow-outside-paths", action="store_true", help=OUTSIDE_PATHS_HELP)
     p.add_argument("--quiet", action="store_true", help="print nothing but errors, warnings and the summary line")
@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise RaveError(f"{given[0]} applies to Ray tasks (--ray); a local build uses this machine as it is")
     if args.config:
         load_config(args.config)  # a bad shared config is one line now, not one failure per scene
+    jobs = discover(args.scenes, args.output)  # before creating the output folder: a typo creates nothing
     out = _out_dir(args.output)
-    jobs = discover(args.scenes, out)
     with _locked(out):
         runner = make_runner(args.ray, cpus_per_job=args.cpus_per_job, gpus_per_job=args.gpus_per_job,
                              memory_per_job=int(args.memory_per_job * 1e9) if args.memory_per_job else None,
