@@ -220,8 +220,9 @@ def train(dataset, cfg: ScaffoldConfig, *, progress: bool = True,
                     loss = metrics.rendering_loss(img, cam.images, lam=cfg.ssim_lambda)
                     if cfg.scaling_reg > 0 and ng.scales.shape[0] > 0:
                         loss = loss + cfg.scaling_reg * ng.scales.prod(dim=1).mean()
-                    loss.backward()
-                    optim.step()
+                    if loss.requires_grad:  # a view that sees no neural Gaussian renders the background only
+                        loss.backward()
+                        optim.step()
                     if stats:
                         strategy.observe(ng, info)
                         if it > sched.update_from and it % sched.update_interval == 0:
@@ -247,8 +248,11 @@ def train(dataset, cfg: ScaffoldConfig, *, progress: bool = True,
                     bar.update(1)
                 else:
                     step = cfg.steps
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # second Ctrl-C, or outside the main thread
             interrupted = True
+            if len({int(t.shape[0]) for t in optim.params.values()}) != 1:  # stopped inside growing/pruning
+                bar.close()
+                raise
         finally:
             bar.close()
 
