@@ -56,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--backend", choices=("auto", "cpu", "gsplat"), default="auto",
         help="server-side renderer: gsplat needs CUDA; auto picks gsplat with CUDA, else the CPU rasterizer",
     )  # fmt: skip
+    p.add_argument(
+        "--render", choices=("auto", "server", "browser"), default="auto",
+        help="where tabs start rendering: server frames, or WebGL splats in the browser (a rate change sends only "
+        "the Gaussians it adds); auto: the browser above 300,000 Gaussians on a CPU server (switch in the panel)",
+    )  # fmt: skip
 
 
 def check_host(host: str) -> None:
@@ -137,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     from ..viewer.app import ViewerApp
 
     app = ViewerApp(source, host=args.host, port=args.port, backend=backend, allow_origins=allow, token=token,
-                    share=args.share, start=start)  # fmt: skip
+                    share=args.share, start=start,
+                    browser={"auto": None, "server": False, "browser": True}[getattr(args, "render", "auto")])  # fmt: skip
     if remote:
         from ..viewer.remote import attach
 

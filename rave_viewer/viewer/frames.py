@@ -91,6 +91,8 @@ def draw_labels(img: np.ndarray, labels: list[tuple[int, str]], size: int | None
     d = ImageDraw.Draw(canvas)
     font = _font(size or max(10, min(22, h // 24)))
     for x, text in labels:
+        if not text:
+            continue
         box = d.textbbox((x + 6, 4), text, font=font)
         d.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
         d.text((x + 6, 4), text, font=font, fill=(255, 255, 255))

@@ -8,6 +8,7 @@ control panel (after the control itself has handled it: React listens on the app
 
 The same script maps :data:`SHORTCUTS` to clicks on the panel's buttons of the same label, when the focus is
 on the scene (not in a text field), so every shortcut is also an ordinary button and goes through the panel.
+Without WebGL (which viser needs for everything it draws) the script puts one line on the page saying so.
 The script is injected by wrapping viser's HTTP handler, *inside* the security gate: the gate's checks run
 first (see :mod:`~rave_viewer.viewer.gate`), and only the page (``/`` or ``/index.html``) is changed.
 """
@@ -50,6 +51,18 @@ _JS = """
     if (!label) return;
     const b = Array.from(document.querySelectorAll("button")).find((b) => b.textContent.trim() === label);
     if (b) { b.click(); e.preventDefault(); window.__raveKeys.shortcuts += 1; }
+  });
+  // no WebGL: say so on the page (viser draws frames and splats with it); the server is not affected
+  window.addEventListener("DOMContentLoaded", () => {
+    const c = document.createElement("canvas");
+    if (c.getContext("webgl2") || c.getContext("webgl")) return;
+    const d = document.createElement("div");
+    d.id = "rave-no-webgl";
+    d.textContent = "This browser cannot do WebGL, which the 3D view needs (server frames and browser " +
+      "rendering alike): turn on hardware acceleration or use another browser. The viewer keeps running.";
+    d.style.cssText = "position:fixed;top:0;left:0;right:0;z-index:99999;padding:12px;background:#b00020;" +
+      "color:#fff;font:14px sans-serif";
+    document.body.appendChild(d);
   });
 })();
 """

@@ -1,0 +1,156 @@
+"""RAVE-only views and camera controls without a browser: what the slider adds, A/B split, up axis, framing,
+the rate-sweep MP4, and the panel's clamped PSNR box, compare note and FPS readout."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rave_viewer.render import render
+from rave_viewer.scene.gaussians import Gaussians
+from rave_viewer.viewer.app import ClientState, ViewerApp
+from rave_viewer.viewer.frames import ADDED_RGB, FrameRenderer, pose_of_test_view, viewmat_from_c2w
+from rave_viewer.viewer.frames import intrinsics_from_fov, to_uint8
+from rave_viewer.viewer.sources import ViewSource
+from rave_viewer.viewer.video import camera_path, orbit_path, sweep_ks, write_sweep
+from rave_viewer.viewer.viewpoint import framing_pose, scene_frame
+from viewer_fakes import FakeCamera, FakeClient
+
+W, H = 96, 72
+
+
+@pytest.fixture(scope="module")
+def frames(ckpt_source):
+    return FrameRenderer(ckpt_source, "cpu")
+
+
+def test_what_the_slider_adds_changes_pixels_only_where_the_added_gaussians_are(frames, ckpt_source):
+    c2w, _, fov = pose_of_test_view(ckpt_source.test_cameras, 0)
+    lo, hi = 400, 800
+    shown = frames.render_adds(hi, lo, c2w, fov, W, H)  # (either order)
+    plain = frames.render_c2w(hi, c2w, fov, W, H)
+    changed = (shown - plain).abs().amax(-1) > 1.5 / 255
+    # where the added Gaussians (alone) cover nothing, the picture is exactly the plain render at the higher rate
+    added = frames.gaussians.subset(torch.arange(lo, hi))
+    _, alpha, _ = render(added, viewmat_from_c2w(c2w)[None], intrinsics_from_fov(fov, W, H)[None], W, H, backend="cpu")
+    covered = alpha[0, ..., 0] > 1e-4
+    assert not bool((changed & ~covered).any())
+    assert changed.float().mean() > 0.05  # and the interval is visible (magenta-ish where it is on top)
+    px = shown[changed]
+    assert float((px[:, 0] + px[:, 2] - 2 * px[:, 1]).mean()) > 0.2  # magenta: red + blue over green
+    assert ADDED_RGB == (1.0, 0.0, 1.0)
+
+
+def test_split_halves_are_the_halves_of_each_full_render(frames, ckpt_source):
+    c2w, _, fov = pose_of_test_view(ckpt_source.test_cameras, 1)
+    img = frames.render_split(300, 1500, c2w, fov, W, H)
+    a = to_uint8(frames.render_c2w(300, c2w, fov, W, H))
+    b = to_uint8(frames.render_c2w(1500, c2w, fov, W, H))
+    half = W // 2
+    assert np.abs(img[:, : half - 1].astype(int) - a[:, : half - 1]).max() <= 1
+    assert np.abs(img[:, half + 1:].astype(int) - b[:, half + 1:]).max() <= 1
+    assert (img[:, half - 1:half + 1] == 255).all()  # the divider
+
+
+def _ground_scene(up_axis: int, sign: float) -> ViewSource:
+    """A dense ground plane with boxes standing on it, 'up' along axis ``up_axis`` with ``sign``."""
+    g = torch.Generator().manual_seed(0)
+    n_g, n_o = 6000, 3000
+    ground = torch.rand(n_g, 3, generator=g) * 4 - 2
+    ground[:, up_axis] = 0.0
+    objs = torch.rand(n_o, 3, generator=g) * 1.6 - 0.8
+    objs[:, up_axis] = torch.rand(n_o, generator=g) * 1.2 + 0.05
+    means = torch.cat([ground, objs])
+    means[:, up_axis] *= sign
+    n = len(means)
+    gs = Gaussians(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), scales=torch.full((n, 3), -4.0),
+                   opacities=torch.full((n,), 3.0), sh0=torch.zeros(n, 1, 3), shN=torch.zeros(n, 0, 3))
+    return ViewSource(path=Path("ground.ply"), kind="ply", gaussians=gs)
+
+
+@pytest.mark.parametrize("axis,sign", [(1, 1.0), (1, -1.0), (2, 1.0)])
+def test_up_axis_comes_from_the_scene_without_cameras(axis, sign):
+    f = scene_frame(_ground_scene(axis, sign))
+    want = np.zeros(3)
+    want[axis] = sign
+    assert np.allclose(f.up, want, atol=1e-6), (f.up, f.up_reason)
+    assert "ground plane" in f.up_reason
+
+
+def test_framing_puts_the_bounding_sphere_in_view():
+    f = scene_frame(_ground_scene(2, 1.0))
+    fov = math.radians(50)
+    pos, look = framing_pose(f, f.up, fov, 16 / 9)
+    d = np.linalg.norm(pos - look)
+    assert np.allclose(look, f.centre)
+    assert math.asin(f.radius / d) < fov / 2  # the whole sphere inside the vertical field of view
+    assert np.dot(pos - look, f.up) > 0  # from above the ground, not below
+    fwd = np.array([1.0, 0.0, 0.0])
+    pos2, _ = framing_pose(f, f.up, fov, 1.0, forward=fwd)
+    assert np.allclose((look - pos2) / np.linalg.norm(look - pos2), fwd)  # "frame the scene" keeps the direction
+
+
+def test_rate_sweep_video(frames, ckpt_source, tmp_path):
+    import imageio_ffmpeg
+
+    ks = sweep_ks(ckpt_source, 10)
+    assert ks[0] == ckpt_source.min_count and ks[-1] == ckpt_source.n and ks == sorted(ks)
+    c2w, _, fov = pose_of_test_view(ckpt_source.test_cameras, 0)
+    keys = [(c2w[:3, 3], np.zeros(3), fov), (c2w[:3, 3] * 1.3, np.zeros(3), fov)]
+    poses = camera_path(keys, 10)
+    assert np.allclose(poses[0][0], keys[0][0]) and np.allclose(poses[-1][0], keys[1][0])
+    assert len(orbit_path(np.zeros(3), np.array([0, 0, 1.0]), c2w[:3, 3], fov, 7)) == 7
+    out = tmp_path / "sweep.mp4"
+    assert write_sweep(out, frames, ckpt_source, poses, np.array([0, 0, 1.0]), size=(160, 96), fps=10) == 10
+    n, secs = imageio_ffmpeg.count_frames_and_secs(str(out))
+    assert n == 10 and secs == pytest.approx(1.0, abs=0.05)
+    assert not list(tmp_path.glob(".rave-*"))  # the temporary file was renamed, not left behind
+
+
+@pytest.fixture(scope="module")
+def app(ckpt_source):
+    a = ViewerApp(ckpt_source, port=0)
+    yield a
+    a.stop()
+
+
+def test_panel_psnr_box_compare_note_and_delivered_fps(app):
+    c2w, _, fov = pose_of_test_view(app.source.test_cameras, 0)
+    client = FakeClient(app.server.gui, FakeCamera(c2w, fov))
+    cs = ClientState(app, client)
+    p = cs.panel
+    try:
+        p.mode.value = "PSNR"
+        p.number.value = 99.0  # above the best point: clamped, and the box says so (not "99")
+        spec = cs.session.spec()
+        assert p.number.value == spec.hi and p.slider.value == spec.hi
+        # compare mode on a free camera explains itself
+        cs.session.set_view(None)
+        p.compare.value = "side by side"
+        assert p.compare_note.visible and "test view" in p.compare_note.content
+        cs.session.set_view(0)
+        p.refresh()
+        assert not p.compare_note.visible
+        p.compare.value = "off"
+        # FPS = frames delivered per second, not one frame's render speed
+        rts = cs.view.render_tab_state
+        rts.viewer_width, rts.viewer_height = 32, 24
+        for _ in range(4):
+            cs._render_guarded(cs.camera_state(), rts)
+            time.sleep(0.1)
+        assert cs.fps is not None and 1.0 < cs.fps < 1 / 0.1 + 1  # <= 10 frames/s delivered
+        assert cs.frame_ms < 1e3 / cs.fps  # each frame took less than the gap between frames
+        # the up-axis choice re-frames the camera around the new up
+        cs.set_up("+Y")
+        assert np.allclose(client.camera.up_direction, (0, 1, 0))
+        cs.set_up("auto")
+        assert np.allclose(client.camera.up_direction, app.up)
+        cs.reset_view()
+        assert np.allclose(client.camera.position, c2w[:3, 3])  # test view 0
+    finally:
+        cs.close()
