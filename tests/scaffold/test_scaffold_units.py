@@ -122,3 +122,21 @@ def test_transform_sees_the_selected_anchor_parameters(units, scaffold_dataset):
         ref = units.render(scaffold_dataset.test[0], 50)
     assert seen["n"] == 50 and img.shape == ref.shape
     assert (img - ref).abs().max() < 0.05
+
+
+def test_fake_quantized_anchors_render_close_and_pass_gradients(units, scaffold_dataset, single_thread):
+    from rave_viewer.scaffold.qat import fake_quantize_anchors
+
+    p = {k: v.detach().clone().requires_grad_(True) for k, v in units.params().items()}
+    q = fake_quantize_anchors(p)
+    feat = q["anchor_feat"].detach()
+    for c in range(feat.shape[1]):  # at most 256 distinct values per feature channel
+        assert torch.unique(feat[:, c]).numel() <= 256
+    assert torch.equal(q["anchor"].detach(), p["anchor"].detach().half().float())
+    (g,) = torch.autograd.grad((q["anchor_feat"] * 3).sum(), [p["anchor_feat"]])
+    assert torch.equal(g, torch.full_like(g, 3.0))  # straight-through
+    cams = scaffold_dataset.test
+    with torch.no_grad():
+        full = metrics.mean(metrics.psnr(units.render(cams).clamp(0, 1), cams.images))
+        fq = metrics.mean(metrics.psnr(units.render(cams, transform=fake_quantize_anchors).clamp(0, 1), cams.images))
+    assert fq > full - 0.5, (full, fq)  # 8-bit features and fp16 geometry cost little
