@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--json", default=None, help="write the figures here")
     ap.add_argument("--only", choices=("scaffold", "3dgs", "3dgs-nosky"), action="append")
+    ap.add_argument("--save-dir", default=None, help="keep the trained models (NAME.scaffold / NAME.ply) and the "
+                    "dataset here")
     args = ap.parse_args()
 
     from rave_viewer.scaffold.config import ScaffoldConfig
@@ -62,7 +64,8 @@ def main() -> None:
     start = machine()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = generate_scene(Path(tmp) / "objects", preset="objects", seed=0, n_views=args.views, width=args.size,
+        keep = Path(args.save_dir) if args.save_dir else None
+        data = generate_scene((keep or Path(tmp)) / "objects", overwrite=True, preset="objects", seed=0, n_views=args.views, width=args.size,
                               height=args.size, n_points=10_000, progress=False)
         ds = load_dataset(data)
         runs = args.only or ["scaffold", "3dgs", "3dgs-nosky"]
@@ -76,6 +79,10 @@ def main() -> None:
                 file_bytes = len(to_bytes(r.model))
                 extra = {"initial_anchors": r.num_initial, "grown": r.grown, "pruned": r.pruned,
                          "voxel_size": r.model.spec.voxel_size}
+                if keep:
+                    from rave_viewer.scaffold.io import save
+
+                    save(r.model, keep / f"{name}.scaffold")
             else:
                 cfg = TrainConfig(steps=args.steps, backend="cpu", eval_every=args.eval_every, sh_degree=2, init="points",
                                   init_sky_points=20_000 if name == "3dgs" else 0, init_sky_radius=3.0,
@@ -85,6 +92,10 @@ def main() -> None:
                 count = f"{len(r.gaussians):,} Gaussians"
                 file_bytes = sum(sizes.values())
                 extra = {"initial_gaussians": r.num_initial}
+                if keep:
+                    from rave_viewer.scene.ply import write_ply
+
+                    write_ply(r.gaussians, keep / f"{name}.ply")
             wall = time.perf_counter() - t0
             rows.append({"model": name, "steps": args.steps, "test_psnr": r.metrics["test_psnr"],
                          "test_ssim": r.metrics["test_ssim"], "init_test_psnr": r.metrics["init_test_psnr"],
