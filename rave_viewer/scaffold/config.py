@@ -54,8 +54,9 @@ class ScaffoldConfig:
     feat_dim: int = _f(32, "Length of each anchor's feature vector (also the MLPs' hidden width).", min=1,
                        max=1024)
     n_offsets: int = _f(10, "k: neural Gaussians (learnable offsets) per anchor.", min=1, max=256)
-    voxel_size: float = _f(0.0, "Anchor voxel size in world units; 0: the median distance of the initial points "
-                           "to their 3 nearest neighbours (the authors' code uses the median squared distance).",
+    voxel_size: float = _f(0.0, "Anchor voxel size in world units; 0: automatic, the median RMS distance of the "
+                           "initial points to their 3 nearest neighbours (the authors' scripts set a fixed size "
+                           "per dataset, e.g. 0.001; their automatic mode takes the median squared distance).",
                            min=0.0)
     opacity_dist: bool = _f(False, "Feed the anchor-camera distance to the opacity MLP as well as the feature and "
                             "the viewing direction (the authors' add_opacity_dist; off by default there).")
