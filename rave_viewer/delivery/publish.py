@@ -116,7 +116,6 @@ def publish(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, *, codec: 
     from ..rave.checkpoint import load_checkpoint
 
     ckpt_path = Path(ckpt_path)
-    ckpt = ckpt if ckpt is not None else load_checkpoint(ckpt_path)
     stem = name or ckpt_path.stem
     if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
         raise RaveError(f"--name must be a plain file name, got {stem!r}")
@@ -127,6 +126,7 @@ def publish(ckpt_path: str | os.PathLike, out_dir: str | os.PathLike, *, codec: 
     clash = [str(p) for p in files.values() if p.exists()]
     if clash and not force:
         raise RaveError(f"would overwrite {', '.join(clash)} (pass --force to replace them)", out)
+    ckpt = ckpt if ckpt is not None else load_checkpoint(ckpt_path)
     if codec not in PLAYER_CODECS:
         import warnings
 

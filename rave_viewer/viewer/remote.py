@@ -147,10 +147,12 @@ class RemoteSource(ViewSource):
 
     # -- growth --------------------------------------------------------------------------------------------
     def _decode_loop(self) -> None:
-        interval = DECODE_EVERY_S
+        interval, last = DECODE_EVERY_S, 0.0
         while not self._stop.is_set():
-            if not self._dirty.wait(0.25):
+            # after news from the loader, and at least every second (a tab that connected since gets its line)
+            if not self._dirty.wait(0.25) and time.monotonic() - last < 1.0:
                 continue
+            last = time.monotonic()
             self._dirty.clear()
             p = self.loader.progress()
             if p.message and p.message != self._last_message:

@@ -144,3 +144,40 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
           "quats": float(dec.quats.double().abs().sum())}  # fmt: skip
     for k, v in py.items():
         assert math.isclose(st["sums"][k], v, rel_tol=1e-4, abs_tol=1e-2), (k, st["sums"][k], v)
+
+
+def test_rave_view_of_a_published_url_in_chromium(site):
+    """rave-view https://...: the tab's Download folder follows the chunks until the whole stream is in."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    from rave_viewer.viewer.app import ViewerApp
+    from rave_viewer.viewer.remote import attach, open_remote
+    from rave_viewer.viewer.screenshot import launch_chromium
+
+    doc = json.loads((site / "demo_objects.manifest.json").read_text())
+    n = doc["n_gaussians"]
+    with RangeServer(site, rate=doc["stream_bytes"] / 2.0) as s:  # ~2 s for the stream
+        src = open_remote(s.url("demo_objects.rave"), Target("count", doc["chunks"]["count"][0]), backoff=(0.01,))
+        app = ViewerApp(src, port=0)
+        attach(app, src)
+        try:
+            with sync_playwright() as pw:
+                ctx, cleanup = launch_chromium(pw)
+                try:
+                    page = ctx.new_page()
+                    page.goto(app.url)
+                    line = page.locator("p", has_text="Download:").first
+                    line.wait_for(timeout=60_000)
+                    first = line.inner_text()
+                    assert f"of {n:,} Gaussians" in first and "level 1 of" in first
+                    assert sent(s, "/demo_objects.rave") == doc["chunks"]["end"][0]  # the start target only
+                    src.want(n)  # what moving the slider to the top does
+                    page.get_by_text(f"{n:,} of {n:,} Gaussians").wait_for(timeout=60_000)
+                    assert "done" in line.inner_text()
+                finally:
+                    cleanup()
+            assert len(app.frames.gaussians) == n and sent(s, "/demo_objects.rave") == doc["stream_bytes"]
+        finally:
+            app.stop()
+            src.close()
