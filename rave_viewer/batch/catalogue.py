@@ -115,7 +115,10 @@ def plot(results: dict[str, dict], path: str | os.PathLike, title: str) -> int:
         pts = sorted(zip(rd["bytes"], rd["psnr"]))
         series.append(Series(name if len(series) < MAX_LEGEND else "", [p[0] for p in pts], [p[1] for p in pts]))
     more = len(series) - MAX_LEGEND
-    note = f"{len(series)} scenes" + (f"; the legend names the first {MAX_LEGEND}" if more > 0 else "")
+    vs = {(results[n].get("summary") or {}).get("psnr_vs") for n in results if results[n].get("status") != FAILED}
+    against = ("PSNR vs the full model (no photos)" if vs == {"full model"} else "PSNR vs the test photos"
+               if vs <= {"photos"} else "PSNR vs the test photos, or the full model for scenes without photos")
+    note = f"{len(series)} scenes; {against}" + (f"; the legend names the first {MAX_LEGEND}" if more > 0 else "")
 
     def kb(v: float) -> str:
         return f"{v / 1e6:g} MB" if v >= 1e6 else f"{v / 1e3:g} KB" if v >= 1e3 else f"{v:g} B"

@@ -91,6 +91,23 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``host:port`` cluster address that does not answer (Ray itself would retry for minutes)."""
+    import socket
+
+    if "://" in address:  # ray://host:10001 and other schemes: Ray's client reports those itself
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise RaveError(f"--ray {address}: expected auto or a cluster address HOST:PORT (the head node's GCS "
+                        "port, 6379 by default)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RaveError(f"--ray {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                        "'ray start --head' or use --ray auto") from None
+
+
 class RayRunner:
     """One Ray task per job (``num_cpus``/``num_gpus``/``memory`` per task), on a cluster or a local runtime.
 
@@ -108,11 +125,13 @@ class RayRunner:
         self._ray = ray
         self._owned = False
         if not ray.is_initialized():
+            if address != "auto":
+                check_reachable(address)
             kw = dict(include_dashboard=False, logging_level=logging.WARNING if quiet else logging.INFO,
                       log_to_driver=not quiet)
             try:
                 ray.init(address=None if address == "auto" else address, **kw)
-            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+            except Exception as e:  # ConnectionError, ValueError (address), RuntimeError, Ray's own
                 raise RaveError(f"--ray {address}: cannot start or join a Ray cluster: "
                                 f"{' '.join(str(e).split())[:200]}") from None
             self._owned = True

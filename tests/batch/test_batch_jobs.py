@@ -129,3 +129,20 @@ def test_catalogue_of_a_failure_and_an_odd_error():
     md = markdown(table, title="t")
     assert "| a | built | 10 | 2 | 900 B – 2.5 MB | 20.00 – 30.50 | photos | 2.0 |" in md
     assert "- **b**: b.ply: bad \\| pipe" in md
+
+
+@pytest.mark.parametrize("address,msg", [("127.0.0.1:{port}", "no Ray cluster answers there"),
+                                         ("head-node", "expected auto or a cluster address HOST:PORT")])
+def test_unreachable_ray_address_is_one_line_at_once(tmp_path, capsys, address, msg):
+    import socket
+
+    from rave_viewer.cli import main
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    touch(tmp_path / "scenes" / "a.ply")
+    code = main(["build-all", str(tmp_path / "scenes"), "-o", str(tmp_path / "out"), "--ray",
+                 address.format(port=port)])
+    err = capsys.readouterr().err
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
