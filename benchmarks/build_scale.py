@@ -60,6 +60,36 @@ def make_scene(n: int, path: Path, seed: int = 0) -> None:
     write_ply(full.map(lambda t: t[idx].contiguous()), path)
 
 
+def make_tool_scene(n: int, path: Path, seed: int = 0) -> None:
+    """:func:`make_scene` at SH degree 3, written as gsplat's exporter writes (plyfile; x y z f_dc_* f_rest_*
+    opacity scale_* rot_*, no normals): the "PLY written by another tool" of issue 14. The 5 added degree-3
+    coefficients per channel are small random values (the scene keeps its look, the file its full SH3 size)."""
+    import numpy as np
+    import torch
+    from plyfile import PlyData, PlyElement
+
+    from rave_viewer.scene.ply import read_ply
+
+    tmp = path.with_suffix(".sh2.ply")
+    make_scene(n, tmp, seed)
+    g = read_ply(tmp)
+    tmp.unlink()
+    rng = torch.Generator().manual_seed(seed + 1)
+    k3 = 15 - g.shN.shape[1]
+    shN = torch.cat([g.shN, 0.02 * torch.randn(len(g), k3, 3, generator=rng)], dim=1)  # [N, 15, 3]
+    cols = {"x": g.means[:, 0], "y": g.means[:, 1], "z": g.means[:, 2]}
+    cols.update({f"f_dc_{c}": g.sh0[:, 0, c] for c in range(3)})
+    rest = shN.transpose(1, 2).reshape(len(g), 45)  # channel-major, as every 3DGS tool writes it
+    cols.update({f"f_rest_{i}": rest[:, i] for i in range(45)})
+    cols["opacity"] = g.opacities
+    cols.update({f"scale_{i}": g.scales[:, i] for i in range(3)})
+    cols.update({f"rot_{i}": g.quats[:, i] for i in range(4)})
+    arr = np.empty(len(g), dtype=[(k, "<f4") for k in cols])
+    for k, v in cols.items():
+        arr[k] = v.detach().numpy().astype(np.float32)
+    PlyData([PlyElement.describe(arr, "vertex")], byte_order="<").write(str(path))
+
+
 # Runs the build as its own child and prints that child's rusage. ru_maxrss of a child forked from this (big:
 # torch, scenes) process would start at this process's RSS (Linux keeps the pre-exec high-water mark), so the
 # build is forked from this small wrapper instead.
@@ -74,8 +104,9 @@ json.dump({"rc": rc, "wall_s": time.perf_counter() - t0, "cpu_s": u.ru_utime + u
 
 def run_build(ply: Path, out: Path, args) -> dict:
     """One `rave build` subprocess: wall seconds, its own peak RSS (MiB) and the checkpoint's meta."""
-    cmd = [str(Path(sys.executable).parent / "rave"), "build", str(ply), "-o", str(out),
-           "--rig-views", str(args.rig_views), "--rig-size", str(args.rig_size), "--steps", str(args.steps),
+    effort = [] if args.defaults else ["--rig-views", str(args.rig_views), "--rig-size", str(args.rig_size),
+                                       "--steps", str(args.steps)]
+    cmd = [str(Path(sys.executable).parent / "rave"), "build", str(ply), "-o", str(out), *effort,
            "--quiet", "--force"]  # fmt: skip
     usage_file = out.with_suffix(".usage.json")
     subprocess.run([sys.executable, "-S", "-c", WRAPPER, str(usage_file), *cmd], cwd=ROOT, check=True)
@@ -89,6 +120,7 @@ def run_build(ply: Path, out: Path, args) -> dict:
             "peak_rss_mib": round(usage["maxrss_kib"] / 1024, 1),
             "stages": {k: v["seconds"] for k, v in meta["stages"].items()},
             "renders": {k: v["renders"] for k, v in meta["stages"].items()}, "total_seconds": meta.get("total_seconds"),
+            "effort": {k: (meta.get("config") or {}).get(k) for k in ("views", "max_side", "steps")},
             "cmd": " ".join(["rave", *cmd[1:]])}  # fmt: skip
 
 
@@ -114,12 +146,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--rig-views", type=int, default=16)
     ap.add_argument("--rig-size", type=int, default=128)
+    ap.add_argument("--defaults", action="store_true",
+                    help="build at rave build's own defaults (views, side, steps by scene size; ignores the three "
+                         "options above)")
     ap.add_argument("--json", type=Path, help="write every build's numbers here (rewritten after each build)")
     ap.add_argument("--keep", type=Path, help="write scenes and checkpoints here (default: a temporary folder)")
+    ap.add_argument("--layout", choices=("ours", "gsplat-sh3"), default="ours",
+                    help="scene file: ours (write_ply, SH2 as demo_objects) or gsplat-sh3 (SH degree 3, gsplat's "
+                         "property order, no normals, written with plyfile)")
     ap.add_argument("--make-scene", nargs=2, metavar=("N", "PLY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make_scene:
-        make_scene(int(args.make_scene[0]), Path(args.make_scene[1]))
+        (make_tool_scene if args.layout == "gsplat-sh3" else make_scene)(int(args.make_scene[0]),
+                                                                         Path(args.make_scene[1]))
         return
 
     line_before = machine_line()
@@ -129,12 +168,13 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         for rep in range(args.repeats):  # all sizes once, then again: load changes hit every size alike
             for n in sorted(args.sizes):
-                ply = work / f"scene_{n}.ply"
+                ply = work / (f"scene_{n}.ply" if args.layout == "ours" else f"scene_{n}_{args.layout}.ply")
                 if not ply.exists():
                     t0 = time.perf_counter()
-                    subprocess.run([sys.executable, __file__, "--make-scene", str(n), str(ply)], check=True)
+                    subprocess.run([sys.executable, __file__, "--make-scene", str(n), str(ply), "--layout",
+                                    args.layout], check=True)  # fmt: skip
                     print(f"made {ply.name} ({n:,} Gaussians) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-                r = run_build(ply, work / f"scene_{n}.ckpt", args)
+                r = run_build(ply, ply.with_suffix(".ckpt"), args)
                 r.update(n=n, repeat=rep, load_after=os.getloadavg()[0])
                 runs.append(r)
                 print(f"{n:,} (run {rep + 1}): {r['wall_s']} s wall, {r['cpu_s']} s CPU, {r['peak_rss_mib']} MiB peak "
@@ -146,8 +186,9 @@ def main() -> None:
 
     stages = [s for s in STAGES if any(s in r["stages"] for r in rows)]
     stages += [s for r in rows for s in r["stages"] if s not in stages]
-    print(f"`rave build` without a dataset: --rig-views {args.rig_views} --rig-size {args.rig_size} "
-          f"--steps {args.steps}; scene: demo_objects replicated + jittered to N; {args.repeats} build(s) per size, "
+    effort = ("the defaults (views, side, steps by scene size)" if args.defaults else
+              f"--rig-views {args.rig_views} --rig-size {args.rig_size} --steps {args.steps}")
+    print(f"`rave build` without a dataset: {effort}; scene: demo_objects replicated + jittered to N; {args.repeats} build(s) per size, "
           "stage seconds = minimum over them\n")
     print(f"Machine before: {line_before}\n\nMachine after: {machine_line()}\n")
     head = ["N"] + [f"{s} (s)" for s in stages] + ["total (s)", "wall (s)", "CPU user+sys (s)", "peak RSS (MiB)"]

@@ -58,6 +58,12 @@ def _rig(name: str):
 RESOLVED = {("build", "rig_views"): lambda: _rig("DEFAULT_VIEWS")}
 
 
+def _build_help(name: str):
+    from rave_viewer.commands import build
+
+    return getattr(build, name)
+
+
 def _actual(command: str, action: argparse.Action):
     if action.default is not None:
         return action.default
@@ -88,6 +94,9 @@ PROSE = {
     ("eval", "data"): lambda text: text == "the test views stored in the checkpoint",
     ("rave-view", "scene"): lambda text: "trained_scenes/" in text,
     ("build", "rig_size"): lambda text: text == "sqrt(Gaussians) rounded to 32, within %d..%d" % _rig("SIZE_RANGE"),
+    ("build", "downscale"): lambda text: text == _build_help("DOWNSCALE_RULE"),
+    ("build", "views"): lambda text: text == _build_help("views_rule")() + "; printed at start",
+    ("build", "max_side"): lambda text: text == _build_help("side_rule")() + "; printed at start",
 }
 
 

@@ -18,6 +18,28 @@ OUTSIDE_PATHS_HELP = ("read dataset images and point clouds that lie outside the
                       "machine into the output (a .ckpt stores its test images), which you might then publish")
 
 
+#: --downscale's default in words (rave/build.py training_resolution).
+DOWNSCALE_RULE = "the factor the model was trained at, from its run record scene.json beside scene.ply, else 1"
+
+
+def views_rule() -> str:
+    """--views' default in words (rave/budget.py)."""
+    from ..rave import budget
+
+    return (f"every view up to {budget.REFERENCE_GAUSSIANS:,} Gaussians, above that {budget.VIEWS} x sqrt of "
+            f"{budget.REFERENCE_GAUSSIANS:,}/N rounded to 8, at least 16, e.g. {budget.view_cap(10**6)} at 1M")
+
+
+def side_rule() -> str:
+    """--max-side's default in words (rave/budget.py)."""
+    from ..rave import budget
+
+    return (f"the resolution the model was trained at, from its run record, else the photos' or the rig's, at "
+            f"most {budget.MAX_SIDE} up to {budget.REFERENCE_GAUSSIANS:,} Gaussians and {budget.MAX_SIDE} x "
+            f"{budget.REFERENCE_GAUSSIANS:,}/N to the power 1/4 rounded to 64 above, at least 256, e.g. "
+            f"{budget.side_cap(10**6)} at 1M")
+
+
 def default_steps_text() -> str:
     """The rule for the default fine-tuning length, in words (what :class:`~rave_viewer.rave.build.Builder` does)."""
     from ..rave.build import DEFAULT_STEPS
@@ -40,10 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "frames[].transform_matrix, camera_angle_x or fl_x/fl_y, w/h; no images needed)")
     p.add_argument("--rig-views", type=int_in(1, MAX_RIG_VIEWS), metavar="N",
                    help=f"without --data: rig views, 1..{MAX_RIG_VIEWS}; every 8th is held out for the RD table "
-                        "(default 64)")
+                        "(default 64; above 250,000 Gaussians enough for --views' default to remain after the "
+                        "held-out ones)")
     p.add_argument("--rig-size", type=int_in(16, 4096), metavar="PX",
                    help="without --data: rig image side in pixels, 16..4096, also the cap for --cameras images "
-                        "(default: sqrt(Gaussians) rounded to 32, within 128..512)")
+                        "(default: sqrt(Gaussians) rounded to 32, within 128..512; at most --max-side's default)")
     p.add_argument("--rig-fov", type=float_in(1.0, 170.0), metavar="DEG",
                    help=f"without --data: rig field of view in degrees, 1..170 (default {d.rig_fov:g})")
     p.add_argument("--rig-shape", choices=RIG_SHAPES,
@@ -71,8 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), metavar="N",
                    help=f"Gaussians per .rave chunk, 1..{MAX_CHUNK_SIZE} (default {d.chunk_size})")
     p.add_argument("--downscale", type=int_in(1, max_down), metavar="N",
-                   help=f"load the dataset's images at 1/N of their size, 1..{max_down} (default {d.downscale}); "
-                        "use the factor the model was trained at")
+                   help=f"load the dataset's images at 1/N of their size, 1..{max_down} (default: {DOWNSCALE_RULE})")
+    p.add_argument("--views", type=int_in(1, 100_000), metavar="N",
+                   help="score and fine-tune on N evenly spaced training (or rig) views (default: "
+                        f"{views_rule()}; printed at start)")
+    p.add_argument("--max-side", type=int_in(16, 16384), metavar="PX",
+                   help="score, fine-tune and measure the RD table at this long side in pixels (default: "
+                        f"{side_rule()}; printed at start)")
     p.add_argument("--backend", choices=("auto", "cpu", "gsplat", "reference"),
                    help=f"renderer (default {d.backend})")
     p.add_argument("--allow-outside-paths", action="store_true", help=OUTSIDE_PATHS_HELP)
@@ -93,7 +121,7 @@ def start_line(b, given_steps: int | None) -> str:
                                           (tr.width, tr.height) else "")
     else:
         test = f"no test views: the RD table uses {len(te)} of the training views"
-    down = f", downscale {c.downscale}" if c.downscale > 1 else ""
+    down = f", downscale {c.downscale}" if (c.downscale or 1) > 1 else ""
     if not c.finetune or c.steps <= 0:
         ft = "no fine-tuning"
     elif given_steps is not None:
@@ -103,9 +131,20 @@ def start_line(b, given_steps: int | None) -> str:
               f"training steps, at least {c.min_steps})")
     else:
         ft = f"{c.steps:,} fine-tuning steps (no run record beside the model: the default)"
+    effort = getattr(b, "effort", None)
+    if given_steps is None and effort is not None and effort.why.get("steps") and c.finetune and c.steps > 0:
+        ft += f", {effort.why['steps']}"
     levels = f"{c.anchors} anchors" if c.anchors else f"{len(b.sizes)} levels"
     return (f"building from {len(b.gaussians):,} Gaussians and {len(tr)} views at {tr.width}x{tr.height} "
             f"({test}{down}): {levels}, {ft}, backend {c.backend}")
+
+
+def announce_build(b, given_steps: int | None) -> None:
+    """The start-of-build lines on stderr: the effort chosen by scene size (budget.py), then the settings."""
+    effort = getattr(b, "effort", None)
+    if effort is not None:
+        print(effort.line(finetune=bool(b.cfg.finetune and b.cfg.steps)), file=sys.stderr, flush=True)
+    print(start_line(b, given_steps), file=sys.stderr, flush=True)
 
 
 def psnr_label(meta: dict | None) -> str:
@@ -140,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
         coarsest_fraction=args.coarsest, chunk_size=args.chunk_size, backend=args.backend,
         downscale=args.downscale, finetune=False if args.no_finetune else None,
         rig_views=args.rig_views, rig_size=args.rig_size, rig_fov=args.rig_fov, rig_shape=args.rig_shape,
-        rig_up=args.rig_up,
+        rig_up=args.rig_up, views=args.views, max_side=args.max_side,
     )
-    announce = None if args.quiet else (lambda b: print(start_line(b, cfg.steps), file=sys.stderr))
+    announce = None if args.quiet else (lambda b: announce_build(b, cfg.steps))
     ckpt = build(args.ply, args.data, args.output, cfg, progress=not args.quiet,
                  allow_outside_paths=args.allow_outside_paths, on_start=announce, cameras=args.cameras)
     if not args.quiet:

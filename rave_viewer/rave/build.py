@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import metrics
+from . import budget
 from ..errors import RaveError
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
@@ -53,17 +54,42 @@ TARGETS = ("photos", "self")
 DEFAULT_STEPS = 3000
 
 
-def training_steps(ply: str | os.PathLike) -> int | None:
-    """Steps the model was trained for, from the run record ``rave train`` writes beside it (``scene.json``)."""
+def training_record(ply: str | os.PathLike) -> dict:
+    """The run record ``rave train`` writes beside the PLY (``scene.json``), or {} when there is none."""
     import json
 
-    p = Path(ply).with_suffix(".json")
     try:
-        rec = json.loads(p.read_text(encoding="utf-8"))
-        steps = rec.get("steps_done", (rec.get("config") or {}).get("steps"))
-        return int(steps) if isinstance(steps, int) and steps > 0 else None
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
+        rec = json.loads(Path(ply).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _positive_int(x) -> int | None:
+    return int(x) if isinstance(x, int) and not isinstance(x, bool) and x > 0 else None
+
+
+def training_steps(ply: str | os.PathLike) -> int | None:
+    """Steps the model was trained for, from the run record ``rave train`` writes beside it (``scene.json``)."""
+    rec = training_record(ply)
+    cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+    return _positive_int(rec.get("steps_done", cfg.get("steps")))
+
+
+def training_resolution(rec: dict) -> tuple[int | None, int | None]:
+    """(downscale, long side in px) the model was trained at, from its run record (None where it is silent):
+    ``config.downscale`` and ``resolution`` (``{"width", "height"}`` of the training views)."""
+    cfg = rec.get("config") if isinstance(rec.get("config"), dict) else {}
+    res = rec.get("resolution") if isinstance(rec.get("resolution"), dict) else {}
+    side = [_positive_int(res.get(k)) for k in ("width", "height")]
+    return _positive_int(cfg.get("downscale")), (max(side) if all(side) else None)
+
+
+def default_steps(cfg: BuildConfig, train_steps: int | None) -> int:
+    """The fine-tuning length when ``cfg.steps`` is empty: a fraction of the training, else DEFAULT_STEPS."""
+    if not train_steps:
+        return DEFAULT_STEPS
+    return max(cfg.min_steps, int(round(cfg.finetune_fraction * train_steps)))
 
 
 def downscale_cameras(cams: Cameras, max_side: int) -> Cameras:
@@ -130,10 +156,11 @@ class Builder:
         from ..codec import QuantConfig, fake_quantize, scene_bounds
 
         self.cfg = cfg or BuildConfig()
-        if self.cfg.steps is None:  # default length: a fraction of the original training
-            steps = DEFAULT_STEPS if not train_steps else max(self.cfg.min_steps,
-                                                              int(round(self.cfg.finetune_fraction * train_steps)))
-            self.cfg = self.cfg.replace(steps=steps)
+        if self.cfg.steps is None:  # default length: a fraction of the original training, capped by size
+            steps = default_steps(self.cfg, train_steps)
+            cap = budget.steps_cap(len(gaussians))
+            self.cfg = self.cfg.replace(steps=steps if cap is None else min(steps, cap))
+        self.effort: budget.Effort | None = None  # set by build() / build_self(): what was chosen and why
         self.train_steps = train_steps
         self.progress = progress
         self.sources = dict(sources or {})
@@ -184,6 +211,7 @@ class Builder:
         b = Builder(self.gaussians, self.train, self.test, cfg, scene_scale=self.scene_scale,
                     progress=self.progress, sources=self.sources, train_steps=self.train_steps,
                     targets=self.targets)
+        b.effort = self.effort
         if all(getattr(cfg, k) == getattr(self.cfg, k) for k in LEVEL_KEYS):
             b._levels = self.levels()
             b.stages["levels"] = dict(self.stages["levels"])
@@ -281,40 +309,68 @@ class Builder:
         return ckpt
 
 
+def _held_out(total: int, test_every: int) -> int:
+    """Views a rig of ``total`` views holds out (every ``test_every``-th from 0; a single view is both)."""
+    return len(range(0, total, test_every)) if total > 1 and test_every > 1 else 0
+
+
 def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: BuildConfig | None = None, *,
                cameras: str | os.PathLike | None = None, progress: bool = True, on_start=None) -> RaveCheckpoint:
     """``rave build`` without a dataset (self-distillation): views from a camera rig around the scene (or the
     poses of ``cameras``, a transforms.json-style file), targets = the full model's renders (rig.py); the
     first scoring pass uses the blending-weight score (importance.py). The checkpoint records
     ``meta["targets"] = "self"`` and the rig in ``meta["rig"]``; its RD table is PSNR vs the full model on the
-    held-out rig views (every ``test_every``-th)."""
+    held-out rig views (every ``test_every``-th). Views, side and steps default by scene size (budget.py)."""
     from ..scene.ply import read_ply
     from .rig import default_size, place_rig, render_targets, rig_from_cameras, say, scene_scale
 
     cfg = cfg or BuildConfig()
     g = read_ply(ply).detach().float()
+    n, te = len(g), cfg.test_every
+    rec = training_record(ply)
+    train_steps = training_steps(ply)
+    _, trained_side = training_resolution(rec)
+    asked_side = cfg.rig_size or cfg.max_side
+    dsteps = None if cfg.steps is not None else default_steps(cfg, train_steps)
     if cameras is not None:
         from ..scene.rig_cameras import read_camera_file
 
-        side = cfg.rig_size or default_size(len(g))
-        cams = read_camera_file(cameras, default_size=side)
+        side0 = asked_side or min(default_size(n), budget.side_cap(n), trained_side or budget.MAX_SIDE)
+        cams = read_camera_file(cameras, default_size=side0)
         long_side = max(cams.width, cams.height)
-        cams = downscale_cameras(cams, side)
-        rig = rig_from_cameras(cams, str(cameras), test_every=cfg.test_every, g=g)
-        if long_side > side:
+        avail = len(cams) - _held_out(len(cams), te)
+        eff = budget.choose(n, available_views=avail or len(cams), photo_side=None, trained_side=trained_side,
+                            views=cfg.views, max_side=asked_side, steps=cfg.steps, default_steps=dsteps,
+                            rig_side=long_side)
+        cams = downscale_cameras(cams, eff.side)
+        rig = rig_from_cameras(cams, str(cameras), test_every=te, g=g)
+        if long_side > eff.side:
             rig.extra["downscaled_from"] = long_side
     else:
-        rig = place_rig(g, views=cfg.rig_views, size=cfg.rig_size, fov_deg=cfg.rig_fov, shape=cfg.rig_shape,
-                        up=cfg.rig_up, distances=cfg.rig_distances, test_every=cfg.test_every)
-    say(rig.describe() + (f" (downscaled from {rig.extra['downscaled_from']} px: rig_size)"
+        want = cfg.views or budget.rig_views(n)
+        total = cfg.rig_views
+        if total is None:  # enough rig views that `want` remain after holding out every te-th
+            total = want
+            while total - _held_out(total, te) < want:
+                total += 1
+        avail = total - _held_out(total, te) or total
+        eff = budget.choose(n, available_views=avail, photo_side=None, trained_side=trained_side, views=cfg.views,
+                            max_side=asked_side, steps=cfg.steps, default_steps=dsteps, rig_side=default_size(n))
+        rig = place_rig(g, views=total, size=eff.side, fov_deg=cfg.rig_fov, shape=cfg.rig_shape,
+                        up=cfg.rig_up, distances=cfg.rig_distances, test_every=te)
+    say(rig.describe() + (f" (downscaled from {rig.extra['downscaled_from']} px)"
                           if "downscaled_from" in rig.extra else ""), progress)
     bg = torch.tensor(cfg.background, dtype=torch.float32)
     views = render_targets(g, rig.cameras, background=bg, backend=cfg.backend, progress=progress)
     rig.cameras = views
     train, test = rig.split()
+    train = train[budget.subset(len(train), eff.views)]
+    eff.views = len(train)
     sources = {"ply": str(Path(ply)), "cameras": str(Path(cameras)) if cameras is not None else "rig"}
+    cfg = cfg.replace(views=eff.views, max_side=eff.side, steps=eff.steps)
     b = Builder(g, train, test, cfg, scene_scale=scene_scale(views), progress=progress, sources=sources,
-                train_steps=training_steps(ply), targets="self")
+                train_steps=train_steps, targets="self")
+    b.effort = eff
     if on_start is not None:
         on_start(b)
     ckpt = b.checkpoint()
@@ -330,7 +386,9 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
     """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given).
 
     ``data=None``: no dataset, self-distillation on a camera rig or on the poses of ``cameras``
-    (:func:`build_self`).
+    (:func:`build_self`). With a dataset, an empty ``cfg.downscale`` is the run record's (the resolution the
+    model was trained at), and the views, side and steps default by scene size (budget.py): scoring,
+    fine-tuning and the RD table use ``eff.views`` evenly spaced training views at long side ``eff.side``.
 
     ``allow_outside_paths``: see :func:`~rave_viewer.scene.datasets.load_dataset`; ``on_start(builder)`` is
     called once the inputs are loaded, before the first stage (``rave build`` prints its settings there).
@@ -344,14 +402,28 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
         raise RaveError("--cameras is for builds without a dataset (the dataset has its own cameras)", cameras)
     cfg = cfg or BuildConfig()
     g = read_ply(ply)
-    ds = load_dataset(data, downscale=cfg.downscale, test_every=cfg.test_every, background=tuple(cfg.background),
+    rec = training_record(ply)
+    rec_down, trained_side = training_resolution(rec)
+    down = cfg.downscale if cfg.downscale is not None else (rec_down or 1)
+    ds = load_dataset(data, downscale=down, test_every=cfg.test_every, background=tuple(cfg.background),
                       allow_outside_paths=allow_outside_paths)
     for line in ds.notes if progress else ():
         print(f"note: {line}", file=sys.stderr)
-    sources = {"ply": str(Path(ply)), "data": str(Path(data))}
     train_steps = training_steps(ply)
-    b = Builder(g, ds.train, ds.test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
+    photo_side = max(ds.train.width, ds.train.height)
+    if cfg.downscale is None and rec_down:  # loaded at the training downscale: that is the training resolution
+        trained_side = trained_side or photo_side
+    eff = budget.choose(len(g), available_views=len(ds.train), photo_side=photo_side, trained_side=trained_side,
+                        views=cfg.views, max_side=cfg.max_side, steps=cfg.steps,
+                        default_steps=None if cfg.steps is not None else default_steps(cfg, train_steps))
+    train = downscale_cameras(ds.train[budget.subset(len(ds.train), eff.views)], eff.side)
+    test = downscale_cameras(ds.test, eff.side) if ds.test is not None and len(ds.test) else ds.test
+    eff.views = len(train)
+    sources = {"ply": str(Path(ply)), "data": str(Path(data))}
+    cfg = cfg.replace(downscale=down, views=eff.views, max_side=eff.side, steps=eff.steps)
+    b = Builder(g, train, test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
                 train_steps=train_steps)
+    b.effort = eff
     if on_start is not None:
         on_start(b)
     ckpt = b.checkpoint()

@@ -85,6 +85,9 @@ class TrainConfig:
                               max=MAX_POINTS)
     init_extent: float = _f(1.0, "Random init: half-size of the cube around the cameras' mean centre, in "
                             "units of the scene scale.", min=0.0, min_exclusive=True)
+    init_min_views: float = _f(0.2, "Random init: keep a random point only where at least this fraction of the "
+                               "training views (and at least 2) see it, coloured from the photos: no floaters "
+                               "in front of one camera (0: the whole cube, random colours).", min=0.0, max=1.0)
     init_sky_points: int = _f(0, "Add this many candidate points on a sphere around the cameras (kept where a "
                               "training view sees them, coloured from the images) to model a distant "
                               "background such as a sky; 0: none.", min=0, max=MAX_POINTS)
@@ -278,14 +281,28 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise RaveError(f"invalid YAML{where}: {problem}", path) from None
 
 
+#: Named recipes ``rave train --config NAME`` accepts instead of a file (a file of that name wins). ``capture``:
+#: real captures with few views and no point cloud (phone photos, a generated ``--capture hard``): the 3DGS
+#: reference's periodic opacity reset (floaters that fit one view are pushed below the pruning threshold
+#: and must earn their opacity back from every view) and a slower SH schedule (view-dependent colour fits
+#: noise and specular highlights of single views before the geometry is right). benchmarks/CAPTURE.md measures
+#: it against the defaults on a generated hard capture.
+PRESETS: dict[str, dict[str, Any]] = {
+    "capture": {"opacity_reset": True, "reset_every": 9000, "sh_degree_interval": 3000},
+}
+
+
 def load_config(path: str | os.PathLike | None) -> TrainConfig:
-    """The config in the YAML file ``path`` (defaults for None or an empty file).
+    """The config in the YAML file ``path`` (defaults for None or an empty file), or a named preset
+    (:data:`PRESETS`) when ``path`` is a bare name of one and no such file exists.
 
     The file holds TrainConfig fields at the top level, or a recipe with a ``train:`` section (other recipe
     keys: ``name``, ``description``, ``scene``).
     """
     if path is None:
         return TrainConfig()
+    if str(path) in PRESETS and not Path(path).exists():
+        return from_dict(dict(PRESETS[str(path)]), f"preset {path}")
     data = read_yaml(path)
     if data is None:
         return TrainConfig()

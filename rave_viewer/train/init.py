@@ -44,7 +44,9 @@ def initial_points(dataset, cfg: TrainConfig, generator: torch.Generator) -> tup
 
     "points" uses ``dataset.points`` (random subsample to ``init_max_points``); "random" draws
     ``init_num_points`` uniformly in a cube of half-size ``init_extent * scene_scale`` centred on the
-    cameras' mean centre, with random colours; "auto" is "points" when the dataset has any.
+    cameras' mean centre, kept where at least ``init_min_views`` of the training views see them and coloured
+    from the photos (:func:`covisible_points`; ``init_min_views: 0``: the whole cube, random colours); "auto"
+    is "points" when the dataset has any.
     """
     pts = dataset.points
     has_points = pts is not None and len(pts) > 0
@@ -65,9 +67,55 @@ def initial_points(dataset, cfg: TrainConfig, generator: torch.Generator) -> tup
     n = cfg.init_num_points
     center = _cameras_center(dataset)
     half = cfg.init_extent * float(dataset.scene_scale)
+    if cfg.init_min_views > 0 and dataset.train.images is not None and len(dataset.train):
+        pts, cols = covisible_points(dataset.train, n, center, half, cfg.init_min_views, generator)
+        if len(pts):
+            return pts, cols, mode
     pts = center + (torch.rand(n, 3, generator=generator) * 2 - 1) * half
     cols = torch.rand(n, 3, generator=generator)
     return pts, cols, mode
+
+
+def _project(cams, c: int, pts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(in-view mask [P], column [P] long, row [P] long) of float64 ``pts`` [P,3] in camera ``c`` of ``cams``."""
+    vm, K = cams.viewmats[c].double(), cams.Ks[c].double()
+    pc = pts @ vm[:3, :3].T + vm[:3, 3]
+    z = pc[:, 2]
+    zs = z.clamp_min(1e-9)
+    u = K[0, 0] * pc[:, 0] / zs + K[0, 2]
+    v = K[1, 1] * pc[:, 1] / zs + K[1, 2]
+    ok = (z > 0) & (u >= 0) & (u < cams.width) & (v >= 0) & (v < cams.height)
+    return ok, u.clamp(0, cams.width - 1).long(), v.clamp(0, cams.height - 1).long()
+
+
+def covisible_points(cams, n: int, center: Tensor, half: float, min_fraction: float,
+                     generator: torch.Generator, rounds: int = 16) -> tuple[Tensor, Tensor]:
+    """Random init where the content is: points uniform in the cube (``center`` [3], half-size ``half``) kept
+    only when at least ``min_fraction`` of the views ``cams`` (and at least 2) see them, coloured by the mean
+    of the pixels they fall on. Returns ([M,3], [M,3]) with M <= ``n`` (0 when no candidate qualifies).
+
+    Why: the cube around the cameras' mean holds the cameras themselves; a point in front of one camera and
+    in no other view fits that photo alone, and 3DGS keeps it as a floater that hurts every other view (on a
+    generated hard capture most of a plain cube's points are such). Points that several views agree on are
+    where the scene is (the same idea as a sparse point cloud: seen, so reconstructible)."""
+    need = max(2, math.ceil(min_fraction * len(cams))) if len(cams) > 1 else 1
+    got_p, got_c, total = [], [], 0
+    for _ in range(rounds):
+        cand = center.double() + (torch.rand(4 * n, 3, generator=generator, dtype=torch.float64) * 2 - 1) * half
+        hits = torch.zeros(len(cand), dtype=torch.float64)
+        col = torch.zeros(len(cand), 3, dtype=torch.float64)
+        for c in range(len(cams)):
+            ok, u, v = _project(cams, c, cand)
+            hits += ok
+            col[ok] += cams.images[c, v[ok], u[ok]].double()
+        keep = hits >= need
+        got_p.append(cand[keep])
+        got_c.append(col[keep] / hits[keep, None])
+        total += int(keep.sum())
+        if total >= n:
+            break
+    pts, cols = torch.cat(got_p)[:n].float(), torch.cat(got_c)[:n].float().clamp(0, 1)
+    return pts, cols
 
 
 def _cameras_center(dataset) -> Tensor:

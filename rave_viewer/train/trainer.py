@@ -318,4 +318,5 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
                        steps_done=steps_done, interrupted=interrupted, wall_time_s=wall, cpu_time_s=cpu,
                        backend=backend,
                        device=str(device), init_mode=init_mode, num_initial=len(g0),
-                       num_sky=n_sky, load_average=(load0, _load1()))
+                       num_sky=n_sky, load_average=(load0, _load1()),
+                       extra={"resolution": {"width": int(train_cams.width), "height": int(train_cams.height)}})
