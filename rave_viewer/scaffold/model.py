@@ -192,6 +192,13 @@ class ScaffoldModel:
         return len(self) * self.spec.n_offsets
 
     @torch.no_grad()
+    def to_gaussians(self, campos: Tensor) -> Gaussians:
+        """Every anchor's neural Gaussians as decoded for a camera at ``campos`` [3], as one standard 3DGS set
+        (SH degree 0, e.g. for a PLY). Exact for cameras at ``campos``; elsewhere an approximation: colours,
+        opacities and shapes are frozen at that viewpoint instead of following the view."""
+        return decode(self.params, self.mlps, self.spec, torch.as_tensor(campos, dtype=torch.float32)).gaussians
+
+    @torch.no_grad()
     def decode_view(self, viewmat: Tensor, K: Tensor, width: int, height: int, *,
                     cull: bool = True) -> NeuralGaussians:
         """The neural Gaussians one camera (viewmat [4, 4], K [3, 3]) sees (no gradient)."""

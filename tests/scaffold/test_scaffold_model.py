@@ -135,3 +135,18 @@ def test_a_view_that_sees_no_anchor_renders_the_background(trained):
                    torch.tensor([[[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]]), 32, 32)
     img = trained.model.render(cams, backend="cpu", background=torch.tensor([0.2, 0.4, 0.6]))
     assert torch.allclose(img, torch.tensor([0.2, 0.4, 0.6]).expand(1, 32, 32, 3))
+
+
+def test_exported_gaussians_render_the_same_picture_at_their_viewpoint(trained, scaffold_dataset, tmp_path):
+    from rave_viewer.render import render
+    from rave_viewer.scene.ply import read_ply, write_ply
+
+    cam = scaffold_dataset.test[0]
+    g = trained.model.to_gaussians(cam.centers[0])
+    assert g.sh_degree == 0 and len(g) <= trained.model.num_neural()
+    write_ply(g, tmp_path / "neural.ply")
+    back = read_ply(tmp_path / "neural.ply")
+    with torch.no_grad():
+        ref = trained.model.render(cam, backend="cpu", cull=False)
+        img, _, _ = render(back, cam.viewmats, cam.Ks, cam.width, cam.height, backend="cpu")
+    assert (img - ref).abs().max() < 1e-4
