@@ -44,9 +44,9 @@ def initial_points(dataset, cfg: TrainConfig, generator: torch.Generator) -> tup
 
     "points" uses ``dataset.points`` (random subsample to ``init_max_points``); "random" draws
     ``init_num_points`` uniformly in a cube of half-size ``init_extent * scene_scale`` centred on the
-    cameras' mean centre, kept where at least ``init_min_views`` of the training views see them and coloured
-    from the photos (:func:`covisible_points`; ``init_min_views: 0``: the whole cube, random colours); "auto"
-    is "points" when the dataset has any.
+    cameras' mean centre with random colours (default ``init_min_views: 0``), or, with ``init_min_views > 0``,
+    only where that fraction of the training views see them, coloured from the photos
+    (:func:`covisible_points`); "auto" is "points" when the dataset has any.
     """
     pts = dataset.points
     has_points = pts is not None and len(pts) > 0
@@ -146,16 +146,9 @@ def sky_points(cams, n: int, radius: float, center: Tensor, generator: torch.Gen
     col_sum = torch.zeros(n, 3, dtype=torch.float64)
     hits = torch.zeros(n, dtype=torch.float64)
     for c in range(len(cams)):
-        vm, K = cams.viewmats[c].double(), cams.Ks[c].double()
-        pc = pts @ vm[:3, :3].T + vm[:3, 3]
-        z = pc[:, 2]
-        zs = z.clamp_min(1e-9)
-        u = K[0, 0] * pc[:, 0] / zs + K[0, 2]
-        v = K[1, 1] * pc[:, 1] / zs + K[1, 2]
-        ok = (z > 0) & (u >= 0) & (u < cams.width) & (v >= 0) & (v < cams.height)
+        ok, u, v = _project(cams, c, pts)
         if ok.any():
-            ui, vi = u[ok].long(), v[ok].long()
-            col_sum[ok] += cams.images[c, vi, ui].double()
+            col_sum[ok] += cams.images[c, v[ok], u[ok]].double()
             hits[ok] += 1
     keep = hits > 0
     return pts[keep].float(), (col_sum[keep] / hits[keep, None]).float()
