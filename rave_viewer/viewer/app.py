@@ -40,7 +40,7 @@ import viser.transforms as vtf
 from nerfview import CameraState, RenderTabState, Viewer
 from nerfview._renderer import InterruptRenderException, RenderTask
 
-from .browser import AUTO_BROWSER_GAUSSIANS, BLOCK, BlockSplats, LatestWorker, SplatArrays, splat_arrays
+from .browser import AUTO_BROWSER_GAUSSIANS, BlockSplats, block_for, LatestWorker, SplatArrays, splat_arrays
 from .frames import FrameRenderer, match_test_view, pose_of_test_view, to_uint8
 from .gate import Gate, gated_viser, is_wildcard_host
 from .page_script import keys_on_page
@@ -503,15 +503,15 @@ class ViewerApp:
     def __init__(
         self, source: ViewSource, host: str = "127.0.0.1", port: int = 8080, backend: str = "auto",
         verbose: bool = False, allow_origins: tuple[str, ...] | list[str] = (), token: str | None = None,
-        share: bool = False, start: tuple[str, float] | None = None, splat_block: int = BLOCK,
+        share: bool = False, start: tuple[str, float] | None = None, splat_block: int | None = None,
         browser: bool | None = None,
     ):  # fmt: skip
         """``token``: required on every request (the printed URL carries it); ``allow_origins``: pages besides
         the viewer's own that may connect; ``share``: keep viser's share-URL button (publishes the viewer);
         ``start``: the first selection of every tab, e.g. ("rate", 2e6); ``splat_block``: Gaussians per splat
-        node in browser rendering; ``browser``: tabs start in browser rendering (None: above
+        node in browser rendering (None: :func:`~rave_viewer.viewer.browser.block_for` the scene); ``browser``: tabs start in browser rendering (None: above
         :data:`AUTO_BROWSER_GAUSSIANS` on a CPU server)."""
-        self.splat_block = int(splat_block)
+        self.splat_block = int(splat_block or block_for(source.n))
         self.source = source
         self.share = share
         self.start = start  # (mode, raw target) every new tab starts at; None: the source's knee (default_k)

@@ -2,7 +2,8 @@
 
 viser's WebGL renderer takes centres, 3x3 covariances, RGB and opacity per Gaussian (32 bytes each on the
 wire) and sorts all splat nodes together, so a scene may be split into nodes freely. Every operating point
-is a prefix of one ranked order, so :class:`BlockSplats` keeps one node per block of :data:`BLOCK` Gaussians
+is a prefix of one ranked order, so :class:`BlockSplats` keeps one node per block (:func:`block_for`: about
+N / 64 Gaussians, 1,024 to 16,384)
 plus one node for the partial block at the end: raising the rate adds the new blocks (and a new tail),
 lowering it hides the blocks past the new end (a message of a few bytes each; shown again for free). A rate
 change therefore sends about (Gaussians added + one block) x 32 bytes, never the whole scene again.
@@ -16,6 +17,7 @@ opacity 0 at the scene centre (otherwise the browser's bounding sphere becomes N
 
 from __future__ import annotations
 
+import math
 import threading
 import traceback
 from dataclasses import dataclass
@@ -28,7 +30,9 @@ from ..render.sh import sh_to_rgb
 from ..scene.gaussians import Gaussians
 
 SH_C0 = 0.28209479177387814
-BLOCK = 16_384  # Gaussians per scene node (512 KB on the wire)
+BLOCK = 16_384  # Gaussians per scene node at most (512 KB on the wire)
+MIN_BLOCK = 1_024
+NODES = 64  # about this many block nodes for the whole scene (so small scenes get small blocks)
 FLOAT16_MAX = 65_000.0  # viser sends covariances as float16
 BYTES_PER_SPLAT = 32  # viser's buffer layout: 8 uint32 per Gaussian
 AUTO_BROWSER_GAUSSIANS = 300_000  # above this many Gaussians (CPU server), a tab starts in browser rendering
@@ -49,6 +53,13 @@ class SplatArrays:
 
     def slice(self, a: int, b: int) -> "SplatArrays":
         return SplatArrays(self.centers[a:b], self.covariances[a:b], self.rgbs[a:b], self.opacities[a:b])
+
+
+def block_for(n: int) -> int:
+    """Gaussians per node for a scene of ``n``: a power of two near n / NODES, within MIN_BLOCK..BLOCK."""
+    if n <= 0:
+        return MIN_BLOCK
+    return int(min(BLOCK, max(MIN_BLOCK, 2 ** round(math.log2(max(n / NODES, 1))))))
 
 
 def splat_arrays(g: Gaussians) -> SplatArrays:
@@ -204,6 +215,6 @@ class LatestWorker:
 
 
 __all__ = [
-    "AUTO_BROWSER_GAUSSIANS", "BLOCK", "BYTES_PER_SPLAT", "BlockSplats", "LatestWorker", "SplatArrays",
+    "AUTO_BROWSER_GAUSSIANS", "BLOCK", "BYTES_PER_SPLAT", "BlockSplats", "block_for", "LatestWorker", "SplatArrays",
     "splat_arrays", "view_colours",
 ]  # fmt: skip

@@ -332,21 +332,20 @@ class Panel:
                 self._set_quietly(h, value=spec.to_ui(spec.from_ui(v)))
         before = self.session.snapshot().version
         self.session.set_target(spec.from_ui(v))
-        self.refresh()
         if self.session.snapshot().version != before:
-            self.host.request_render()
+            self.host.request_render()  # first: the frame renders while the readouts are written
+        self.refresh()
 
     def on_step(self, direction: int) -> None:
         """The Rate up / Rate down buttons (and the ] / [ keys)."""
         self.typed_cap = None
-        changed = self.session.step(direction)
+        if self.session.step(direction):
+            self.host.request_render()  # first: the frame renders while the widgets and readouts are updated
         spec = self.session.spec()
         value = spec.to_ui(self.session.target)
         self._set_quietly(self.slider, value=value)
         self._set_quietly(self.number, value=value)
         self.refresh()
-        if changed:
-            self.host.request_render()
 
     def on_show(self) -> None:
         self.session.set_show(self.show.value)
