@@ -165,11 +165,12 @@ class _Handler(BaseHTTPRequestHandler):
                     corrupt = faults.corrupt_offset
                     faults.corrupt_times -= 1
         sent = 0
+        rate = srv.rate if srv.rate_paths is None or rel in srv.rate_paths else None
         with open(p, "rb") as f:
             f.seek(start)
             pos = start
             while pos < end:
-                n = min(SLICE if srv.rate else 1 << 16, end - pos)
+                n = min(SLICE if rate else 1 << 16, end - pos)
                 if cut is not None:
                     n = min(n, cut - pos)
                     if n <= 0:
@@ -192,8 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(buf)
                 srv.stats.add(rel, len(buf))
                 pos += len(buf)
-                if srv.rate:
-                    wait = len(buf) / srv.rate - (time.perf_counter() - t0)
+                if rate:
+                    wait = len(buf) / rate - (time.perf_counter() - t0)
                     if wait > 0:
                         time.sleep(wait)
         if pos < end:  # cut, stalled or the client left: never reuse this connection
@@ -212,7 +213,8 @@ class RangeServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, root: str | os.PathLike, host: str = "127.0.0.1", port: int = 0, *,
-                 rate: float | None = None, latency: float = 0.0, faults: Faults | None = None):  # fmt: skip
+                 rate: float | None = None, latency: float = 0.0, faults: Faults | None = None,
+                 rate_paths: tuple[str, ...] | None = None):  # fmt: skip
         try:
             loop = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -223,6 +225,7 @@ class RangeServer(ThreadingHTTPServer):
         if not self.root.is_dir():
             raise RaveError("not a folder", root)
         self.rate = rate  # bytes/s per response (None: unlimited)
+        self.rate_paths = rate_paths  # throttle only these paths (None: all)
         self.latency = latency
         self.faults = faults or Faults()
         self.stats = Stats()

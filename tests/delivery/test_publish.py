@@ -17,7 +17,7 @@ from rave_viewer.codec import read_info
 from rave_viewer.delivery import manifest as mf
 from rave_viewer.delivery.adapt import Target
 from rave_viewer.delivery.loader import StreamLoader, load
-from rave_viewer.delivery.serve import RangeServer
+from rave_viewer.delivery.serve import Faults, RangeServer
 from rave_viewer.errors import RaveError
 
 from delivery_helpers import _decoded, sent
@@ -109,6 +109,7 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
 
     doc = json.loads((site / "demo_objects.manifest.json").read_text())
     ends, counts = doc["chunks"]["end"], doc["chunks"]["count"]
+    data = (site / "demo_objects.rave").read_bytes()
     rate = ends[3] + 100  # a cap: four chunks fit
     with RangeServer(site) as s, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
@@ -127,8 +128,32 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
             time.sleep(1.0)  # a few frames with the final splats
             st = page.evaluate("window.rave")
             png = page.screenshot()
+            # the same player against a host that ignores Range, and one that corrupts a chunk once
+            odd = []
+            for faults in ({"ignore_range": True}, {"corrupt_offset": ends[0] + 100, "corrupt_path": "/demo_objects.rave"}):
+                # the stream throttled (300 KB/s) so that the server sees the player hang up
+                with RangeServer(site, rate=3e5, rate_paths=("/demo_objects.rave",), faults=Faults(**faults)) as s2:
+                    p2 = browser.new_page(viewport={"width": 200, "height": 150})
+                    p2.goto(s2.url(f"index.html?count={counts[1]}"))
+                    t0 = time.monotonic()
+                    while time.monotonic() - t0 < 60:
+                        st2 = p2.evaluate("window.rave")
+                        if st2["state"] in ("idle", "done", "failed"):
+                            break
+                        time.sleep(0.2)
+                    odd.append((st2, sent(s2, "/demo_objects.rave")))
+                    p2.close()
         finally:
             browser.close()
+        (st_range, sent_range), (st_crc, sent_crc) = odd
+        assert st_range["state"] == "idle" and st_range["chunks"] == 2 and "ignores Range" in st_range["message"]
+        # two 200 answers carry the whole file each: the player kept exactly the prefix and skipped only the header
+        # it already had (what the server pushed into socket buffers meanwhile depends on how busy the browser is;
+        # the Python loader's test bounds the server side)
+        assert st_range["fetched"] == ends[1] and st_range["wasted"] == doc["header_bytes"]
+        assert sent_range <= 2 * len(data)
+        assert st_crc["state"] == "idle" and st_crc["chunks"] == 2 and "corrupt" in st_crc["message"]
+        assert sent_crc == ends[1] + (ends[1] - ends[0])  # chunk 1 came twice, nothing else
         assert not errors and st["error"] is None, (errors, st)
         assert st["chunks"] == 4 and st["gaussians"] == counts[3] == st["shown"]
         assert sent(s, "/demo_objects.rave") == ends[3]  # exactly the chosen rate's prefix came over the wire

@@ -22,7 +22,8 @@ const state = (window.rave = { state: "opening", fetched: 0, chunks: 0, gaussian
 
 const fmtBytes = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(3)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} KB` : `${n} B`);
 
-let data = new Uint8Array(0); // contiguous bytes [0, data.length) of the stream
+let buf = new Uint8Array(1 << 16), size = 0; // contiguous bytes [0, size) of the stream (capacity doubles)
+let data = buf.subarray(0, 0);
 let header = null, manifest = null, ends = [], counts = [];
 let decoded = []; // per complete chunk: decodeChunk() result
 let wantChunks = 1, autoBudget = null, t0 = performance.now();
@@ -30,18 +31,32 @@ let tpBytes = 0, tpSeconds = 0; // throughput estimate over all requests
 let loop = null;
 
 function append(bytes) {
-  const out = new Uint8Array(data.length + bytes.length);
-  out.set(data, 0);
-  out.set(bytes, data.length);
-  data = out;
-  state.fetched = data.length;
+  if (size + bytes.length > buf.length) {
+    let cap = buf.length;
+    while (cap < size + bytes.length) cap *= 2;
+    if (header) cap = Math.max(Math.min(cap, header.size), size + bytes.length);
+    const out = new Uint8Array(cap);
+    out.set(buf.subarray(0, size), 0);
+    buf = out;
+  }
+  buf.set(bytes, size);
+  size += bytes.length;
+  data = buf.subarray(0, size);
+  state.fetched = size;
+}
+
+function truncate(n) {
+  size = Math.min(size, n);
+  data = buf.subarray(0, size);
+  state.fetched = size;
 }
 
 async function fetchRange(url, start, end, onBytes, shouldStop) {
   // read [start, end) into onBytes as it arrives; a 200 answer is skipped to start and cut at end
   state.requests++;
   const t = performance.now();
-  const resp = await fetch(url, { headers: { Range: `bytes=${start}-${end - 1}` }, cache: "no-store" });
+  const ctl = new AbortController(); // abort() drops the connection: a 200 body is never read past `end`
+  const resp = await fetch(url, { headers: { Range: `bytes=${start}-${end - 1}` }, cache: "no-store", signal: ctl.signal });
   if (resp.status === 416) throw new Error(`HTTP 416: bytes ${start}-${end - 1} are past the end of the stream`);
   if (resp.status !== 206 && resp.status !== 200) throw new Error(`HTTP ${resp.status} for ${url}`);
   let skip = resp.status === 200 ? start : 0, want = end - start, got = 0;
@@ -63,6 +78,7 @@ async function fetchRange(url, start, end, onBytes, shouldStop) {
       if (v.length) { got += v.length; onBytes(v); }
     }
   } finally {
+    if (got < want || resp.status === 200) ctl.abort();
     reader.cancel().catch(() => {});
   }
   tpBytes += got;
@@ -77,7 +93,7 @@ function completeChunks() {
     const c = header.chunks[decoded.length];
     const bytes = data.subarray(c.offset, c.end);
     if (crc32(bytes) !== c.crc) {
-      data = data.slice(0, c.offset); // drop it: refetched once by the loop
+      truncate(c.offset); // drop it: refetched once by the loop
       throw Object.assign(new Error(`chunk ${decoded.length} is corrupt (CRC mismatch)`), { corrupt: decoded.length });
     }
     const d = decodeChunk(header, bytes, c.count);
