@@ -82,7 +82,8 @@ def markdown(table: list[dict], *, title: str, runner: str = "", png: str | None
              f"{len(table)} scenes: {n['built']} built, {n['up to date']} up to date, {n[FAILED]} failed"
              + (f" ({runner})" if runner else "") + ". Rates are exact `.rave` sizes of the coarsest and the "
              "full level (KB/MB = 10^3/10^6 bytes); PSNR is over the stored RD table, against the test photos, or "
-             "against the full model for scenes built without photos.", ""]
+             "against the full model for scenes built without photos; build s is the build's wall time (for a scene "
+             "up to date, of the run that built it).", ""]
     if png:
         lines += [f"![RD curves of every scene]({png})", ""]
     lines += ["| scene | status | Gaussians | levels | rate range | PSNR range (dB) | PSNR vs | build s |",

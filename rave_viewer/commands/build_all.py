@@ -23,7 +23,8 @@ SCENES_DIR/scenes.yaml / scenes.csv (or that file as SCENES_DIR): entries with p
 cameras, config, paths relative to the manifest.
 
 output: OUT_DIR/<name>.ckpt, <name>.build.json (input hashes: a re-run skips unchanged scenes),
-catalogue.csv, catalogue.md and catalogue.png (every scene's RD curve). Exit status 1 when a scene failed.
+catalogue.csv, catalogue.md and catalogue.png (every scene's RD curve); <name>.error.txt holds the traceback
+of an unexpected failure. Exit status 1 when a scene failed.
 """
 
 MAX_RETRIES = 10

@@ -46,6 +46,10 @@ def ray_runtime():
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # before Ray is imported: it reads them at import
     import ray  # the dev extra installs it: a missing Ray fails the tests, never skips them
+    from ray._private import ray_constants
+
+    cluster_mode, ray_constants.ENABLE_RAY_CLUSTER = ray_constants.ENABLE_RAY_CLUSTER, False  # the same
+    # switch, for when an earlier test imported Ray already
 
     if ray.is_initialized():
         ray.shutdown()
@@ -56,6 +60,7 @@ def ray_runtime():
         yield ray
     finally:
         ray.shutdown()
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
