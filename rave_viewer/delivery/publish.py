@@ -2,10 +2,13 @@
 
 From a ``.ckpt`` it writes, into one folder:
 
-* ``<stem>.rave``: the full-rate progressive stream, coded with **zstd** (not the checkpoint's LZMA default):
-  browsers decode it in JavaScript with fzstd (~10x faster than LZMA in JS, and no WASM), at a size cost of
-  ~10 % over LZMA on the demo scene (benchmarks/STREAMING.md); brotli would need a 60 kB+ decoder for a 1-3 %
-  smaller stream. ``--codec`` can pick another, but the bundled player decodes zstd only.
+* ``<stem>.rave``: the full-rate progressive stream, coded with **zstd** (not the checkpoint's LZMA default).
+  Why: browsers decompress neither zstd, brotli nor LZMA through ``DecompressionStream`` (gzip/deflate only),
+  so the player carries its decoder, and zstd has a maintained, small (8 kB), pure-JS one: fzstd. Its cost, on
+  demo_objects: 499.0 kB against 455.4 kB with LZMA (+9.6 %); fzstd decompresses the chunks at 10-20 MB/s of
+  raw data in node 20 on the loaded 2-core dev machine (C zstd: ~210 MB/s there), so decoding stays a fraction
+  of the download on links up to ~50 Mbit/s. ``--codec`` can pick another, but the bundled player decodes zstd
+  only.
 * ``<stem>.manifest.json``: byte offsets of every chunk and level, the RD table at chunk boundaries, test-view
   poses and the start point (:mod:`~rave_viewer.delivery.manifest`);
 * ``index.html``: a self-contained player (the pre-built bundle in ``web/dist/`` inlined: three.js, Spark's
