@@ -1,27 +1,38 @@
-"""Codec benchmark: .rave bytes per Gaussian, PSNR loss and throughput vs the PLY and SPZ, per codec and chunk size.
+"""Codec benchmark: .rave presets vs SPZ (gsply) and SOG / compressed.ply (splat-transform) on several scenes.
 
 Usage::
 
-    python benchmarks/codec.py SCENE.ply --data DATASET_DIR [--write]     # a trained scene + its test views
-    python benchmarks/codec.py --random 50000                             # no scene yet: random Gaussians
+    python benchmarks/codec.py [--write] [--views 16] [--size 512] [PLY ...]
 
-PSNR loss is measured on the dataset's test views (``--data``; PSNR of the original scene's renders vs the
-ground truth minus that of the decoded scene). Without ``--data`` the script renders ``--orbit`` synthetic views
-around the scene and reports the PSNR of the decoded scene's renders against the original's instead.
-SPZ is measured with the ``gsply`` package (``pip install gsply``; a benchmark-only dependency) when installed.
-``--write`` stores the markdown report, with machine information, in benchmarks/CODEC.md.
+Scenes: trained_scenes/demo_objects.ply (SH2), demo_ground.ply (SH2), and PLYs this script writes itself in
+other tools' layouts from the demo models (under out/bench_codec/): an SH0 scene of ~48k Gaussians (SuperSplat-like
+property order, no normals), an SH3 scene of ~9k (gsplat-like order; band 3 synthesised, see ``_add_band3``) and an
+SH3 scene of ~131k (INRIA order; demo_objects replicated 4x, shifted); plus any PLY given.
+
+For each scene and format: bytes, bytes/Gaussian, PLY/size, PSNR and SSIM of the decoded scene's renders against
+the original's on ``--views`` orbit views at ``--size``^2, encode and decode speed in MB/s of PLY-equivalent data
+(the input PLY's bytes over the time), and one PNG of every RD point (benchmarks/codec_rd.png). The acceptance
+figure: the .rave RD points interpolated in log-rate to each competitor's PSNR, i.e. the bytes .rave needs for the
+same fidelity, and the saving against the competitor. SOG / compressed.ply need ``npx`` and the npm package
+``@playcanvas/splat-transform`` (installed into benchmarks/.npm: ``npm install --prefix benchmarks/.npm
+@playcanvas/splat-transform@3.7``); the table says so when they are missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import math
 import os
+import shutil
+import struct
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,31 +40,135 @@ sys.path.insert(0, str(ROOT))
 
 from _machine import machine_line  # noqa: E402
 
-from rave_viewer.codec import CODECS, ProgressiveEncoder, QuantConfig, decode, dequantize  # noqa: E402
-from rave_viewer.codec.container import _Layout, _pack_chunk  # noqa: E402
+from rave_viewer.codec import ProgressiveEncoder, decode  # noqa: E402
+from rave_viewer.codec.presets import PRESETS, preset  # noqa: E402
 from rave_viewer.scene.gaussians import Gaussians  # noqa: E402
+from rave_viewer.scene.ply import read_ply  # noqa: E402
+
+SPLAT_TRANSFORM = ROOT / "benchmarks" / ".npm" / "node_modules" / ".bin" / "splat-transform"
+OUT = ROOT / "out" / "bench_codec"
 
 
-# -- inputs -------------------------------------------------------------------------------------------------
-def load_scene(args) -> tuple[Gaussians, str, int]:
-    """(scene, description, size in bytes of its uncompressed PLY)."""
-    from rave_viewer.scene.ply import read_ply, write_ply
+# -- scenes in other tools' layouts --------------------------------------------------------------------------
+def _write_layout(g: Gaussians, path: Path, order: str) -> None:
+    """Write ``g`` as a 3DGS PLY with the properties in another tool's order ("inria", "gsplat", "supersplat")."""
+    from plyfile import PlyData, PlyElement
 
-    if args.scene:
-        g = read_ply(args.scene)
-        return g, f"{args.scene} ({len(g)} Gaussians, SH degree {g.sh_degree})", os.path.getsize(args.scene)
-    g = Gaussians.random(args.random, args.sh_degree, seed=0)
-    with tempfile.TemporaryDirectory() as d:
-        write_ply(g, Path(d) / "s.ply")
-        size = os.path.getsize(Path(d) / "s.ply")
-    return g, f"Gaussians.random({args.random}, sh_degree={args.sh_degree}, seed=0)", size
+    n, k = len(g), g.shN.shape[1]
+    a = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    rest = a(g.shN).transpose(0, 2, 1).reshape(n, -1)  # INRIA: channel-major f_rest
+    cols = {"x": a(g.means[:, 0]), "y": a(g.means[:, 1]), "z": a(g.means[:, 2])}
+    normals = {f"n{c}": np.zeros(n, np.float32) for c in "xyz"}
+    dc = {f"f_dc_{i}": a(g.sh0[:, 0, i]) for i in range(3)}
+    fr = {f"f_rest_{i}": rest[:, i] for i in range(3 * k)}
+    op = {"opacity": a(g.opacities)}
+    sc = {f"scale_{i}": a(g.scales[:, i]) for i in range(3)}
+    ro = {f"rot_{i}": a(g.quats[:, i]) for i in range(4)}
+    groups = {"inria": [cols, normals, dc, fr, op, sc, ro], "gsplat": [cols, op, sc, ro, dc, fr],
+              "supersplat": [cols, dc, fr, sc, ro, op]}[order]
+    merged = {k_: v for d in groups for k_, v in d.items()}
+    arr = np.empty(n, dtype=[(k_, "f4") for k_ in merged])
+    for k_, v in merged.items():
+        arr[k_] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(arr, "vertex")]).write(str(path))
+
+
+def _add_band3(g: Gaussians, seed: int = 0) -> Gaussians:
+    """SH degree 3 from degree <= 2: band 3 = a fixed random linear mix of bands 1-2 (so it is correlated with
+    them, as fitted SH are) plus 20 % independent noise, at 0.6x the RMS of band 2."""
+    gen = torch.Generator().manual_seed(seed)
+    g2 = g.with_sh_degree(2) if g.sh_degree != 2 else g
+    low = g2.shN  # [N, 8, 3]
+    mix = torch.randn(8, 7, generator=gen) / math.sqrt(8)
+    b3 = torch.einsum("nkc,kj->njc", low, mix)
+    b3 = b3 + 0.2 * b3.std() * torch.randn(b3.shape, generator=gen)
+    rms2 = float(low[:, 3:].pow(2).mean().sqrt())
+    b3 = b3 * (0.6 * rms2 / max(float(b3.pow(2).mean().sqrt()), 1e-12))
+    return Gaussians(g2.means, g2.quats, g2.scales, g2.opacities, g2.sh0, torch.cat([low, b3], 1))
+
+
+def make_scenes() -> list[tuple[str, Path]]:
+    objects = read_ply(ROOT / "trained_scenes" / "demo_objects.ply")
+    ground = read_ply(ROOT / "trained_scenes" / "demo_ground.ply")
+    scenes = [("demo_objects (SH2)", ROOT / "trained_scenes" / "demo_objects.ply"),
+              ("demo_ground (SH2)", ROOT / "trained_scenes" / "demo_ground.ply")]
+    sh0 = OUT / "sh0_ground_supersplat.ply"
+    if not sh0.exists():
+        _write_layout(ground.with_sh_degree(0), sh0, "supersplat")
+    scenes.append((f"SH0 {len(ground) // 1000}k (SuperSplat order)", sh0))
+    small = OUT / "sh3_9k_gsplat.ply"
+    if not small.exists():
+        idx = torch.randperm(len(objects), generator=torch.Generator().manual_seed(1))[:9000].sort().values
+        _write_layout(_add_band3(objects.map(lambda t: t[idx])), small, "gsplat")
+    scenes.append(("SH3 9k (gsplat order)", small))
+    big = OUT / "sh3_131k_inria.ply"
+    if not big.exists():
+        ext = (objects.means.max(0).values - objects.means.min(0).values) * 1.05
+        parts = []
+        for i in range(4):
+            off = torch.tensor([(i % 2) * float(ext[0]), (i // 2) * float(ext[1]), 0.0])
+            parts.append(objects.map(lambda t: t.clone()))
+            parts[-1] = Gaussians(parts[-1].means + off, *[getattr(parts[-1], f) for f in
+                                                            ("quats", "scales", "opacities", "sh0", "shN")])
+        _write_layout(_add_band3(Gaussians.cat(parts)), big, "inria")
+    scenes.append(("SH3 131k (INRIA order)", big))
+    return scenes
+
+
+# -- views and metrics ----------------------------------------------------------------------------------------
+def orbit(g: Gaussians, n: int, size: int):
+    from rave_viewer.scene.cameras import Cameras, intrinsics, look_at
+
+    m = g.means.detach()
+    lo, hi = torch.quantile(m, 0.01, dim=0), torch.quantile(m, 0.99, dim=0)
+    c, r = (lo + hi) / 2, float((hi - lo).norm()) * 0.85
+    mats = []
+    for i in range(n):
+        a = 2 * math.pi * i / n
+        elev = 0.25 + 0.2 * math.sin(3 * a)
+        mats.append(look_at(c + torch.tensor([r * math.cos(a), r * math.sin(a), elev * r]), c))
+    K = intrinsics(size, size, math.radians(55))
+    return Cameras(torch.stack(mats), K.expand(n, 3, 3).clone(), size, size)
+
+
+def render(g: Gaussians, cams) -> torch.Tensor:
+    from rave_viewer.render import render_cameras
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(cams), 4):
+            out.append(render_cameras(g, cams[list(range(i, min(i + 4, len(cams))))])[0].clamp(0, 1))
+    return torch.cat(out)
+
+
+def fidelity(img: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    from rave_viewer.metrics import psnr, ssim
+
+    p = psnr(img, ref).clamp(max=100.0)
+    return float(p.mean()), float(ssim(img, ref).mean())
+
+
+# -- formats --------------------------------------------------------------------------------------------------
+def rave_round_trip(g: Gaussians, quality: str):
+    t = time.perf_counter()
+    enc = ProgressiveEncoder(g, preset(quality), progress=False)
+    data = enc.encode()
+    t_enc = time.perf_counter() - t
+    t_dec = min(_timed(lambda: decode(data)) for _ in range(3))
+    return len(data), t_enc, t_dec, decode(data).gaussians
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
 
 
 def spz_round_trip(g: Gaussians):
-    """(bytes, encode s, decode s, decoded Gaussians) of SPZ v3 via gsply, or None when gsply is missing."""
+    """(bytes, encode s, decode s, decoded, version) of SPZ via gsply, or None when gsply is missing."""
     try:
         import gsply
-        import numpy as np
     except ImportError:
         return None
     n = lambda t: t.detach().cpu().numpy().astype(np.float32)  # noqa: E731
@@ -62,200 +177,195 @@ def spz_round_trip(g: Gaussians):
                         sh0=n(g.sh0.reshape(-1, 3)), shN=n(g.shN))  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "s.spz"
-        gsply.write_spz(p, data[:16])  # warm up (numba compiles on first use): time the real work only
+        gsply.write_spz(p, data[:16])  # warm up (numba compiles on first use)
         gsply.read_spz(p)
-        t = time.perf_counter()
-        gsply.write_spz(p, data)
-        t_enc = time.perf_counter() - t
+        t_enc = _timed(lambda: gsply.write_spz(p, data))
         size = os.path.getsize(p)
-        t = time.perf_counter()
+        version = struct.unpack_from("<I", gzip.decompress(p.read_bytes())[:8], 4)[0]
+        t_dec = min(_timed(lambda: gsply.read_spz(p)) for _ in range(3))
         back = gsply.read_spz(p)
-        t_dec = time.perf_counter() - t
     t_ = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     k = g.shN.shape[1]
     shN = t_(back.shN).reshape(len(g), k, 3) if k else torch.zeros(len(g), 0, 3)
     dec = Gaussians(t_(back.means), t_(back.quats), t_(back.scales), t_(back.opacities).reshape(-1),
                     t_(back.sh0).reshape(-1, 1, 3), shN)  # fmt: skip
-    return size, t_enc, t_dec, dec
+    return size, t_enc, t_dec, dec, version
 
 
-def views(args, g: Gaussians):
-    """(cameras, ground-truth images or None, description) for the PSNR measurement."""
-    if args.data:
-        from rave_viewer.scene.datasets import load_dataset
-
-        ds = load_dataset(args.data, downscale=args.downscale)
-        cams = ds.test if len(ds.test) else ds.train
-        idx = list(range(len(cams)))[: args.max_views]
-        cams = cams[idx]
-        split = "test" if len(ds.test) else "train (no test split)"
-        return cams, cams.images, f"{len(cams)} {split} views of {args.data} at {cams.width}x{cams.height}"
-    if args.orbit <= 0:
-        return None, None, "not measured (no --data, --orbit 0)"
-    from rave_viewer.scene.cameras import Cameras, intrinsics, look_at
-
-    lo, hi = g.means.min(0).values, g.means.max(0).values
-    c, r = (lo + hi) / 2, float((hi - lo).norm()) * 0.9
-    mats = []
-    for i in range(args.orbit):
-        a = 2 * math.pi * i / args.orbit
-        eye = c + torch.tensor([r * math.cos(a), r * math.sin(a), 0.35 * r])
-        mats.append(look_at(eye, c))
-    K = intrinsics(args.size, args.size, math.radians(60))
-    cams = Cameras(torch.stack(mats), K.expand(args.orbit, 3, 3).clone(), args.size, args.size)
-    return cams, None, f"{args.orbit} orbit views at {args.size}x{args.size} (PSNR vs the original scene's renders)"
+def splat_transform_round_trip(ply: Path, ext: str):
+    """(bytes, encode s, decode s, decoded) through splat-transform (``ext`` ".sog" or ".compressed.ply");
+    None when it is not installed. Times include starting node (~0.3 s)."""
+    exe = str(SPLAT_TRANSFORM) if SPLAT_TRANSFORM.exists() else None
+    if exe is None or shutil.which("node") is None:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        out, back = Path(d) / f"s{ext}", Path(d) / "back.ply"
+        t = time.perf_counter()
+        subprocess.run([exe, "-q", "-w", "-g", "cpu", str(ply), str(out)], check=True, capture_output=True)
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        subprocess.run([exe, "-q", "-w", str(out), str(back)], check=True, capture_output=True)
+        t_dec = time.perf_counter() - t
+        return os.path.getsize(out), t_enc, t_dec, read_ply(back)
 
 
-def render_psnr(g: Gaussians, cams, gt, backend: str) -> tuple[float, torch.Tensor]:
-    from rave_viewer.metrics import psnr
-    from rave_viewer.render import render_cameras
-
-    with torch.no_grad():
-        img, _, _ = render_cameras(g, cams, backend=backend)
-    img = img.clamp(0, 1)
-    return (float(psnr(img, gt).mean()) if gt is not None else float("nan")), img
-
-
-#: Quantization settings compared in the quality table (the SH rest is the main size/quality knob).
-SH_VARIANTS = [
-    ("defaults (SH rest 5/4/4 bits)", QuantConfig()),
-    ("SH rest 6/5/5 bits", QuantConfig(shN_bits=(6, 5, 5), shN_range=(31 / 32, 15 / 16, 15 / 16))),
-    ("SH rest 8/8/8 bits", QuantConfig(shN_bits=(8, 8, 8), shN_range=(1.0, 1.0, 1.0))),
-    ("pos 14, rot 7, opacity 7 bits", QuantConfig(pos_bits=14, rot_bits=7, opacity_bits=7)),
-]
+def rave_bytes_at(points: list[tuple[int, float]], target: float) -> float | None:
+    """Bytes the .rave RD points need for ``target`` dB: log-rate interpolation between the two points around
+    it on the upper hull (None when no preset reaches it)."""
+    pts = sorted(points)
+    hull = []  # keep points whose PSNR rises with rate
+    for b, p in pts:
+        if not hull or p > hull[-1][1]:
+            hull.append((b, p))
+    if hull[0][1] >= target:
+        return float(hull[0][0])
+    for (b0, p0), (b1, p1) in zip(hull, hull[1:]):
+        if p0 <= target <= p1:
+            f = (target - p0) / (p1 - p0)
+            return float(math.exp(math.log(b0) + f * (math.log(b1) - math.log(b0))))
+    return None
 
 
-# -- measurements -------------------------------------------------------------------------------------------
-def attribute_breakdown(g: Gaussians, cfg: QuantConfig, codec: str, chunk: int) -> list[tuple[str, float, float]]:
-    """(attribute, raw B/Gaussian, compressed B/Gaussian) when each column group is compressed on its own."""
-    n = min(len(g), chunk)
-    enc = ProgressiveEncoder(g.prefix(n), cfg, codec, chunk, bounds=ProgressiveEncoder(g, cfg).bounds)
-    raw, _ = _pack_chunk(enc._morton, enc._cols, enc._layout)
-    lay: _Layout = enc._layout
-    w = [1 if b <= 8 else 2 for b in lay.bits]
-    groups = [("positions (Morton deltas)", None, None), ("rotation index", 0, 1), ("rotation", 1, 4),
-              ("log-scales", 4, 7), ("opacity", 7, 8), ("SH DC", 8, 11)]  # fmt: skip
-    bands = [("SH degree 1", 11, 20), ("SH degree 2", 20, 35), ("SH degree 3", 35, 56)]
-    groups += bands[: g.sh_degree]
-    comp = CODECS[codec].compress
-    out, mb = [], lay.morton_bytes * n
-    for name, a, b in groups:
-        if a is None:
-            part = raw[:mb]
-        else:
-            start = mb + sum(w[:a]) * n
-            part = raw[start : start + sum(w[a:b]) * n]
-        out.append((name, len(part) / n, len(comp(part)) / n))
-    return out
-
-
-def run_codecs(g, cfg, codecs, chunks, repeat: int):
+# -- report ---------------------------------------------------------------------------------------------------
+def bench_scene(label: str, ply: Path, args) -> dict:
+    g = read_ply(ply)
+    n, ply_bytes = len(g), os.path.getsize(ply)
+    cams = orbit(g, args.views, args.size)
+    ref = render(g, cams)
     rows = []
-    for codec in codecs:
-        for chunk in chunks:
-            best_e = best_d = float("inf")
-            for _ in range(repeat):
-                t = time.perf_counter()
-                enc = ProgressiveEncoder(g, cfg, codec, chunk, progress=False)
-                data = enc.encode()
-                best_e = min(best_e, time.perf_counter() - t)
-                t = time.perf_counter()
-                res = decode(data)
-                best_d = min(best_d, time.perf_counter() - t)
-            assert res.gaussians.equal(enc.quantized_prefix())
-            rows.append(dict(codec=codec, chunk=chunk, bytes=len(data), enc_s=best_e, dec_s=best_d))
-    return rows
+
+    def add(fmt, size, t_enc, t_dec, dec, note=""):
+        p, s = fidelity(render(dec, cams), ref)
+        rows.append(dict(fmt=fmt, bytes=size, psnr=p, ssim=s, enc=ply_bytes / t_enc / 1e6 if t_enc else None,
+                         dec=ply_bytes / t_dec / 1e6 if t_dec else None, note=note))
+        print(f"  {label}: {fmt}: {size} B, {p:.2f} dB", file=sys.stderr, flush=True)
+
+    for q in PRESETS:
+        add(f".rave {q}", *rave_round_trip(g, q))
+    spz = spz_round_trip(g)
+    if spz is not None:
+        add(f"SPZ v{spz[4]} (gsply)", *spz[:4])
+    for ext, name in ((".sog", "SOG"), (".compressed.ply", "compressed.ply")):
+        try:
+            r = splat_transform_round_trip(ply, ext)
+        except subprocess.CalledProcessError as e:
+            r = None
+            print(f"  {name} failed: {e.stderr.decode(errors='replace')[-300:]}", file=sys.stderr)
+        if r is not None:
+            add(f"{name} (splat-transform)", *r, note="times include node start-up")
+    return dict(label=label, ply=ply, n=n, sh=g.sh_degree, ply_bytes=ply_bytes, rows=rows,
+                cli=cli_decode_time(ply) if n > 100_000 else None)
 
 
-# -- report -------------------------------------------------------------------------------------------------
+def cli_decode_time(ply: Path) -> float:
+    """Wall time of ``rave decode`` (a new process: import, read, decode, write the PLY) on the default preset."""
+    with tempfile.TemporaryDirectory() as d:
+        r = Path(d) / "s.rave"
+        subprocess.run([sys.executable, "-m", "rave_viewer.cli", "encode", str(ply), "-o", str(r), "--quiet"],
+                       check=True)
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "rave_viewer.cli", "decode", str(r), "-o", str(Path(d) / "o.ply"),
+                            "--quiet", "--force"], check=True)
+            times.append(time.perf_counter() - t)
+        return float(np.median(times))
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.8), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        rave = [r for r in res["rows"] if r["fmt"].startswith(".rave")]
+        ax.plot([r["bytes"] / res["n"] for r in rave], [r["psnr"] for r in rave], "o-", label=".rave presets")
+        for r in rave:
+            ax.annotate(r["fmt"].split()[1], (r["bytes"] / res["n"], r["psnr"]), fontsize=7)
+        for r in res["rows"]:
+            if not r["fmt"].startswith(".rave"):
+                ax.plot(r["bytes"] / res["n"], r["psnr"], "s", label=r["fmt"])
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes / Gaussian")
+        ax.set_ylabel("PSNR vs original renders (dB)")
+        ax.set_title(res["label"], fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(results: list[dict], args, cmd: str) -> str:
+    st = "present" if SPLAT_TRANSFORM.exists() else "ABSENT (SOG / compressed.ply not measured)"
+    lines = ["# .rave codec benchmark (format version 2)", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
+             f"Machine: {machine_line(('numpy', 'sklearn', 'gsply'))}; load average at start "
+             f"{args.load:.1f} (the machine is shared: speeds are indicative, sizes and PSNR are exact)", "",
+             f"splat-transform (npm, benchmarks/.npm): {st}. Views: {args.views} orbit views at {args.size}x{args.size} "
+             "around the central 98 % of the Gaussians; PSNR (capped at 100 dB per view) and SSIM of the decoded "
+             "scene's renders against the original scene's renders. MB/s = input PLY bytes (10^6) per second of "
+             "encode / decode (decode: best of 3, bytes in memory to Gaussians; splat-transform: file to file, "
+             "node start-up included).", ""]
+    for res in results:
+        lines += [f"## {res['label']}: {res['n']:,} Gaussians, SH degree {res['sh']}, PLY {res['ply_bytes']:,} B "
+                  f"(`{Path(res['ply']).relative_to(ROOT) if Path(res['ply']).is_relative_to(ROOT) else res['ply']}`)",
+                  "", "| format | bytes | B/Gaussian | PLY / size | PSNR (dB) | SSIM | encode MB/s | decode MB/s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in res["rows"]:
+            f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            lines.append(f"| {r['fmt']} | {r['bytes']:,} | {r['bytes'] / res['n']:.2f} | "
+                         f"{res['ply_bytes'] / r['bytes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.5f} | {f(r['enc'])} | "
+                         f"{f(r['dec'])} |")
+        rave = [(r["bytes"], r["psnr"]) for r in res["rows"] if r["fmt"].startswith(".rave")]
+        lines += ["", "| competitor | its bytes | its PSNR | .rave bytes at that PSNR | saving | >= 25 %? |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for r in res["rows"]:
+            if r["fmt"].startswith(".rave"):
+                continue
+            b = rave_bytes_at(rave, r["psnr"])
+            if b is None:
+                lines.append(f"| {r['fmt']} | {r['bytes']:,} | {r['psnr']:.2f} | no preset reaches it | - | NO |")
+            else:
+                sv = 1 - b / r["bytes"]
+                lines.append(f"| {r['fmt']} | {r['bytes']:,} | {r['psnr']:.2f} | {b:,.0f} | {100 * sv:.1f} % | "
+                             f"{'yes' if sv >= 0.25 else 'NO'} |")
+        med = next(r for r in res["rows"] if r["fmt"] == ".rave medium")
+        need = 25 if res["sh"] == 3 else 8 if res["sh"] == 0 else None
+        if need:
+            ok = res["ply_bytes"] / med["bytes"] >= need and med["psnr"] >= 45
+            lines += ["", f"Default preset (medium): 1/{res['ply_bytes'] / med['bytes']:.1f} of the PLY at "
+                          f"{med['psnr']:.2f} dB (target <= 1/{need} at >= 45 dB: {'met' if ok else 'NOT met'})."]
+        if res["cli"] is not None:
+            lines += ["", f"`rave decode` of the default-preset stream, end to end (new process, PLY written): "
+                          f"{res['cli']:.2f} s (median of 3; target <= 3 s)."]
+        lines.append("")
+    lines += ["![RD points](codec_rd.png)", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("scene", nargs="?", help="3DGS .ply to encode (default: random Gaussians, see --random)")
-    p.add_argument("--data", help="dataset folder of the scene: PSNR on its test views")
-    p.add_argument("--downscale", type=int, default=1, help="image downscale for --data (default 1)")
-    p.add_argument("--max-views", type=int, default=16, help="at most this many test views (default 16)")
-    p.add_argument("--random", type=int, default=50000, help="random Gaussians when no scene is given")
-    p.add_argument("--sh-degree", type=int, default=3, help="SH degree of the random scene (default 3)")
-    p.add_argument("--orbit", type=int, default=4, help="synthetic views without --data (default 4; 0 = none)")
-    p.add_argument("--size", type=int, default=96, help="image size of the synthetic views (default 96)")
-    p.add_argument("--backend", default="auto", help="renderer backend (default auto)")
-    p.add_argument("--codecs", nargs="+", default=sorted(CODECS), help="codecs (default all)")
-    p.add_argument("--chunk-sizes", nargs="+", type=int, default=[1024, 4096, 16384], help="chunk sizes")
-    p.add_argument("--repeat", type=int, default=1, help="timing repeats, best kept (default 1)")
-    p.add_argument("--write", action="store_true", help="write the report to benchmarks/CODEC.md")
+    p.add_argument("plys", nargs="*", help="more 3DGS PLYs to benchmark")
+    p.add_argument("--views", type=int, default=16)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--only", nargs="*", help="only scenes whose label contains one of these words")
+    p.add_argument("--write", action="store_true", help="write benchmarks/CODEC.md and benchmarks/codec_rd.png")
     args = p.parse_args(argv)
-
-    g, scene_desc, ply_bytes = load_scene(args)
-    n = len(g)
-    cfg = QuantConfig()
-    cmd = " ".join(argv or sys.argv[1:])
-    lines = ["# .rave codec benchmark", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
-             f"Machine: {machine_line(('numpy', 'zstandard', 'brotli', 'gsply'))}", "",
-             f"Scene: {scene_desc}; PLY {ply_bytes} bytes ({ply_bytes / n:.1f} B/Gaussian)", "",
-             f"Default quantization: `{cfg.to_dict()}`", "",
-             "Bytes are exact file sizes; MB = 10^6 bytes. Throughput = Gaussians per second over the whole file "
-             "(encode includes quantization and compressing every chunk, using up to 8 threads).", ""]  # fmt: skip
-
-    # sizes and throughput
-    rows = run_codecs(g, cfg, args.codecs, args.chunk_sizes, args.repeat)
-    spz = spz_round_trip(g)
-    lines += ["## Size and throughput", "",
-              "| format | chunk | bytes | B/Gaussian | PLY / size | encode (MG/s) | decode (MG/s) |",
-              "|---|---:|---:|---:|---:|---:|---:|",
-              f"| PLY (float32) | - | {ply_bytes} | {ply_bytes / n:.2f} | 1.0 | - | - |"]  # fmt: skip
-    for r in rows:
-        enc_rate, dec_rate = n / r["enc_s"] / 1e6, n / r["dec_s"] / 1e6
-        lines.append(f"| .rave {r['codec']} | {r['chunk']} | {r['bytes']} | {r['bytes'] / n:.2f} | "
-                     f"{ply_bytes / r['bytes']:.1f} | {enc_rate:.3f} | {dec_rate:.3f} |")  # fmt: skip
-    if spz is None:
-        lines.append("| SPZ | - | not measured: `gsply` is not installed (`pip install gsply`) | | | | |")
-        print("note: SPZ not measured: the gsply package is not installed (pip install gsply)", file=sys.stderr)
-    else:
-        s_bytes, s_e, s_d, _ = spz
-        lines.append(f"| SPZ v3 (gsply, gzip) | - | {s_bytes} | {s_bytes / n:.2f} | {ply_bytes / s_bytes:.1f} | "
-                     f"{n / s_e / 1e6:.3f} | {n / s_d / 1e6:.3f} |")  # fmt: skip
-
-    # where the bytes go
-    codec0 = "lzma" if "lzma" in args.codecs else args.codecs[0]
-    chunk0 = 4096 if 4096 in args.chunk_sizes else args.chunk_sizes[0]
-    lines += ["", f"## Where the bytes go ({codec0}, first chunk of {min(n, chunk0)}, each attribute compressed alone)",
-              "", "| attribute | raw B/Gaussian | compressed B/Gaussian |", "|---|---:|---:|"]  # fmt: skip
-    for name, raw, comp in attribute_breakdown(g, cfg, codec0, chunk0):
-        lines.append(f"| {name} | {raw:.2f} | {comp:.2f} |")
-
-    # quality
-    cams, gt, vdesc = views(args, g)
-    lines += ["", "## Quality", "", f"Views: {vdesc}.", ""]
-    if cams is not None:
-        from rave_viewer.metrics import psnr
-
-        base, ref = render_psnr(g, cams, gt, args.backend)
-        codec0 = "lzma" if "lzma" in args.codecs else args.codecs[0]
-        variants = []  # (name, bytes or None, decoded scene)
-        for label, c in SH_VARIANTS:
-            enc = ProgressiveEncoder(g, c, codec0, chunk0, progress=False)
-            variants.append((f".rave {label}", enc.size_of_prefix(n), dequantize(enc.quantized)))
-        if spz is not None:
-            variants.append(("SPZ v3 (gsply)", spz[0], spz[3]))
-        head = "| scene | B/Gaussian | PSNR vs original renders (dB) |"
-        if gt is not None:
-            head += " PSNR vs ground truth (dB) | loss vs original (dB) |"
-            lines += [head, "|---|---:|---:|---:|---:|", f"| original (PLY) | {ply_bytes / n:.2f} | - | {base:.3f} | - |"]
-        else:
-            lines += [head, "|---|---:|---:|"]
-        for name, size, dec in variants:
-            v, img = render_psnr(dec, cams, gt, args.backend)
-            row = f"| {name} | {size / n:.2f} | {float(psnr(img, ref).mean()):.2f} |"
-            lines.append(row + (f" {v:.3f} | {base - v:.3f} |" if gt is not None else ""))
-        lines += ["", f"(.rave rows: {codec0}, chunk {chunk0}; every codec and chunk size decodes to the same values.)"]
-    text = "\n".join(lines) + "\n"
+    args.load = os.getloadavg()[0]
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    scenes = make_scenes() + [(Path(x).name, Path(x)) for x in args.plys]
+    if args.only:
+        scenes = [s for s in scenes if any(w in s[0] for w in args.only)]
+    results = [bench_scene(label, ply, args) for label, ply in scenes]
+    text = report(results, args, " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     if args.write:
-        out = ROOT / "benchmarks" / "CODEC.md"
         from rave_viewer.fileio import atomic_write_text
 
-        atomic_write_text(out, text)
-        print(f"wrote {out}", file=sys.stderr)
+        plot(results, ROOT / "benchmarks" / "codec_rd.png")
+        atomic_write_text(ROOT / "benchmarks" / "CODEC.md", text)
+        print("wrote benchmarks/CODEC.md and benchmarks/codec_rd.png", file=sys.stderr)
     return 0
 
 

@@ -8,11 +8,13 @@ from .container import (
     ProgressiveEncoder,
     RaveStreamWarning,
     StreamInfo,
+    bytes_needed,
     cut_stream,
     decode,
     encode,
     read_info,
 )
+from .presets import DEFAULT_QUALITY, PRESETS, preset
 from .quantize import QuantConfig, QuantizedGaussians, dequantize, fake_quantize, quantize, scene_bounds
 
 __all__ = [
@@ -27,7 +29,11 @@ __all__ = [
     "ProgressiveEncoder",
     "RaveStreamWarning",
     "StreamInfo",
+    "bytes_needed",
     "cut_stream",
+    "DEFAULT_QUALITY",
+    "PRESETS",
+    "preset",
     "decode",
     "encode",
     "read_info",

@@ -1,9 +1,12 @@
 """The progressive .rave file: every prefix of a ranked scene is a valid file whose exact size is known.
 
-Layout (all integers little-endian; format version 1)::
+Layout (all integers little-endian; format version 2, which version 1 is the special case of)::
 
     header   HEADER_SIZE bytes   magic b"RAVE", version, header size, N, chunk size, chunk count, SH degree,
-                                 codec id, bit depths, bounds (float32), ranges (float64), CRC32 of the header
+                                 codec id, bit depths, flags, bounds (float32), ranges (float64), CRC32 of the header
+    (v2)     HEADER_V2_EXTRA     codebook entries K (0: scalar SH rest), codebook blob length B, CRC32 of both
+    (v2)     B + 4 bytes         the SH-rest codebook ([K, C, 3] codes, coefficient-major byte planes, compressed
+                                 with the chunk codec), CRC32 of the blob
     index    12 * n_chunks + 4   per chunk: compressed length, CRC32 of the compressed bytes, Gaussian count;
                                  then CRC32 of the index
     chunks   chunk i holds Gaussians [i*chunk_size, min((i+1)*chunk_size, N)) of the given order,
@@ -12,7 +15,13 @@ Layout (all integers little-endian; format version 1)::
 Inside a chunk the order is free: Gaussians are sorted by the Morton code of their quantized position (stable,
 so ties keep the given order) and stored column-wise: Morton-code deltas as big-endian byte planes, then one
 column per quantized attribute (rotation index, rotation, scales, opacity, SH DC, SH rest coefficient by
-coefficient), 1 byte per value up to 8 bits, else a high and a low byte plane. The decoder returns Gaussians in
+coefficient, or with a codebook (v2) one index per Gaussian), 1 byte per value up to 8 bits, else a high and a low
+byte plane. The codebook is stored once in the header, so every prefix shares it and the header's size does not
+depend on the prefix.
+
+Reading from a network (byte ranges): :func:`bytes_needed` says how many leading bytes the header, codebook and
+chunk index take (call it again with more bytes until it stops growing), :func:`read_info` parses them from such
+a prefix, and :attr:`StreamInfo.header_size` / :meth:`StreamInfo.prefix_size` give the exact byte offsets. The decoder returns Gaussians in
 this *stream order*: the first k decoded Gaussians are the encoder's first k, each chunk sorted on its own
 (set-equal to ``g.prefix(k)``; :meth:`ProgressiveEncoder.stream_order` gives the exact permutation).
 
@@ -48,7 +57,7 @@ from .morton import morton_encode
 from .quantize import QuantConfig, QuantizedGaussians, dequantize, quantize
 
 MAGIC = b"RAVE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this module reads and the one it writes by default
 DEFAULT_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = 1 << 18  # Gaussians per chunk: bounds the memory one (forged) chunk can claim
 MAX_GAUSSIANS = (1 << 32) - 1  # what the format can hold
@@ -70,9 +79,14 @@ FREE_GAUSSIANS = MAX_CHUNK_SIZE
 #         magic ver hsize N  chunk nchunk deg codec bits[8] flags bounds[6] ranges[6] crc
 _HEADER = struct.Struct("<4sHHQIIBB8BH6f6dI")
 HEADER_SIZE = _HEADER.size
+#                       K  blob_len crc
+_HEADER_V2 = struct.Struct("<III")
+HEADER_V2_EXTRA = _HEADER_V2.size
+FLAG_SH_VQ = 1  # header flags bit: the SH rest is coded as codebook indices
 _ENTRY = struct.Struct("<III")
 INDEX_ENTRY_SIZE = _ENTRY.size
 _PROGRESS_MIN_CHUNKS = 8  # show a tqdm bar when compressing at least this many chunks
+DECODE_WORKERS = min(8, os.cpu_count() or 1)  # threads decompressing chunks in parallel
 
 
 class RaveStreamWarning(UserWarning):
@@ -105,6 +119,11 @@ class _Layout:
         mx.append((1 << cfg.opacity_bits) - 1)
         bits += [cfg.sh0_bits] * 3
         mx += [sym(cfg.sh0_bits)] * 3
+        if cfg.sh_vq and sh_degree:
+            k = cfg.sh_codebook.shape[0]
+            bits.append(8 if k <= 256 else 16)
+            mx.append(k - 1)
+            return cls(cfg, sh_degree, tuple(bits), tuple(mx))
         for band in range(1, sh_degree + 1):
             b = cfg.shN_bits[band - 1]
             bits += [b] * (3 * (2 * band + 1))
@@ -127,7 +146,8 @@ class _Layout:
 def _columns(q: QuantizedGaussians, layout: _Layout) -> np.ndarray:
     """[N, C] attribute codes in layout order (uint8 or uint16), filled part by part (no big temporaries)."""
     n = len(q)
-    parts = [q.rot_index, q.rot, q.scales, q.opacities, q.sh0, q.shN]  # shN: coefficient-major, then channel
+    sh = q.shN_index if layout.cfg.sh_vq and layout.sh_degree else q.shN  # shN: coefficient-major, then channel
+    parts = [q.rot_index, q.rot, q.scales, q.opacities, q.sh0, sh]
     cols = np.empty((n, len(layout.bits)), dtype=layout.dtype)
     j = 0
     for t in parts:
@@ -179,6 +199,14 @@ def _unpack_chunk(
         raise CodecError("position codes out of range")
     cols = np.empty((n, len(layout.bits)), dtype=np.int32) if cols_out is None else cols_out
     pos = mb * n
+    wide = [j for j, b in enumerate(layout.bits) if b > 8]
+    if not wide:  # one [C, n] view of all columns: a single transpose-copy
+        v = buf[pos : pos + n * len(layout.bits)].reshape(len(layout.bits), n)
+        if n and (v.max(axis=1) > np.asarray(layout.max_code)).any():
+            j = int(np.argmax(v.max(axis=1) > np.asarray(layout.max_code)))
+            raise CodecError(f"attribute column {j} has codes out of range")
+        cols[:] = v.T
+        return codes, cols
     for j, b in enumerate(layout.bits):
         if b <= 8:
             v = buf[pos : pos + n]
@@ -198,6 +226,12 @@ def _quantized_from(codes: np.ndarray, cols: np.ndarray, cfg: QuantConfig, bound
     n = len(codes)
     k = num_sh_bases(sh_degree) - 1
     c = torch.from_numpy(cols.astype(np.int32, copy=False))
+    index = None
+    if cfg.sh_vq and k:
+        index = c[:, 11].clone()
+        shN = torch.from_numpy(np.array(cfg.sh_codebook))[index.long()]  # indices were checked against K
+    else:
+        shN = c[:, 11 : 11 + 3 * k].reshape(n, k, 3).clone()
     return QuantizedGaussians(
         means=torch.from_numpy(morton_decode(codes).astype(np.int32)),
         rot_index=c[:, 0].clone(),
@@ -205,22 +239,79 @@ def _quantized_from(codes: np.ndarray, cols: np.ndarray, cfg: QuantConfig, bound
         scales=c[:, 4:7].clone(),
         opacities=c[:, 7].clone(),
         sh0=c[:, 8:11].reshape(n, 1, 3).clone(),
-        shN=c[:, 11 : 11 + 3 * k].reshape(n, k, 3).clone(),
+        shN=shN,
         cfg=cfg,
         bounds=bounds,
+        shN_index=index,
     )
 
 
 # -- header ------------------------------------------------------------------------------------------------
-def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: QuantConfig, bounds: Tensor) -> bytes:
+def _book_planes(book: np.ndarray, shN_bits) -> bytes:
+    """Raw bytes of a [K, C, 3] codebook: one byte plane per coefficient (two when its band has > 8 bits)."""
+    from .quantize import _sh_band_of_coeff
+
+    out = []
+    wide = np.array(shN_bits)[_sh_band_of_coeff(book.shape[1]) - 1] > 8
+    for j in range(book.shape[1]):
+        for ch in range(3):
+            v = book[:, j, ch]
+            if wide[j]:
+                out.append((v >> 8).astype(np.uint8).tobytes())
+            out.append((v & 0xFF).astype(np.uint8).tobytes())
+    return b"".join(out)
+
+
+def _book_from_planes(raw: bytes, k: int, c: int, shN_bits) -> np.ndarray:
+    from .quantize import _sh_band_of_coeff
+
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    book = np.empty((k, c, 3), dtype=np.int32)
+    wide = np.array(shN_bits)[_sh_band_of_coeff(c) - 1] > 8
+    pos = 0
+    for j in range(c):
+        for ch in range(3):
+            if wide[j]:
+                book[:, j, ch] = (buf[pos : pos + k].astype(np.int32) << 8) | buf[pos + k : pos + 2 * k]
+                pos += 2 * k
+            else:
+                book[:, j, ch] = buf[pos : pos + k]
+                pos += k
+    return book
+
+
+def _book_raw_size(k: int, c: int, shN_bits) -> int:
+    from .quantize import _sh_band_of_coeff
+
+    return sum(3 * k * (2 if shN_bits[b - 1] > 8 else 1) for b in _sh_band_of_coeff(c))
+
+
+def _book_blob(cfg: QuantConfig, codec: Codec) -> bytes:
+    """The compressed codebook of ``cfg`` (b"" without one)."""
+    if not cfg.sh_vq or cfg.sh_codebook is None:
+        return b""
+    return codec.compress(_book_planes(np.asarray(cfg.sh_codebook), cfg.shN_bits))
+
+
+def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: QuantConfig, bounds: Tensor,
+                  version: int = FORMAT_VERSION, book: bytes = b"") -> bytes:
+    """Header (v1) or header + codebook section (v2) of a stream of ``n`` Gaussians; ``book``: the compressed
+    codebook (:func:`_book_blob`)."""
     n_chunks = -(-n // chunk_size)
     bits = (cfg.pos_bits, cfg.rot_bits, cfg.scale_bits, cfg.opacity_bits, cfg.sh0_bits, *cfg.shN_bits)
     ranges = (cfg.scale_min, cfg.scale_max, cfg.sh0_range, *cfg.shN_range)
     b = bounds.to(torch.float32).reshape(-1).tolist()
+    flags = FLAG_SH_VQ if cfg.sh_vq else 0
     head = _HEADER.pack(
-        MAGIC, FORMAT_VERSION, HEADER_SIZE, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, 0, *b, *ranges, 0
+        MAGIC, version, HEADER_SIZE, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, flags, *b, *ranges, 0
     )
-    return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+    head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+    if version == 1:
+        return head
+    k = cfg.sh_codebook.shape[0] if cfg.sh_vq else 0
+    ext = _HEADER_V2.pack(k, len(book), 0)[:-4]
+    ext += struct.pack("<I", zlib.crc32(head + ext))
+    return head + ext + book + struct.pack("<I", zlib.crc32(book))
 
 
 def _index_bytes(entries: list[tuple[int, int, int]]) -> bytes:
@@ -260,6 +351,7 @@ class ProgressiveEncoder:
         progress: bool = True,
         workers: int | None = None,
         name: str | os.PathLike | None = None,
+        format_version: int = FORMAT_VERSION,
     ):
         g.validate(str(name) if name is not None else "scene to encode", allow_empty=True)
         if not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -271,6 +363,10 @@ class ProgressiveEncoder:
         except KeyError as e:
             raise RaveError(str(e.args[0])) from None
         self.cfg = (cfg or QuantConfig()).validate()
+        if format_version not in (1, 2) or format_version < self.cfg.format_version:
+            raise RaveError(f"cannot write .rave format version {format_version} with these settings "
+                            f"(needs {self.cfg.format_version}..{FORMAT_VERSION})")
+        self.format_version = int(format_version)
         _warn_infinite_opacities(g, self.cfg, name)
         self.chunk_size = int(chunk_size)
         self.progress = progress
@@ -281,6 +377,8 @@ class ProgressiveEncoder:
         self.sh_degree = g.sh_degree
         self.n = len(g)
         self._layout = _Layout.of(self.cfg, self.sh_degree)
+        self._book = _book_blob(self.cfg, self.codec) if self.format_version >= 2 else b""
+        self.header_size = len(self._header(0))
         self._morton = morton_encode(self.quantized.means.numpy())
         self._cols = _columns(self.quantized, self._layout)
         self._full: list[tuple[bytes, int] | None] = [None] * (self.n // self.chunk_size)
@@ -346,9 +444,13 @@ class ProgressiveEncoder:
     def n_chunks(self, k: int | None = None) -> int:
         return -(-self._check_k(k) // self.chunk_size)
 
+    def _header(self, k: int) -> bytes:
+        return _header_bytes(k, self.chunk_size, self.sh_degree, self.codec, self.cfg, self.bounds,
+                             self.format_version, self._book)
+
     def overhead(self, k: int | None = None) -> int:
-        """Bytes of header + chunk index of the first ``k`` Gaussians' file."""
-        return HEADER_SIZE + INDEX_ENTRY_SIZE * self.n_chunks(k) + 4
+        """Bytes of header (with the codebook) + chunk index of the first ``k`` Gaussians' file."""
+        return self.header_size + INDEX_ENTRY_SIZE * self.n_chunks(k) + 4
 
     def size_of_prefix(self, k: int) -> int:
         """Exact size in bytes of the .rave file holding the first ``k`` Gaussians (0 <= k <= N)."""
@@ -381,7 +483,7 @@ class ProgressiveEncoder:
 
     def _pieces(self, k: int) -> list[bytes]:
         chunks = self._chunks(k)
-        head = _header_bytes(k, self.chunk_size, self.sh_degree, self.codec, self.cfg, self.bounds)
+        head = self._header(k)
         index = _index_bytes([(len(d), c, n) for d, c, n in chunks])
         return [head, index, *(d for d, _, _ in chunks)]
 
@@ -453,10 +555,20 @@ class StreamInfo:
     chunks: list[ChunkEntry]
     file_size: int  # bytes available
     expected_size: int  # bytes the complete stream needs
+    header_size: int = HEADER_SIZE  # bytes before the chunk index (header, and in v2 the codebook section)
 
     @property
     def n_complete_chunks(self) -> int:
         return sum(1 for c in self.chunks if c.offset + c.length <= self.file_size)
+
+    @property
+    def index_end(self) -> int:
+        """Offset of the first chunk: the bytes a reader needs before any Gaussian (header, codebook, index)."""
+        return self.header_size + INDEX_ENTRY_SIZE * len(self.chunks) + 4
+
+    def prefix_size(self, n_chunks: int) -> int:
+        """Exact bytes of the stream cut to its first ``n_chunks`` chunks (:func:`cut_stream`'s output)."""
+        return self.header_size + INDEX_ENTRY_SIZE * n_chunks + 4 + sum(c.length for c in self.chunks[:n_chunks])
 
 
 @dataclass
@@ -487,9 +599,39 @@ def _load(data_or_path, name) -> tuple[bytes, str | None]:
 
 
 def read_info(data_or_path, *, name: str | None = None) -> StreamInfo:
-    """Parse and check the header and chunk index (RaveError naming the file when they are invalid)."""
+    """Parse and check the header, codebook and chunk index (RaveError naming the file when they are invalid).
+
+    Bytes need not hold the whole stream: a prefix of at least :func:`bytes_needed` bytes is enough (the chunks
+    are then reported, ``file_size`` says how many bytes were given).
+    """
     data, name = _load(data_or_path, name)
     return _parse(data, name)
+
+
+def bytes_needed(prefix: bytes) -> int:
+    """How many leading bytes of a stream :func:`read_info` needs, judged from ``prefix`` (any length).
+
+    The answer grows as the prefix does (the fixed header tells the codebook section's size, which tells where
+    the index starts, whose size the header gives): fetch that many bytes and call again until
+    ``len(prefix) >= bytes_needed(prefix)``. Never more than the header, codebook and index; raises RaveError
+    for bytes that are not a .rave header.
+    """
+    prefix = bytes(prefix[: HEADER_SIZE + HEADER_V2_EXTRA])
+    if len(prefix) < 8:
+        return HEADER_SIZE
+    if not MAGIC.startswith(prefix[:4]):
+        raise RaveError("not a .rave file (bad magic)")
+    version = struct.unpack_from("<H", prefix, 4)[0]
+    if len(prefix) < HEADER_SIZE:
+        return HEADER_SIZE + (HEADER_V2_EXTRA if version >= 2 else 0)
+    n_chunks = struct.unpack_from("<I", prefix, 20)[0]
+    index = INDEX_ENTRY_SIZE * n_chunks + 4
+    if version < 2:
+        return HEADER_SIZE + index
+    if len(prefix) < HEADER_SIZE + HEADER_V2_EXTRA:
+        return HEADER_SIZE + HEADER_V2_EXTRA
+    book_len = struct.unpack_from("<I", prefix, HEADER_SIZE + 4)[0]
+    return HEADER_SIZE + HEADER_V2_EXTRA + book_len + 4 + index
 
 
 def _parse(data: bytes, name: str | None) -> StreamInfo:
@@ -510,6 +652,9 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err("corrupt .rave header (CRC mismatch)")
     _, _, _, n, chunk_size, n_chunks, sh_degree, codec_id = fields[:8]
     bits = fields[8:16]
+    flags = fields[16]
+    if flags & ~FLAG_SH_VQ or (version == 1 and flags):
+        raise err(f"unknown flags {flags:#x} in .rave header")
     bounds = torch.tensor(fields[17:23], dtype=torch.float32).reshape(2, 3)
     ranges = fields[23:29]
     codec = codec_by_id(codec_id)
@@ -521,20 +666,49 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err(f"invalid chunk size {chunk_size} in .rave header")
     if n_chunks != -(-n // chunk_size):
         raise err(f"inconsistent header: {n} Gaussians in {n_chunks} chunks of {chunk_size}")
-    index_end = HEADER_SIZE + INDEX_ENTRY_SIZE * n_chunks + 4
+    header_size, book_k, book_blob = HEADER_SIZE, 0, b""
+    if version >= 2:
+        if len(data) < HEADER_SIZE + HEADER_V2_EXTRA:
+            raise err(f"truncated .rave file: {len(data)} bytes, the header needs {HEADER_SIZE + HEADER_V2_EXTRA}")
+        book_k, book_len, ext_crc = _HEADER_V2.unpack_from(data, HEADER_SIZE)
+        if zlib.crc32(data[: HEADER_SIZE + HEADER_V2_EXTRA - 4]) != ext_crc:
+            raise err("corrupt .rave header (CRC mismatch in the codebook section)")
+        from .quantize import MAX_CODEBOOK
+
+        coeffs = num_sh_bases(min(sh_degree, 3)) - 1
+        if bool(flags & FLAG_SH_VQ) != (book_k > 0) or not 0 <= book_k <= MAX_CODEBOOK:
+            raise err(f"invalid SH codebook size {book_k} in .rave header")
+        raw_book = _book_raw_size(book_k, coeffs, bits[5:8]) if book_k else 0
+        if book_len > 2 * raw_book + 1024 or (book_k == 0 and book_len):
+            raise err(f"implausible SH codebook length of {book_len} bytes in .rave header")
+        header_size = HEADER_SIZE + HEADER_V2_EXTRA + book_len + 4
+        if header_size > len(data):
+            raise err(f"truncated .rave file: {len(data)} bytes, the header and codebook need {header_size}")
+        book_blob = data[HEADER_SIZE + HEADER_V2_EXTRA : header_size - 4]
+        if zlib.crc32(book_blob) != struct.unpack_from("<I", data, header_size - 4)[0]:
+            raise err("corrupt .rave codebook (CRC mismatch)")
+    index_end = header_size + INDEX_ENTRY_SIZE * n_chunks + 4
     if index_end > len(data):  # checked before touching (or allocating for) the index
         raise err(f"truncated .rave file: {len(data)} bytes, the chunk index needs {index_end}")
     if not torch.isfinite(bounds).all() or (bounds[1] < bounds[0]).any():
         raise err("invalid bounds in .rave header")
     try:
+        book = None
+        if book_k:
+            coeffs = num_sh_bases(sh_degree) - 1
+            try:
+                raw = codec.decompress(book_blob, _book_raw_size(book_k, coeffs, bits[5:8]))
+            except CodecError as e:
+                raise RaveError(f"the SH codebook does not decode: {e}") from None
+            book = _book_from_planes(raw, book_k, coeffs, bits[5:8])
         cfg = QuantConfig(
             pos_bits=bits[0], rot_bits=bits[1], scale_bits=bits[2], opacity_bits=bits[3], sh0_bits=bits[4],
             shN_bits=tuple(bits[5:8]), scale_min=ranges[0], scale_max=ranges[1], sh0_range=ranges[2],
-            shN_range=tuple(ranges[3:6]),
+            shN_range=tuple(ranges[3:6]), sh_vq=book_k, sh_codebook=book,
         )  # fmt: skip
     except RaveError as e:
         raise err(f"invalid quantization settings in .rave header: {e}") from None
-    index = data[HEADER_SIZE : index_end - 4]
+    index = data[header_size : index_end - 4]
     if zlib.crc32(index) != struct.unpack_from("<I", data, index_end - 4)[0]:
         raise err("corrupt .rave chunk index (CRC mismatch)")
     raw_per = _Layout.of(cfg, sh_degree).bytes_per_gaussian
@@ -549,7 +723,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         offset += length
     return StreamInfo(
         format_version=version, n_gaussians=n, sh_degree=sh_degree, codec=codec.name, chunk_size=chunk_size,
-        cfg=cfg, bounds=bounds, chunks=chunks, file_size=len(data), expected_size=offset,
+        cfg=cfg, bounds=bounds, chunks=chunks, file_size=len(data), expected_size=offset, header_size=header_size,
     )  # fmt: skip
 
 
@@ -571,7 +745,8 @@ def cut_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
     if chunks and chunks[-1].offset + chunks[-1].length > len(data):
         raise RaveError(f"the stream is truncated before Gaussian {k}", name)
     codec = get_codec(info.codec)
-    head = _header_bytes(k, info.chunk_size, info.sh_degree, codec, info.cfg, info.bounds)
+    book = data[HEADER_SIZE + HEADER_V2_EXTRA : info.header_size - 4] if info.format_version >= 2 else b""
+    head = _header_bytes(k, info.chunk_size, info.sh_degree, codec, info.cfg, info.bounds, info.format_version, book)
     index = _index_bytes([(c.length, c.crc, c.count) for c in chunks])
     return b"".join([head, index, *(data[c.offset : c.offset + c.length] for c in chunks)])
 
@@ -645,17 +820,31 @@ def decode(
     n_ok = sum(c.count for c in info.chunks[:n_chunks_ok])
     codes = np.empty(n_ok, dtype=np.uint64)
     cols = np.empty((n_ok, len(layout.bits)), dtype=np.int32)
-    start = 0
-    for i, c in enumerate(info.chunks[:n_chunks_ok]):
-        blob = data[c.offset : c.offset + c.length]
+    view = memoryview(data)
+    starts = np.concatenate([[0], np.cumsum([c.count for c in info.chunks[:n_chunks_ok]])]).astype(int)
+
+    def job(i: int, codes: np.ndarray = codes, cols: np.ndarray = cols) -> str | None:
+        """Check, decompress and unpack chunk i into its rows (the codecs release the GIL); an error text."""
+        c, a = info.chunks[i], int(starts[i])
+        blob = view[c.offset : c.offset + c.length]
         if zlib.crc32(blob) != c.crc:
-            raise RaveError(f"chunk {i} is corrupt (CRC mismatch)", name)
+            return f"chunk {i} is corrupt (CRC mismatch)"
         try:
-            raw = codec.decompress(blob, c.count * layout.bytes_per_gaussian)
-            _unpack_chunk(raw, c.count, layout, codes[start : start + c.count], cols[start : start + c.count])
+            raw = codec.decompress(bytes(blob), c.count * layout.bytes_per_gaussian)
+            _unpack_chunk(raw, c.count, layout, codes[a : a + c.count], cols[a : a + c.count])
         except CodecError as e:
-            raise RaveError(f"chunk {i} does not decode: {e}", name) from None
-        start += c.count
+            return f"chunk {i} does not decode: {e}"
+        return None
+
+    workers = min(n_chunks_ok, DECODE_WORKERS)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            errors = list(pool.map(job, range(n_chunks_ok)))
+    else:
+        errors = [job(i) for i in range(n_chunks_ok)]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise RaveError(first, name)
     message = None
     if n_chunks_ok < len(info.chunks):
         message = (
@@ -690,6 +879,8 @@ __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
     "HEADER_SIZE",
+    "HEADER_V2_EXTRA",
+    "bytes_needed",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_GAUSSIANS",
     "DEFAULT_MAX_RATIO",

@@ -42,6 +42,7 @@ PLY) for -0.17 dB PSNR; benchmarks/CODEC.md has the full table.
 from __future__ import annotations
 
 import math
+import base64
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
@@ -62,6 +63,9 @@ SH_FIT_MIN_RANGE = 2.0**-10
 BIT_RANGES = {"pos_bits": (1, MAX_POS_BITS), "rot_bits": (2, MAX_BITS), "scale_bits": (1, MAX_BITS),
               "opacity_bits": (1, MAX_BITS), "sh0_bits": (2, MAX_BITS), "shN_bits": (2, MAX_BITS)}
 _BIT_FIELDS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")
+MAX_CODEBOOK = 1 << 16  # SH-rest codebook entries: indices fit two bytes
+SCALE_FIT_QUANTILE = 0.001  # fitted log-scale range: from this quantile (tinier ones clamp up) to the largest
+SH0_FIT_QUANTILE = 0.9999  # fitted SH DC range: this quantile of |DC| (rarer outliers clamp)
 
 
 def _is_real(v: object) -> bool:
@@ -80,7 +84,7 @@ def _triple(name: str, v: object) -> tuple:
     return tuple(v)
 
 
-@dataclass
+@dataclass(eq=False)
 class QuantConfig:
     """Bit depths and value ranges of the quantizer (defaults documented in the module docstring).
 
@@ -92,7 +96,14 @@ class QuantConfig:
         scale_min, scale_max: log-scale range relative to ln(size of the scene bounds) (see module doc).
         opacity_bits: bits of the opacity in sigmoid space.
         sh0_bits, sh0_range: bits and symmetric range of the SH DC coefficients.
-        shN_bits, shN_range: bits and symmetric range of the SH coefficients of degree 1, 2 and 3.
+        shN_bits, shN_range: bits and symmetric range of the SH coefficients of degree 1, 2 and 3 (with
+            ``sh_vq``: the precision of the codebook entries).
+        sh_vq: 0 = every SH-rest coefficient scalar-quantized; K > 0 = the SH rest of a Gaussian is one index
+            into a codebook of (at most) K entries, trained by k-means on the whole scene (format version 2).
+        fit_ranges: fit the log-scale range and the SH DC range to the scene (:meth:`fit`) instead of using
+            ``scale_min``/``scale_max``/``sh0_range`` as given (the fitted values replace them).
+        sh_codebook: the fitted codebook, [K, num SH-rest coefficients, 3] int32 codes on the ``shN_bits``
+            grids (None until :meth:`fit`); stored once in the .rave header and in checkpoints.
     """
 
     pos_bits: int = 14
@@ -105,8 +116,13 @@ class QuantConfig:
     sh0_range: float = 3.0
     shN_bits: tuple[int, int, int] = (4, 4, 4)
     shN_range: tuple[float, float, float] | None = None
+    sh_vq: int = 0
+    fit_ranges: bool = False
+    sh_codebook: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
+        if isinstance(self.sh_codebook, Tensor):
+            self.sh_codebook = self.sh_codebook.detach().cpu().numpy()
         self.validate()  # before any conversion: int(14.5) or float("3") would hide a wrong value
         for name in _BIT_FIELDS:
             setattr(self, name, int(getattr(self, name)))
@@ -115,13 +131,34 @@ class QuantConfig:
         self.shN_bits = tuple(int(b) for b in self.shN_bits)
         if self.shN_range is not None:
             self.shN_range = tuple(float(r) for r in self.shN_range)
+        self.sh_vq = int(self.sh_vq)
+        if self.sh_codebook is not None:
+            self.sh_codebook = np.ascontiguousarray(self.sh_codebook, dtype=np.int32)
+            self.sh_codebook.setflags(write=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantConfig):
+            return NotImplemented
+        a, b = self.sh_codebook, other.sh_codebook
+        same_book = (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape
+                                                  and bool((a == b).all()))
+        plain = [f.name for f in fields(self) if f.name != "sh_codebook"]
+        return same_book and all(getattr(self, k) == getattr(other, k) for k in plain)
+
+    __hash__ = None  # mutable
 
     @property
     def fitted(self) -> bool:
-        """True when every range is fixed (``shN_range`` not None): the grid no longer depends on the data."""
-        return self.shN_range is not None
+        """True when every range (and the codebook, with ``sh_vq``) is fixed: the grid no longer depends on the
+        data."""
+        return self.shN_range is not None and not self.fit_ranges and (not self.sh_vq or self.sh_codebook is not None)
 
-    def fit(self, g: Gaussians) -> "QuantConfig":
+    @property
+    def format_version(self) -> int:
+        """The lowest .rave format version that can hold this configuration (2 for a codebook)."""
+        return 2 if self.sh_vq else 1
+
+    def fit(self, g: Gaussians, bounds: Tensor | None = None) -> "QuantConfig":
         """This config with ``shN_range`` (when None) fitted to ``g``: per SH band, the 99.9th percentile of
         ``|coefficient|`` over the finite values (clamped to [2^-10, MAX_RANGE]; 1.0 for bands ``g`` lacks).
 
@@ -130,14 +167,24 @@ class QuantConfig:
         """
         if self.fitted:
             return self
-        sh = g.shN.detach().to("cpu", torch.float64).numpy()
-        ranges = []
-        for band in (1, 2, 3):
-            x = np.abs(sh[:, band * band - 1 : (band + 1) * (band + 1) - 1]).reshape(-1)
-            x = x[np.isfinite(x)]
-            r = float(np.quantile(x, SH_FIT_QUANTILE)) if x.size else 1.0
-            ranges.append(float(np.float32(min(max(r, SH_FIT_MIN_RANGE), MAX_RANGE))))
-        return replace(self, shN_range=tuple(ranges))
+        cfg = self
+        if cfg.shN_range is None:
+            sh = g.shN.detach().to("cpu", torch.float64).numpy()
+            ranges = []
+            for band in (1, 2, 3):
+                x = np.abs(sh[:, band * band - 1 : (band + 1) * (band + 1) - 1]).reshape(-1)
+                x = x[np.isfinite(x)]
+                r = float(np.quantile(x, SH_FIT_QUANTILE)) if x.size else 1.0
+                ranges.append(float(np.float32(min(max(r, SH_FIT_MIN_RANGE), MAX_RANGE))))
+            cfg = replace(cfg, shN_range=tuple(ranges))
+        if cfg.fit_ranges:
+            cfg = _fit_scale_and_dc(cfg, g, bounds)
+        if cfg.sh_vq and cfg.sh_codebook is None:
+            from .vq import train_codebook
+
+            book = train_codebook(g, cfg)
+            cfg = replace(cfg, sh_vq=int(book.shape[0]), sh_codebook=book)  # sh_vq: the entries trained
+        return cfg
 
     def validate(self) -> "QuantConfig":
         """Raise :class:`RaveError` for bit depths or ranges the codec cannot represent.
@@ -162,12 +209,33 @@ class QuantConfig:
             raise RaveError("SH ranges must be > 0")
         if not self.scale_min < self.scale_max:
             raise RaveError(f"scale_min ({self.scale_min}) must be < scale_max ({self.scale_max})")
+        if not isinstance(self.sh_vq, (int, np.integer)) or isinstance(self.sh_vq, (bool, np.bool_)) or not (
+                0 <= self.sh_vq <= MAX_CODEBOOK):
+            raise RaveError(f"sh_vq must be an integer 0..{MAX_CODEBOOK} (codebook size), got {shown(self.sh_vq)}")
+        if not isinstance(self.fit_ranges, (bool, np.bool_)):
+            raise RaveError(f"fit_ranges must be true or false, got {shown(self.fit_ranges)}")
+        cb = self.sh_codebook
+        if cb is not None:
+            if not self.sh_vq:
+                raise RaveError("an SH codebook needs sh_vq > 0")
+            if not isinstance(cb, np.ndarray) or cb.ndim != 3 or cb.shape[2] != 3 or cb.shape[1] not in (0, 3, 8, 15) \
+                    or not 1 <= cb.shape[0] <= self.sh_vq or cb.dtype.kind not in "iu":
+                raise RaveError(f"the SH codebook must be [1..{self.sh_vq}, 0/3/8/15, 3] integer codes, got "
+                                f"{getattr(cb, 'shape', type(cb).__name__)}")
+            if cb.size:
+                hi = _mid_tread_levels_vec(np.array(shN_bits)[_sh_band_of_coeff(cb.shape[1]) - 1]) * 2
+                if int(cb.min()) < 0 or (cb.max(axis=(0, 2)) > hi).any():
+                    raise RaveError("SH codebook codes are out of range for their bit depths")
         return self
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """JSON-safe dict; the codebook as {"shape": [K, C, 3], "codes": base64 of little-endian uint16}."""
+        d = asdict(replace(self, sh_codebook=None))
         d["shN_bits"] = list(self.shN_bits)
         d["shN_range"] = list(self.shN_range) if self.shN_range is not None else None
+        cb = self.sh_codebook
+        d["sh_codebook"] = None if cb is None else {
+            "shape": list(cb.shape), "codes": base64.b64encode(cb.astype("<u2").tobytes()).decode("ascii")}
         return d
 
     @classmethod
@@ -179,6 +247,9 @@ class QuantConfig:
         unknown = sorted(k[:40] if isinstance(k, str) else shown(k) for k in d if k not in names)
         if unknown:
             raise RaveError(f"unknown quantization settings: {', '.join(unknown)}")
+        cb = d.get("sh_codebook")
+        if cb is not None:
+            d = {**d, "sh_codebook": _codebook_from_dict(cb)}
         return cls(**d)  # every value is checked (RaveError) before it is converted
 
     def raw_bytes_per_gaussian(self, sh_degree: int) -> int:
@@ -186,9 +257,51 @@ class QuantConfig:
         w = lambda b: 1 if b <= 8 else 2  # noqa: E731
         n = (3 * self.pos_bits + 7) // 8 + 1 + 3 * w(self.rot_bits) + 3 * w(self.scale_bits)
         n += w(self.opacity_bits) + 3 * w(self.sh0_bits)
+        if self.sh_vq:
+            return n + (0 if sh_degree == 0 else (1 if self.sh_vq <= 256 else 2))
         for band in range(1, sh_degree + 1):
             n += (2 * band + 1) * 3 * w(self.shN_bits[band - 1])
         return n
+
+
+def _codebook_from_dict(cb) -> np.ndarray:
+    """Inverse of the codebook part of :meth:`QuantConfig.to_dict` (RaveError for anything malformed)."""
+    if not isinstance(cb, dict) or set(cb) != {"shape", "codes"}:
+        raise RaveError("sh_codebook must be a mapping with 'shape' and 'codes'")
+    shape, codes = cb["shape"], cb["codes"]
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                   and 0 <= v <= MAX_CODEBOOK for v in shape)):
+        raise RaveError(f"sh_codebook shape must be three integers, got {shown(shape)}")
+    if not isinstance(codes, str) or len(codes) > 4 * MAX_CODEBOOK * 45 * 2:
+        raise RaveError("sh_codebook codes must be a base64 string")
+    try:
+        raw = base64.b64decode(codes, validate=True)
+    except ValueError:
+        raise RaveError("sh_codebook codes are not valid base64") from None
+    if len(raw) != 2 * shape[0] * shape[1] * shape[2]:
+        raise RaveError(f"sh_codebook holds {len(raw)} bytes, its shape {shape} needs {2 * math.prod(shape)}")
+    return np.frombuffer(raw, dtype="<u2").astype(np.int32).reshape(shape)
+
+
+def _fit_scale_and_dc(cfg: QuantConfig, g: Gaussians, bounds: Tensor | None) -> QuantConfig:
+    """``cfg`` with the log-scale range (quantile to largest, relative to the bounds' reference) and the SH DC
+    range fitted to ``g`` (``fit_ranges`` cleared: the fitted values are fixed from now on)."""
+    ref = scale_reference(scene_bounds(g) if bounds is None else _check_bounds(bounds))
+    s = g.scales.detach().to("cpu", torch.float64).numpy().reshape(-1)
+    s = s[np.isfinite(s)]
+    lo, hi = cfg.scale_min, cfg.scale_max
+    if s.size:
+        lo = float(np.quantile(s, SCALE_FIT_QUANTILE)) - ref
+        hi = float(s.max()) - ref
+        lo, hi = max(lo, -MAX_RANGE / 2), min(hi, MAX_RANGE / 2)
+        if not hi - lo > 1e-3:
+            lo, hi = lo - 0.5, hi + 0.5
+        lo, hi = float(np.float32(lo)), float(np.float32(hi))
+    dc = np.abs(g.sh0.detach().to("cpu", torch.float64).numpy().reshape(-1))
+    dc = dc[np.isfinite(dc)]
+    r = float(np.quantile(dc, SH0_FIT_QUANTILE)) if dc.size else cfg.sh0_range
+    r = float(np.float32(min(max(r, SH_FIT_MIN_RANGE), MAX_RANGE)))
+    return replace(cfg, scale_min=lo, scale_max=hi, sh0_range=r, fit_ranges=False)
 
 
 @dataclass
@@ -199,8 +312,10 @@ class QuantizedGaussians:
         means: [N, 3] grid coordinates in [0, 2^pos_bits).
         rot_index: [N] index (0-3, in w, x, y, z order) of the largest quaternion component.
         rot: [N, 3] codes of the other three components, in w, x, y, z order.
-        scales: [N, 3]; opacities: [N]; sh0: [N, 1, 3]; shN: [N, K, 3] unsigned codes.
+        scales: [N, 3]; opacities: [N]; sh0: [N, 1, 3]; shN: [N, K, 3] unsigned codes (with a codebook: the
+            codes of each Gaussian's codebook entry).
         cfg: the :class:`QuantConfig`; bounds: [2, 3] float32 position bounds (lo, hi).
+        shN_index: [N] int32 codebook index of every Gaussian (None without a codebook).
     """
 
     means: Tensor
@@ -212,6 +327,7 @@ class QuantizedGaussians:
     shN: Tensor
     cfg: QuantConfig = field(default_factory=QuantConfig)
     bounds: Tensor = field(default_factory=lambda: torch.zeros(2, 3))
+    shN_index: Tensor | None = None
 
     _FIELDS = ("means", "rot_index", "rot", "scales", "opacities", "sh0", "shN")
 
@@ -223,7 +339,9 @@ class QuantizedGaussians:
         return int(round(math.sqrt(self.shN.shape[1] + 1))) - 1
 
     def _map(self, fn) -> "QuantizedGaussians":
-        return QuantizedGaussians(**{k: fn(getattr(self, k)) for k in self._FIELDS}, cfg=self.cfg, bounds=self.bounds)
+        idx = None if self.shN_index is None else fn(self.shN_index)
+        return QuantizedGaussians(**{k: fn(getattr(self, k)) for k in self._FIELDS}, cfg=self.cfg, bounds=self.bounds,
+                                  shN_index=idx)
 
     def cpu(self) -> "QuantizedGaussians":
         return self._map(lambda t: t.cpu())
@@ -235,6 +353,9 @@ class QuantizedGaussians:
         return self._map(lambda t: t[index])
 
     def equal(self, other: "QuantizedGaussians") -> bool:
+        a, b = self.shN_index, other.shN_index
+        if (a is None) != (b is None) or (a is not None and not torch.equal(a, b)):
+            return False
         return all(
             getattr(self, k).shape == getattr(other, k).shape and torch.equal(getattr(self, k), getattr(other, k))
             for k in self._FIELDS
@@ -305,14 +426,15 @@ def quantize(g: Gaussians, cfg: QuantConfig | None = None, bounds: Tensor | None
     """Integer codes (int32, on ``g``'s device) of ``g``. ``bounds`` None -> :func:`scene_bounds` of ``g``;
     an unfitted ``cfg`` (``shN_range`` None) is fitted to ``g`` (:meth:`QuantConfig.fit`); the fitted config is
     in the result's ``cfg``."""
-    cfg = (cfg or QuantConfig()).validate().fit(g)
     bounds = _check_bounds(bounds, g)
+    cfg = (cfg or QuantConfig()).validate().fit(g, bounds)
     n = len(g)
     if n > _BLOCK:
         parts = [_quantize_block(_rows(g, a, min(a + _BLOCK, n)), cfg, bounds) for a in range(0, n, _BLOCK)]
+        idx = None if parts[0].shN_index is None else torch.cat([p.shN_index for p in parts])
         return QuantizedGaussians(
             **{f: torch.cat([getattr(p, f) for p in parts]) for f in QuantizedGaussians._FIELDS},
-            cfg=cfg, bounds=bounds,
+            cfg=cfg, bounds=bounds, shN_index=idx,
         )  # fmt: skip
     return _quantize_block(g, cfg, bounds)
 
@@ -363,8 +485,22 @@ def _quantize_block(g: Gaussians, cfg: QuantConfig, bounds: Tensor) -> Quantized
     L0 = float(_mid_tread_levels_vec(cfg.sh0_bits))
     sh0 = sym(f64(g.sh0), _t(L0, dev), _t(cfg.sh0_range, dev))
     k = g.shN.shape[1]
-    shN = sym(f64(g.shN), *_sh_params(cfg, k, dev)) if k else torch.zeros(n, 0, 3, dtype=torch.int32, device=dev)
-    return QuantizedGaussians(means, i32(idx), rot, scales, opac, sh0, shN, cfg=cfg, bounds=bounds)
+    index = None
+    if cfg.sh_vq and k:
+        from .vq import assign
+
+        book = torch.from_numpy(np.array(cfg.sh_codebook))
+        if book.shape[1] != k:
+            raise RaveError(f"the SH codebook has {book.shape[1]} coefficients per Gaussian, the scene {k}")
+        L, r = _sh_params(cfg, k, "cpu")
+        index = assign(torch.nan_to_num(g.shN.detach().float(), nan=0.0), ((book.double() - L) * (r / L)).float())
+        shN = book[index.cpu().long()].to(dev)
+        index = index.to(device=dev, dtype=torch.int32)
+    elif k:
+        shN = sym(f64(g.shN), *_sh_params(cfg, k, dev))
+    else:
+        shN = torch.zeros(n, 0, 3, dtype=torch.int32, device=dev)
+    return QuantizedGaussians(means, i32(idx), rot, scales, opac, sh0, shN, cfg=cfg, bounds=bounds, shN_index=index)
 
 
 def _mid_tread_levels_vec(bits):

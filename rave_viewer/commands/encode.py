@@ -15,14 +15,17 @@ from pathlib import Path
 from ._args import add_force, float_in, int_in
 
 HELP = "encode a 3DGS PLY into a progressive .rave file (quantized, chunked, entropy-coded)"
+TUNE_VIEWS = 6  # orbit views rendered per candidate by --tune
+TUNE_SIZE = 384
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..codec.coders import CODECS, DEFAULT_CODEC
     from ..codec.container import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_GAUSSIANS
-    from ..codec.quantize import BIT_RANGES, QuantConfig
+    from ..codec.presets import DEFAULT_QUALITY, PRESETS
+    from ..codec.quantize import BIT_RANGES
 
-    d = QuantConfig()
+    d = PRESETS[DEFAULT_QUALITY][0]
 
     def bits(name: str):
         return int_in(*BIT_RANGES[name])
@@ -44,33 +47,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), default=DEFAULT_CHUNK_SIZE, metavar="N",
                    help=f"(.ply) Gaussians per independently compressed chunk, 1..{MAX_CHUNK_SIZE} "
                         f"(default {DEFAULT_CHUNK_SIZE})")
-    g = p.add_argument_group("quantization bit depths of a .ply input (a .ckpt keeps its own; defaults keep the "
-                             "PSNR loss small)")
+    p.add_argument("--quality", choices=list(PRESETS), default=DEFAULT_QUALITY,
+                   help=f"(.ply) quality preset (default {DEFAULT_QUALITY}): bit depths, fitted ranges and the size of "
+                        f"the per-scene SH codebook; targets "
+                        + ", ".join(f"{k} ~{v[1]:g} dB" for k, v in PRESETS.items())
+                        + " PSNR vs the original's renders (benchmarks/CODEC.md has what each scene reaches)")
+    p.add_argument("--tune", action="store_true",
+                   help="(.ply) rate-distortion allocation measured on this scene: starting from the preset, lower "
+                        "the bit depth of whichever attribute saves the most bytes per dB while the renders of "
+                        f"{TUNE_VIEWS} orbit views at {TUNE_SIZE}x{TUNE_SIZE} stay above the preset's target PSNR "
+                        "vs the original's (slower: renders every candidate)")
+    p.add_argument("--format-version", type=int, choices=(1, 2), default=2,
+                   help="(.ply) .rave format version to write (default 2; 1 for older readers: scalar SH rest)")
+    g = p.add_argument_group("quantization bit depths of a .ply input, overriding the preset (a .ckpt keeps its "
+                             "own)")
     for flag, name, what in (("--pos-bits", "pos_bits", "bits per position axis over the scene bounds"),
                              ("--rot-bits", "rot_bits", "bits per stored quaternion component, smallest-three"),
                              ("--scale-bits", "scale_bits", "bits per log-scale"),
                              ("--opacity-bits", "opacity_bits", "bits of the opacity in [0, 1]"),
                              ("--sh0-bits", "sh0_bits", "bits per SH DC coefficient")):
         lo, hi = BIT_RANGES[name]
-        g.add_argument(flag, type=bits(name), default=getattr(d, name), metavar="B",
-                       help=f"{what}, {lo}..{hi} (default {getattr(d, name)})")
+        g.add_argument(flag, type=bits(name), default=None, metavar="B",
+                       help=f"{what}, {lo}..{hi} (medium preset: {d[name]})")
     lo, hi = BIT_RANGES["shN_bits"]
-    g.add_argument("--shN-bits", "--shn-bits", type=bits("shN_bits"), nargs=3, default=list(d.shN_bits),
-                   metavar=("B1", "B2", "B3"), help=f"bits per SH coefficient of degree 1, 2, 3, {lo}..{hi} "
-                                                    f"(default {' '.join(map(str, d.shN_bits))})")
+    g.add_argument("--shN-bits", "--shn-bits", type=bits("shN_bits"), nargs=3, default=None,
+                   metavar=("B1", "B2", "B3"), help=f"bits per SH coefficient of degree 1, 2, 3 (of the codebook "
+                                                    f"entries with a codebook), {lo}..{hi} (medium preset: "
+                                                    f"{' '.join(map(str, d['shN_bits']))})")
+    g.add_argument("--sh-codebook", type=int_in(0, 1 << 16), default=None, metavar="K",
+                   help=f"SH-rest codebook entries (k-means on the scene), 0 = scalar SH rest (medium preset: "
+                        f"{d['sh_vq']})")
     p.add_argument("--quiet", action="store_true",
                    help="print nothing but errors and warnings (no summary, no progress bar)")
     add_force(p)
 
 
 def quant_config_from_args(args: argparse.Namespace):
-    """The :class:`QuantConfig` the bit-depth options ask for (ranges stay at their defaults)."""
-    from ..codec.quantize import QuantConfig
+    """The :class:`QuantConfig` of ``--quality`` with the bit-depth options given on top of it."""
+    from ..codec.presets import DEFAULT_QUALITY, preset
+    from ..errors import RaveError
 
-    return QuantConfig(
-        pos_bits=args.pos_bits, rot_bits=args.rot_bits, scale_bits=args.scale_bits,
-        opacity_bits=args.opacity_bits, sh0_bits=args.sh0_bits, shN_bits=tuple(args.shN_bits),
-    )  # fmt: skip
+    over = {k: getattr(args, k, None) for k in ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")}
+    if getattr(args, "shN_bits", None) is not None:
+        over["shN_bits"] = tuple(args.shN_bits)
+    if getattr(args, "sh_codebook", None) is not None:
+        over["sh_vq"] = args.sh_codebook
+    if getattr(args, "format_version", 2) == 1:
+        if over.get("sh_vq"):
+            raise RaveError("--format-version 1 cannot hold an SH codebook (--sh-codebook 0)")
+        over["sh_vq"] = 0
+    return preset(getattr(args, "quality", None) or DEFAULT_QUALITY, **{k: v for k, v in over.items() if v is not None})
 
 
 def make_encoder(args: argparse.Namespace):
@@ -93,9 +119,60 @@ def make_encoder(args: argparse.Namespace):
     if any(v is not None for v in target.values()):
         raise RaveError("--rate/--count/--psnr need a RAVE checkpoint (.ckpt) from `rave build`", path)
     g = read_ply(path)
-    enc = ProgressiveEncoder(g, quant_config_from_args(args), args.codec, args.chunk_size,
-                             progress=not getattr(args, "quiet", False), name=str(path))  # fmt: skip
+    cfg = quant_config_from_args(args)
+    if getattr(args, "tune", False):
+        cfg = tune_config(g, cfg, getattr(args, "quality", None), args.codec, args.chunk_size,
+                          quiet=getattr(args, "quiet", False))
+    enc = ProgressiveEncoder(g, cfg, args.codec, args.chunk_size,
+                             progress=not getattr(args, "quiet", False), name=str(path),
+                             format_version=getattr(args, "format_version", 2))  # fmt: skip
     return enc, None
+
+
+def orbit_cameras(g, n: int, size: int):
+    """``n`` cameras on a ring around the central 98 % of ``g``'s Gaussians, looking at its centre."""
+    import math
+
+    import torch
+
+    from ..scene.cameras import Cameras, intrinsics, look_at
+
+    m = g.means.detach().float()
+    m = m[torch.isfinite(m).all(1)]
+    lo, hi = torch.quantile(m, 0.01, dim=0), torch.quantile(m, 0.99, dim=0)
+    c, r = (lo + hi) / 2, max(float((hi - lo).norm()) * 0.85, 1e-6)
+    mats = [look_at(c + torch.tensor([r * math.cos(a), r * math.sin(a), (0.25 + 0.2 * math.sin(3 * a)) * r]), c)
+            for a in (2 * math.pi * i / n for i in range(n))]
+    K = intrinsics(size, size, math.radians(55))
+    return Cameras(torch.stack(mats), K.expand(n, 3, 3).clone(), size, size)
+
+
+def tune_config(g, cfg, quality: str | None, codec: str, chunk_size: int, quiet: bool = False):
+    """``cfg`` with bit depths lowered by :func:`~rave_viewer.codec.rdopt.allocate` to the preset's target PSNR,
+    measured by rendering orbit views of the dequantized scene against the original's."""
+    import torch
+
+    from ..codec.presets import DEFAULT_QUALITY, PRESETS
+    from ..codec.rdopt import allocate
+    from ..metrics import psnr
+    from ..render import render_cameras
+
+    target = PRESETS[quality or DEFAULT_QUALITY][1]
+    cams = orbit_cameras(g, TUNE_VIEWS, TUNE_SIZE)
+    with torch.no_grad():
+        ref = render_cameras(g, cams)[0].clamp(0, 1)
+
+    def measure(dec) -> float:
+        with torch.no_grad():
+            return float(psnr(render_cameras(dec, cams)[0].clamp(0, 1), ref).clamp(max=100).mean())
+
+    log = None if quiet else (lambda m: print(f"tune: {m}", file=sys.stderr))  # noqa: E731
+    tuned, path = allocate(g, cfg, target, measure, codec=codec, chunk_size=chunk_size, log=log)
+    if not quiet:
+        last = path[-1]
+        print(f"tune: target {target:g} dB: {last['bytes_per_gaussian']:.2f} B/Gaussian (sample), "
+              f"{last['fidelity']:.2f} dB after {len(path) - 1} step(s)", file=sys.stderr)
+    return tuned
 
 
 def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False, note: str = "") -> int:
@@ -108,7 +185,8 @@ def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False
     if not quiet:
         per = f", {size / n:.2f} B/Gaussian" if n else ""
         print(f"wrote {out}: {n} Gaussians, {size} bytes ({size / 1e6:.3f} MB, MB = 10^6 bytes{per}) "
-              f"with {enc.codec.name}, {enc.n_chunks(n)} chunk(s) of {enc.chunk_size}{note}",
+              f"with {enc.codec.name}, {enc.n_chunks(n)} chunk(s) of {enc.chunk_size}, format "
+              f"v{getattr(enc, 'format_version', 1)}{note}",
               file=sys.stderr)  # fmt: skip
     return size
 

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-HELP = "summarise a RAVE checkpoint (.ckpt): levels, rates, quality range, build settings"
+HELP = ("summarise a RAVE checkpoint (.ckpt: levels, rates, quality range, build settings) or a .rave stream "
+        "(format version, Gaussians, codec, quantization, chunks)")
 UNREADABLE = "unreadable"
 #: Build-record fields the summary shows.
 SHOWN_META = ("ranking", "finetune", "rd_views", "stages", "total_seconds", "config", "sources")
@@ -19,7 +20,7 @@ CONFIG_KEYS = ("num_levels", "coarsest_fraction", "delta_rate", "fractions", "le
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a .ckpt written by `rave build`")
+    p.add_argument("checkpoint", help="a .ckpt written by `rave build`, or a .rave stream")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -48,7 +49,8 @@ def summary(ckpt) -> dict:
         "interpolate": ckpt.interpolate,
         "codec": ckpt.codec,
         "chunk_size": ckpt.chunk_size,
-        "quant": ckpt.quant.to_dict(),
+        "quant": _quant_shown(ckpt.quant),
+        "stream_format_version": 2,  # what `rave encode` writes from this checkpoint
         "levels": levels,
         "rate_range": list(ckpt.rate_range()),
         "rd_points": len(rd["count"]),
@@ -64,6 +66,15 @@ def summary(ckpt) -> dict:
         "sources": meta.get("sources"),
         "unreadable": unreadable,
     }
+
+
+def _is_stream(path: str) -> bool:
+    """True for a .rave stream (by its magic; a missing file is left to the checkpoint loader's message)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"RAVE"
+    except OSError:
+        return str(path).lower().endswith(".rave")
 
 
 def _mb(b: float) -> str:
@@ -85,8 +96,9 @@ def format_summary(path: str, s: dict) -> str:
 
     finetune = "yes" if s["finetune"] else ("no" if s["finetune"] is not None else "?")
     lines = [
-        f"{path}: RAVE checkpoint (format {s['format_version']}), {s['gaussians']:,} Gaussians, SH degree "
-        f"{s['sh_degree']}",
+        f"{path}: RAVE checkpoint (format {s['format_version']}; writes .rave format version "
+        f"{s['stream_format_version']}), {s['gaussians']:,} Gaussians, SH degree {s['sh_degree']}"
+        + (f", SH codebook of {s['quant']['sh_codebook'].split()[0]} entries" if s["quant"]["sh_codebook"] else ""),
         f"ranking: {shown('ranking', _text(s['ranking']) if s['ranking'] is not None else '?')}; fine-tuned: "
         f"{shown('finetune', finetune)}; selection: "
         f"{'continuous (Eq. 3)' if s['interpolate'] else 'snaps to levels (naive multi-anchor)'}",
@@ -134,9 +146,55 @@ def format_summary(path: str, s: dict) -> str:
     return "\n".join(lines)
 
 
+def _quant_shown(cfg) -> dict:
+    """The quantization settings, the codebook as its size (its codes are not for reading)."""
+    d = cfg.to_dict()
+    book = cfg.sh_codebook
+    d["sh_codebook"] = None if book is None else f"{book.shape[0]} entries x {book.shape[1]} coefficients x 3"
+    return d
+
+
+def stream_summary(info) -> dict:
+    """What `rave info` says about a .rave stream (header and chunk index only; nothing is decompressed)."""
+    book = info.cfg.sh_codebook
+    return {
+        "format_version": info.format_version,
+        "gaussians": info.n_gaussians,
+        "gaussians_present": sum(c.count for c in info.chunks if c.offset + c.length <= info.file_size),
+        "sh_degree": info.sh_degree,
+        "codec": info.codec,
+        "chunk_size": info.chunk_size,
+        "chunks": len(info.chunks),
+        "header_bytes": info.header_size,
+        "sh_codebook_entries": None if book is None else int(book.shape[0]),
+        "bytes": info.file_size,
+        "expected_bytes": info.expected_size,
+        "quant": _quant_shown(info.cfg),
+    }
+
+
+def format_stream(path: str, s: dict) -> str:
+    q = s["quant"]
+    vq = (f"SH codebook of {s['sh_codebook_entries']} entries" if s["sh_codebook_entries"] is not None
+          else "scalar SH rest")
+    lines = [f"{path}: .rave stream, format version {s['format_version']}, {s['gaussians']:,} Gaussians, SH degree "
+             f"{s['sh_degree']}, {s['codec']}, {s['chunks']} chunk(s) of {s['chunk_size']}",
+             f"bytes: {s['bytes']:,} of {s['expected_bytes']:,} ({s['gaussians_present']:,} Gaussians present); "
+             f"header {s['header_bytes']:,} B",
+             f"quantization: positions {q['pos_bits']}, rotations {q['rot_bits']}, log-scales {q['scale_bits']}, "
+             f"opacity {q['opacity_bits']}, SH DC {q['sh0_bits']} bits; {vq}"]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     from ..rave.checkpoint import load_checkpoint
 
+    if _is_stream(args.checkpoint):
+        from ..codec.container import read_info
+
+        s = stream_summary(read_info(args.checkpoint))
+        print(json.dumps(s, indent=2) if args.json else format_stream(args.checkpoint, s))
+        return 0
     ckpt = load_checkpoint(args.checkpoint)
     s = summary(ckpt)
     if args.json:

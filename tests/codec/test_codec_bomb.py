@@ -25,6 +25,7 @@ from rave_viewer.codec.container import (
     DEFAULT_MAX_RATIO,
     FREE_GAUSSIANS,
     HEADER_SIZE,
+    HEADER_V2_EXTRA,
     MAX_CHUNK_SIZE,
     _Layout,
 )
@@ -49,9 +50,11 @@ def bomb(n_chunks: int, degree: int = 3) -> bytes:
     one = enc.encode()  # header of the right settings, one tiny chunk
     raw = bytes(MAX_CHUNK_SIZE * _Layout.of(enc.cfg, degree).bytes_per_gaussian)
     blob = brotli.compress(raw, quality=11, lgwin=24)
-    head = bytearray(one[:HEADER_SIZE])
+    head = bytearray(one[: enc.header_size])  # v2: fixed header, codebook section (CRC over both), codebook
     struct.pack_into("<QII", head, 8, n_chunks * MAX_CHUNK_SIZE, MAX_CHUNK_SIZE, n_chunks)
-    struct.pack_into("<I", head, HEADER_SIZE - 4, zlib.crc32(head[:-4]))
+    struct.pack_into("<I", head, HEADER_SIZE - 4, zlib.crc32(head[: HEADER_SIZE - 4]))
+    end = HEADER_SIZE + HEADER_V2_EXTRA
+    struct.pack_into("<I", head, end - 4, zlib.crc32(head[: end - 4]))
     body = struct.pack("<III", len(blob), zlib.crc32(blob), MAX_CHUNK_SIZE) * n_chunks
     return bytes(head) + body + struct.pack("<I", zlib.crc32(body)) + blob * n_chunks
 

@@ -7,6 +7,8 @@ import torch
 
 from rave_viewer.cli import main
 from rave_viewer.codec import ProgressiveEncoder, QuantConfig, decode, dequantize, quantize
+from rave_viewer.codec.container import HEADER_SIZE
+from rave_viewer.codec.presets import preset
 from rave_viewer.scene.gaussians import Gaussians
 from rave_viewer.scene.ply import read_ply, write_ply
 
@@ -25,8 +27,9 @@ def test_cli_encode_decode_round_trip(tmp_path, capsys):
     out = tmp_path / "s.rave"
     assert main(["encode", str(ply), "-o", str(out), "--chunk-size", "64", "--codec", "zstd"]) == 0
     assert "150 Gaussians" in capsys.readouterr().err
-    enc = ProgressiveEncoder(read_ply(ply), codec="zstd", chunk_size=64)
+    enc = ProgressiveEncoder(read_ply(ply), preset("medium"), codec="zstd", chunk_size=64)  # the default preset
     assert out.read_bytes() == enc.encode()
+    assert decode(out).info.format_version == 2 and enc.cfg.sh_codebook is not None
     back = tmp_path / "back.ply"
     assert main(["decode", str(out), "-o", str(back)]) == 0
     dec = read_ply(back)
@@ -43,8 +46,9 @@ def test_cli_bit_options_and_truncated_input(tmp_path, capsys):
     args = ["encode", str(ply), "-o", str(out), "--chunk-size", "30", "--pos-bits", "12", "--shN-bits", "6", "5", "4"]
     assert main(args) == 0
     res = decode(out)
-    assert res.info.cfg == QuantConfig(pos_bits=12, shN_bits=(6, 5, 4)).fit(read_ply(ply))  # SH ranges fitted
-    enc = ProgressiveEncoder(read_ply(ply), QuantConfig(pos_bits=12, shN_bits=(6, 5, 4)), chunk_size=30)
+    cfg = preset("medium", pos_bits=12, shN_bits=(6, 5, 4))  # the options override the default preset
+    assert res.info.cfg == cfg.fit(read_ply(ply))  # ranges and codebook fitted
+    enc = ProgressiveEncoder(read_ply(ply), cfg, chunk_size=30)
     cut = tmp_path / "cut.rave"
     cut.write_bytes(out.read_bytes()[: enc.overhead() + sum(enc.chunk_sizes()[:2]) + 3])  # 2 chunks + 3 bytes
     capsys.readouterr()
@@ -76,3 +80,66 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv_tail, needle):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err and err.count("\n") == 1
     assert not (tmp_path / "x.rave").exists() and not (tmp_path / "x.ply").exists()
+
+
+def test_cli_quality_presets_order_size_and_fidelity(tmp_path, capsys):
+    """--quality low < medium < high < lossless-ish in bytes, and in fidelity (attribute error of the decode)."""
+    from rave_viewer.codec.presets import PRESETS
+
+    g = Gaussians.random(3000, 3, seed=4)
+    ply = tmp_path / "in.ply"
+    write_ply(g, ply)
+    sizes, errors = [], []
+    for q in PRESETS:
+        out = tmp_path / f"{q}.rave"
+        assert main(["encode", str(ply), "-o", str(out), "--quality", q, "--quiet"]) == 0
+        res = decode(out)
+        order = ProgressiveEncoder(g, preset(q), progress=False).stream_order()
+        ref = g.subset(order)
+        sizes.append(out.stat().st_size)
+        errors.append(float((res.gaussians.means - ref.means).abs().mean() + (res.gaussians.sh0 - ref.sh0).abs().mean()))
+        assert res.info.format_version == 2
+        assert (res.info.cfg.sh_codebook is not None) == (PRESETS[q][0].get("sh_vq", 0) > 0)
+    assert sizes == sorted(sizes) and errors == sorted(errors, reverse=True)
+
+
+def test_cli_writes_and_still_reads_format_version_1(tmp_path, capsys):
+    g = Gaussians.random(120, 2, seed=6)
+    ply = tmp_path / "in.ply"
+    write_ply(g, ply)
+    out = tmp_path / "v1.rave"
+    assert main(["encode", str(ply), "-o", str(out), "--format-version", "1", "--quality", "high"]) == 0
+    assert "format v1" in capsys.readouterr().err
+    res = decode(out)
+    assert res.info.format_version == 1 and res.info.cfg.sh_vq == 0 and res.info.header_size == HEADER_SIZE
+    # a v1 stream written by the old default settings decodes through the CLI to the same Gaussians
+    enc = ProgressiveEncoder(g, QuantConfig(), chunk_size=50, format_version=1)
+    (tmp_path / "old.rave").write_bytes(enc.encode())
+    assert main(["decode", str(tmp_path / "old.rave"), "-o", str(tmp_path / "old.ply")]) == 0
+    assert read_ply(tmp_path / "old.ply").equal(enc.quantized_prefix())
+    assert main(["info", str(tmp_path / "old.rave")]) == 0
+    assert "format version 1" in capsys.readouterr().out
+    assert main(["info", str(out.with_name("v2.rave"))]) == 2  # missing file: one error line
+    assert main(["encode", str(ply), "-o", str(tmp_path / "v2.rave")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "v2.rave")]) == 0
+    text = capsys.readouterr().out
+    assert "format version 2" in text and "SH codebook" in text
+    assert main(["encode", str(ply), "-o", str(tmp_path / "x.rave"), "--format-version", "1",
+                 "--sh-codebook", "64"]) == 2
+
+
+def test_decode_cli_does_not_load_the_renderer(tmp_path):
+    """`rave decode` imports neither the renderer (and its C++ extension) nor scikit-learn."""
+    import subprocess
+    import sys
+
+    g = Gaussians.random(50, 3, seed=1)
+    write_ply(g, tmp_path / "in.ply")
+    assert main(["encode", str(tmp_path / "in.ply"), "-o", str(tmp_path / "s.rave"), "--quiet"]) == 0
+    code = ("import sys; from rave_viewer.cli import main; "
+            f"rc = main(['decode', {str(tmp_path / 's.rave')!r}, '-o', {str(tmp_path / 'o.ply')!r}, '--quiet']); "
+            "bad = [m for m in sys.modules if m.startswith(('rave_viewer.render', 'sklearn', 'gsplat', 'viser'))]; "
+            "print(rc, bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"

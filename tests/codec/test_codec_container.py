@@ -24,7 +24,7 @@ from rave_viewer.codec import (
     register_codec,
     scene_bounds,
 )
-from rave_viewer.codec.container import _HEADER, HEADER_SIZE, INDEX_ENTRY_SIZE, MAX_CHUNK_SIZE
+from rave_viewer.codec.container import _HEADER, HEADER_SIZE, HEADER_V2_EXTRA, INDEX_ENTRY_SIZE, MAX_CHUNK_SIZE
 from rave_viewer.errors import RaveError
 from rave_viewer.scene.gaussians import Gaussians
 
@@ -93,7 +93,8 @@ def test_size_of_prefix_is_exact_for_many_k(codec):
 def test_empty_prefix_is_a_valid_stream():
     enc = ProgressiveEncoder(Gaussians.random(10, 1), chunk_size=4)
     data = enc.encode(0)
-    assert len(data) == enc.size_of_prefix(0) == HEADER_SIZE + 4
+    assert len(data) == enc.size_of_prefix(0) == enc.header_size + 4
+    assert enc.header_size == HEADER_SIZE + HEADER_V2_EXTRA + len(enc._book) + 4  # v2: codebook section (empty)
     res = decode(data)
     assert res.complete and len(res.gaussians) == 0 and res.gaussians.sh_degree == 1
     with pytest.raises(RaveError):
@@ -164,15 +165,15 @@ def test_wrong_magic_newer_version_and_flipped_bytes(tmp_path):
     with pytest.raises(RaveError, match=r"x\.rave: not a \.rave file"):
         decode(p)
     newer = bytearray(data)
-    newer[4:6] = struct.pack("<H", 2)
-    with pytest.raises(RaveError, match="version 2 is newer"):
+    newer[4:6] = struct.pack("<H", 3)
+    with pytest.raises(RaveError, match="version 3 is newer"):
         decode(bytes(newer))
     hdr = bytearray(data)
     hdr[30] ^= 0x10
     with pytest.raises(RaveError, match="header"):
         decode(bytes(hdr))
     idx = bytearray(data)
-    idx[HEADER_SIZE + 2] ^= 1
+    idx[enc.header_size + 2] ^= 1
     with pytest.raises(RaveError, match="index"):
         decode(bytes(idx))
     sizes = enc.chunk_sizes()
@@ -247,7 +248,9 @@ def test_read_info_reports_header_and_chunks():
     assert (info.n_gaussians, info.codec, info.chunk_size, info.sh_degree) == (130, "zstd", 50, 3)
     assert [c.count for c in info.chunks] == [50, 50, 30]
     assert info.expected_size == enc.size_of_prefix(130)
-    assert info.chunks[0].offset == HEADER_SIZE + 3 * INDEX_ENTRY_SIZE + 4
+    assert info.chunks[0].offset == enc.header_size + 3 * INDEX_ENTRY_SIZE + 4 == info.index_end
+    assert info.format_version == 2 and info.header_size == enc.header_size
+    assert [info.prefix_size(j) for j in range(4)] == [enc.size_of_prefix(k) for k in (0, 50, 100, 130)]
 
 
 def test_write_is_atomic_and_matches_encode(tmp_path):

@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from rave_viewer.codec import ProgressiveEncoder, QuantConfig, RaveStreamWarning, decode, read_info
-from rave_viewer.codec.container import HEADER_SIZE
+from rave_viewer.codec.container import HEADER_SIZE, HEADER_V2_EXTRA
 from rave_viewer.errors import RaveError
 from rave_viewer.scene.gaussians import Gaussians
 
@@ -33,43 +33,67 @@ def _outcome(data: bytes) -> str:
 
 
 def _refix_crcs(data: bytearray) -> bytearray:
-    """Recompute the header, index and chunk CRCs so that mutations reach the decompressors and unpacker."""
+    """Recompute every CRC (header, v2 codebook section and codebook, index, chunks) so that mutations reach the
+    decompressors, the codebook checks and the unpacker."""
     data[HEADER_SIZE - 4 : HEADER_SIZE] = struct.pack("<I", zlib.crc32(data[: HEADER_SIZE - 4]))
+    version = struct.unpack_from("<H", data, 4)[0]
+    start = HEADER_SIZE
+    if version >= 2:
+        ext = HEADER_SIZE + HEADER_V2_EXTRA
+        data[ext - 4 : ext] = struct.pack("<I", zlib.crc32(data[: ext - 4]))
+        book_len = struct.unpack_from("<I", data, HEADER_SIZE + 4)[0]
+        start = ext + book_len + 4
+        data[start - 4 : start] = struct.pack("<I", zlib.crc32(data[ext : start - 4]))
     n_chunks = struct.unpack_from("<I", data, 20)[0]
-    end = HEADER_SIZE + 12 * n_chunks
+    end = start + 12 * n_chunks
     off = end + 4
     for i in range(n_chunks):
-        length = struct.unpack_from("<I", data, HEADER_SIZE + 12 * i)[0]
-        struct.pack_into("<I", data, HEADER_SIZE + 12 * i + 4, zlib.crc32(data[off : off + length]))
+        length = struct.unpack_from("<I", data, start + 12 * i)[0]
+        struct.pack_into("<I", data, start + 12 * i + 4, zlib.crc32(data[off : off + length]))
         off += length
-    data[end : end + 4] = struct.pack("<I", zlib.crc32(data[HEADER_SIZE:end]))
+    data[end : end + 4] = struct.pack("<I", zlib.crc32(data[start:end]))
     return data
 
 
+STREAMS = {  # (format version, SH degree, config)
+    "v1": (1, 1, QuantConfig(shN_bits=(3, 4, 4))),
+    "v2": (2, 1, QuantConfig(shN_bits=(3, 4, 4))),
+    "v2-codebook": (2, 2, QuantConfig(shN_bits=(5, 6, 4), sh_vq=8, fit_ranges=True)),
+}
+
+
 @pytest.mark.parametrize("codec", ["lzma", "zstd", "brotli"])
-def test_fuzz_truncations_flips_and_forgeries(codec):
+@pytest.mark.parametrize("kind", list(STREAMS))
+def test_fuzz_truncations_flips_and_forgeries(codec, kind):
     rng = random.Random(1234)
-    g = Gaussians.random(22, 1, seed=5)
-    cfg = QuantConfig(shN_bits=(3, 4, 4))
-    data = ProgressiveEncoder(g, cfg, codec=codec, chunk_size=4).encode()
+    version, degree, cfg = STREAMS[kind]
+    g = Gaussians.random(22 if version == 1 else 300, degree, seed=5)
+    enc = ProgressiveEncoder(g, cfg, codec=codec, chunk_size=4 if version == 1 else 50, format_version=version)
+    data = enc.encode()
     info = read_info(data)
-    assert len(info.chunks) == 6
+    assert info.format_version == version and len(info.chunks) == 6
+    if kind == "v2-codebook":
+        assert info.cfg.sh_codebook.shape == (8, 8, 3) and enc.quantized.shN_index is not None
     seen = {"ok": 0, "partial": 0, "error": 0}
-    for n in range(len(data) + 1):  # every truncation
+    step = 1 if len(data) < 3000 else 7
+    for n in range(0, len(data) + 1, step):  # truncations
         seen[_outcome(data[:n])] += 1
-    assert seen["partial"] > 0 and seen["ok"] == 1
-    for _ in range(1200):  # random byte flips anywhere
+    seen[_outcome(data)] += 0
+    assert seen["partial"] > 0 and _outcome(data) == "ok"
+    for _ in range(400):  # random byte flips anywhere
         bad = bytearray(data)
         for _ in range(rng.randint(1, 4)):
             bad[rng.randrange(len(bad))] ^= rng.randint(1, 255)
         assert _outcome(bytes(bad)) == "error"  # CRC32 catches every flip of up to 4 bytes here
     payload = info.chunks[0].offset
-    for _ in range(800):  # forgeries with consistent CRCs: garbage reaches the codec and the unpacker
+    for _ in range(400):  # forgeries with consistent CRCs: garbage reaches the codec and the unpacker
         bad = bytearray(data)
         where = rng.random()
         for _ in range(rng.randint(1, 3)):
-            if where < 0.7:
+            if where < 0.6:
                 i = rng.randrange(payload, len(bad))
+            elif where < 0.8 and version >= 2:  # the codebook section: size, length, compressed entries
+                i = rng.randrange(HEADER_SIZE, info.header_size)
             else:  # header fields (bits, counts, degree, bounds) and index entries
                 i = rng.randrange(4, payload - 4)
             bad[i] = rng.randrange(256)
@@ -81,7 +105,7 @@ def test_fuzz_truncations_flips_and_forgeries(codec):
             except struct.error:
                 pass
         seen[_outcome(bytes(bad))] += 1
-    for _ in range(300):  # insertions and deletions shift everything after them
+    for _ in range(200):  # insertions and deletions shift everything after them
         bad = bytearray(data)
         i = rng.randrange(len(bad))
         if rng.random() < 0.5:
@@ -90,3 +114,55 @@ def test_fuzz_truncations_flips_and_forgeries(codec):
             bad[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         seen[_outcome(bytes(bad))] += 1
     assert seen["error"] > 0 and seen["ok"] > 1
+
+
+def _codebook_stream(k: int = 8) -> tuple[ProgressiveEncoder, bytes]:
+    g = Gaussians.random(200, 2, seed=9)
+    enc = ProgressiveEncoder(g, QuantConfig(sh_vq=k, fit_ranges=True), codec="zstd", chunk_size=64)
+    return enc, enc.encode()
+
+
+@pytest.mark.parametrize("forged_k", [0, 1, 7, 9, 4096, 65536, 65537, 2**32 - 1])
+def test_forged_codebook_size_is_one_error_line_without_a_big_allocation(forged_k):
+    """A CRC-consistent header declaring another codebook size: RaveError (never IndexError / MemoryError),
+    before anything large is allocated."""
+    import tracemalloc
+
+    enc, data = _codebook_stream()
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, HEADER_SIZE, forged_k)
+    bad = _refix_crcs(bad)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RaveError) as ei:
+            decode(bytes(bad))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(ei.value) and peak < 50e6
+
+
+def test_codebook_index_out_of_range_is_a_rave_error():
+    """Chunks whose indices point past the codebook (the codebook forged smaller, or the index column forged)."""
+    enc, data = _codebook_stream(k=8)
+    info = read_info(data)
+    assert info.cfg.sh_codebook.shape[0] == 6  # at most one entry per 32 Gaussians
+    # recompress chunk 0 with an index column holding 200 (> K - 1)
+    from rave_viewer.codec.container import _pack_chunk
+
+    cols = enc._cols[:64].copy()
+    cols[5, -1] = 200
+    raw, _ = _pack_chunk(enc._morton[:64], cols, enc._layout)
+    blob = enc.codec.compress(raw)
+    c0 = info.chunks[0]
+    bad = bytearray(data[: c0.offset]) + blob + data[c0.offset + c0.length :]
+    struct.pack_into("<I", bad, info.header_size, len(blob))
+    bad = _refix_crcs(bad)
+    with pytest.raises(RaveError, match="chunk 0 does not decode: attribute column 11 has codes out of range"):
+        decode(bytes(bad))
+    # the codebook's own codes out of range for their bit depth (CRC-consistent): RaveError naming it
+    shN_bits_at = 8 + 4 + 4 + 8 + 4 + 1 + 1 + 5  # offset of the shN bit depths in the fixed header
+    bad = bytearray(data)
+    bad[shN_bits_at] = 2  # band-1 codebook entries now have to fit 2 bits
+    with pytest.raises(RaveError, match="header"):
+        decode(bytes(_refix_crcs(bad)))
