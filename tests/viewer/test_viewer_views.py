@@ -154,3 +154,31 @@ def test_panel_psnr_box_compare_note_and_delivered_fps(app):
         assert np.allclose(client.camera.position, c2w[:3, 3])  # test view 0
     finally:
         cs.close()
+
+
+def test_pacing_keeps_moving_frames_readable_and_renders_a_rate_change_sharp_at_once():
+    from types import SimpleNamespace
+
+    from nerfview import RenderTabState
+
+    from rave_viewer.viewer.pacing import MIN_MOVING_SIDE, PacedRenderer
+
+    rts = RenderTabState()
+    rts.viewer_res = 1280
+    view = SimpleNamespace(render_tab_state=rts, state="rendering")
+    r = PacedRenderer(view, client=None)
+    r._px_per_s = 50_000.0  # a slow machine: 30 FPS would mean 40x40 px thumbnails
+    W, H = r.moving_size(16 / 9)
+    assert W == MIN_MOVING_SIDE and H == int(MIN_MOVING_SIDE / (16 / 9))
+    r._px_per_s = 1e9  # a fast one: up to the canvas, never beyond
+    assert max(r.moving_size(16 / 9)) == 1280
+    rts.viewer_res = 300  # a small canvas: moving frames are the canvas
+    r._px_per_s = 1.0
+    assert max(r.moving_size(0.5)) == 300
+    assert r.transitions["high"]["rerender"] == "high"  # a slider step on a still camera: sharp frame at once
+    assert r.transitions["low_move"]["static"] == "high"  # the camera rests: sharp, no second low frame
+    r._state = "high"
+    r.submit(SimpleNamespace(action="rerender", camera_state=None))
+    assert not r._may_interrupt_render  # a rate change lets the frame in flight finish
+    r.submit(SimpleNamespace(action="move", camera_state=None))
+    assert r._may_interrupt_render  # a camera move interrupts it
