@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("checkpoint", help="a .ckpt written by `rave build`")
     p.add_argument("-o", "--output", required=True, metavar="SITE", help="output folder (created if missing)")
-    p.add_argument("--name", metavar="STEM", help="file name of the stream and manifest (default: the checkpoint's)")
+    p.add_argument("--name", metavar="STEM", help="file name of the stream and manifest; without it, the checkpoint's")
     p.add_argument("--codec", default="zstd", choices=sorted(CODECS),
                    help="entropy coder of the published stream (default zstd: the browser player decodes zstd only)")
     p.add_argument("--force", action="store_true", help="replace existing files of the same names in SITE")
