@@ -206,3 +206,23 @@ def test_rave_view_of_a_published_url_in_chromium(site):
         finally:
             app.stop()
             src.close()
+
+
+def test_remote_source_reads_levels_and_rd_from_the_manifest(site):
+    from rave_viewer.viewer.remote import open_remote
+
+    doc = json.loads((site / "demo_objects.manifest.json").read_text())
+    with RangeServer(site) as s:
+        src = open_remote(s.url("demo_objects.rave"), backoff=(0.01,))  # no target: the manifest's start point
+        try:
+            counts = doc["chunks"]["count"]
+            start = max(c for c in counts if c <= doc["start"]["count"])
+            assert src.default_k() == start and src.modes == ("rate", "count", "psnr") and src.n_levels == 8
+            assert src.level_of(counts[0]) == max(x["level"] for x in doc["levels"] if x["count"] <= counts[0])
+            x, y = src.rd_points()
+            assert list(x) == doc["rd"]["bytes"] and abs(src.psnr_at(counts[-1]) - doc["rd"]["psnr"][-1]) < 1e-9
+            k = src.select("psnr", doc["rd"]["psnr"][5] - 0.01)  # a PSNR target: becomes the loader's
+            assert k == counts[5] or doc["rd"]["psnr"][counts.index(k)] >= doc["rd"]["psnr"][5] - 0.01
+            assert src.loader.wait(timeout=30) and src.loader.progress().chunks == counts.index(k) + 1
+        finally:
+            src.close()
