@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import RaveError
-from .fingerprint import changes, file_sha256, fingerprint
+from .fingerprint import HashCache, changes, file_sha256, fingerprint
 from .jobs import JobSpec
 
 #: ``format`` of the sidecar files.
@@ -51,17 +51,22 @@ def read_sidecar(out: str | os.PathLike) -> dict | None:
     return doc
 
 
-def up_to_date(out: str | os.PathLike, fp: dict) -> tuple[dict | None, str]:
-    """(the sidecar, "") when ``out`` is complete and was built from inputs hashing to ``fp``; else (None, why)."""
-    side = read_sidecar(out)
+def up_to_date(out: str | os.PathLike, fp: dict, side: dict | None = None) -> tuple[dict | None, str]:
+    """(the sidecar, "") when ``out`` is complete and was built from inputs hashing to ``fp``; else (None, why).
+
+    ``side``: the sidecar already read (else it is read here). The checkpoint counts as the one the sidecar
+    describes when its size and mtime_ns are those recorded after writing it, else when its SHA-256 matches.
+    """
+    side = side if side is not None else read_sidecar(out)
     if side is None:
         return None, "not built yet" if not Path(out).exists() else "no record of how the checkpoint was built"
     try:
-        size = os.stat(out).st_size
+        st = os.stat(out)
     except OSError:
         return None, "the checkpoint is missing"
     ck = side["ckpt"]
-    if size != ck.get("bytes") or file_sha256(out) != ck.get("sha256"):
+    same_stat = st.st_mtime_ns == ck.get("mtime_ns")
+    if st.st_size != ck.get("bytes") or (not same_stat and file_sha256(out) != ck.get("sha256")):
         return None, "the checkpoint is incomplete or was replaced"
     what = changes(side["inputs"], fp)
     if what:
@@ -106,7 +111,7 @@ def _config(spec: JobSpec):
     return cfg.replace(**spec.overrides) if spec.overrides else cfg
 
 
-def _build(spec: JobSpec, cfg, fp: dict) -> tuple[dict, list[str], float]:
+def _build(spec: JobSpec, cfg, fp: dict, files: dict) -> tuple[dict, list[str], float]:
     """Build and write the checkpoint, then its sidecar; (summary, warning lines, seconds)."""
     import torch
 
@@ -127,11 +132,13 @@ def _build(spec: JobSpec, cfg, fp: dict) -> tuple[dict, list[str], float]:
     seconds = round(time.perf_counter() - t0, 3)
     notes = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
     summ = summary(ckpt)
+    st = os.stat(spec.out)
     side = {"format": SIDECAR_FORMAT, "name": spec.name, "inputs": fp,
-            "ckpt": {"bytes": os.stat(spec.out).st_size, "sha256": file_sha256(spec.out)},
+            "ckpt": {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(spec.out)},
             "summary": summ, "notes": notes, "seconds": seconds, "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": socket.gethostname(),
-            "sources": {"ply": spec.ply, "data": spec.data, "cameras": spec.cameras, "config": spec.config}}
+            "sources": {"ply": spec.ply, "data": spec.data, "cameras": spec.cameras, "config": spec.config},
+            "files": files}
     atomic_write_text(sidecar_path(spec.out), json.dumps(side, indent=1, allow_nan=False) + "\n")
     return summ, notes, seconds
 
@@ -155,13 +162,15 @@ def run_job(spec: JobSpec) -> dict:
             raise RaveError("no such model file" if not ply.exists() else "is not a file", ply)
         cfg = _config(spec)
         check_output(spec.out, spec.ply, ply.with_suffix(".json"), spec.data, spec.cameras, spec.config)
-        cfg_dict = cfg.to_dict()
-        fp = fingerprint(spec.ply, cfg_dict, data=spec.data, cameras=spec.cameras, exclude=spec.exclude)
-        side, why = (None, "--rebuild") if spec.rebuild else up_to_date(spec.out, fp)
+        old = read_sidecar(spec.out)
+        cache = HashCache(old.get("files") if old else None)
+        fp = fingerprint(spec.ply, cfg.to_dict(), data=spec.data, cameras=spec.cameras, exclude=spec.exclude,
+                         cache=cache)
+        side, why = (None, "--rebuild") if spec.rebuild else up_to_date(spec.out, fp, old)
         if side is not None:
             return _result(spec, UP_TO_DATE, summary=side["summary"], notes=list(side.get("notes") or []),
                            seconds=float(side.get("seconds") or 0.0))
-        summ, notes, seconds = _build(spec, cfg, fp)
+        summ, notes, seconds = _build(spec, cfg, fp, cache.seen)
         return _result(spec, BUILT, summary=summ, notes=notes, seconds=seconds, reason=why)
     except RaveError as e:  # bad input: the same next time
         return _result(spec, FAILED, error=one_line(e))

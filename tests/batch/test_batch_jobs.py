@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,23 @@ def test_unreachable_ray_address_is_one_line_at_once(tmp_path, capsys, address, 
                  address.format(port=port)])
     err = capsys.readouterr().err
     assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_hash_cache_rereads_only_files_whose_size_or_mtime_changed(tmp_path):
+    from rave_viewer.batch.fingerprint import HashCache
+
+    ply = touch(tmp_path / "scene.ply", "model")
+    data = tmp_path / "data"
+    for i in range(5):
+        touch(data / "images" / f"{i}.png", f"pixels {i}")
+    first = HashCache()
+    a = fingerprint(ply, {}, data=data, cache=first)
+    assert first.read == 6 and a == fingerprint(ply, {}, data=data)  # the same digests as without a cache
+    again = HashCache(first.seen)
+    assert fingerprint(ply, {}, data=data, cache=again) == a and again.read == 0
+    img = data / "images" / "3.png"
+    img.write_text("PIXELS 3")  # same size, new mtime: read again, and the change is seen
+    st = os.stat(img)
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    third = HashCache(again.seen)
+    assert changes(a, fingerprint(ply, {}, data=data, cache=third)) == ["the dataset"] and third.read == 1
