@@ -111,6 +111,7 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
     ends, counts = doc["chunks"]["end"], doc["chunks"]["count"]
     data = (site / "demo_objects.rave").read_bytes()
     rate = ends[3] + 100  # a cap: four chunks fit
+    vq = _vq_stream(site / "vq.rave")  # a v2 stream whose SH rest is codebook indices, for the decoder alone
     with RangeServer(site) as s, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), headless=True,
                                      args=CHROMIUM_ARGS + ["--enable-unsafe-swiftshader", "--use-angle=swiftshader"])
@@ -128,6 +129,7 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
             time.sleep(1.0)  # a few frames with the final splats
             st = page.evaluate("window.rave")
             png = page.screenshot()
+            vq_sums = page.evaluate(_DECODE_JS, "vq.rave")
             # the same player against a host that ignores Range, and one that corrupts a chunk once
             odd = []
             for faults in ({"ignore_range": True}, {"corrupt_offset": ends[0] + 100, "corrupt_path": "/demo_objects.rave"}):
@@ -162,13 +164,44 @@ def test_published_player_renders_the_chosen_rate_in_chromium(site):
     img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)[: 300 - 80]  # above the panel
     assert (img.sum(-1) > 40).mean() > 0.2  # splats cover the view (the background is black)
     # the JavaScript decoder agrees with the Python one on the same prefix
-    dec = _decoded((site / "demo_objects.rave").read_bytes()[: ends[3]]).gaussians
-    py = {"means": float(dec.means.double().sum()), "scales": float(dec.scales.double().exp().sum()),
-          "opacity": float(torch.sigmoid(dec.opacities.double()).sum()),
-          "rgb": float((0.5 + SH_C0 * dec.sh0.double()).clamp(0, 1).sum()),
-          "quats": float(dec.quats.double().abs().sum())}  # fmt: skip
+    py = _sums(_decoded(data[: ends[3]]).gaussians)
     for k, v in py.items():
         assert math.isclose(st["sums"][k], v, rel_tol=1e-4, abs_tol=1e-2), (k, st["sums"][k], v)
+    for k, v in _sums(_decoded(vq).gaussians).items():
+        assert math.isclose(vq_sums[k], v, rel_tol=1e-4, abs_tol=1e-2), ("vq", k, vq_sums[k], v)
+
+
+_DECODE_JS = """async (name) => {
+  const data = new Uint8Array(await (await fetch(name)).arrayBuffer());
+  const h = window.raveDecoder.parseHeader(data);
+  const s = { means: 0, scales: 0, opacity: 0, rgb: 0, quats: 0 }, sum = (a) => a.reduce((x, y) => x + y, 0);
+  for (const c of h.chunks) {
+    const d = window.raveDecoder.decodeChunk(h, data.subarray(c.offset, c.end), c.count);
+    s.means += sum(d.means); s.scales += sum(d.scales); s.opacity += sum(d.opacity); s.rgb += sum(d.rgb);
+    s.quats += sum(d.quats.map(Math.abs));
+  }
+  return s;
+}"""
+
+
+def _sums(dec) -> dict:
+    """What the player renders, summed: positions, linear scales, alpha, SH-DC colour, |quaternion|."""
+    return {"means": float(dec.means.double().sum()), "scales": float(dec.scales.double().exp().sum()),
+            "opacity": float(torch.sigmoid(dec.opacities.double()).sum()),
+            "rgb": float((0.5 + SH_C0 * dec.sh0.double()).clamp(0, 1).sum()),
+            "quats": float(dec.quats.double().abs().sum())}  # fmt: skip
+
+
+def _vq_stream(path) -> bytes:
+    from rave_viewer.codec import ProgressiveEncoder, QuantConfig
+    from rave_viewer.scene.gaussians import Gaussians
+
+    enc = ProgressiveEncoder(Gaussians.random(3000, 2, seed=1), QuantConfig(sh_vq=64), codec="zstd", chunk_size=1024,
+                             progress=False)  # fmt: skip
+    data = enc.encode()
+    assert read_info(data).format_version == 2
+    path.write_bytes(data)
+    return data
 
 
 def test_rave_view_of_a_published_url_in_chromium(site):

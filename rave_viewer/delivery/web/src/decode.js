@@ -55,15 +55,14 @@ export function parseHeader(bytes) {
   const bounds = [0, 1, 2, 3, 4, 5].map((i) => dv.getFloat32(36 + 4 * i, true));
   const r = [0, 1, 2, 3, 4, 5].map((i) => dv.getFloat64(60 + 8 * i, true));
   const ranges = { scaleMin: r[0], scaleMax: r[1], sh0: r[2], shN: [r[3], r[4], r[5]] };
-  let indexStart = HEADER_SIZE;
+  let indexStart = HEADER_SIZE, codebook = 0;
   if (version === 2) {
     // v2: codebook section (K entries, blob length, CRC of header + both; blob, CRC of the blob), then the index
     if (bytes.length < HEADER_SIZE + 12) throw new Error("truncated v2 header");
     const k = dv.getUint32(HEADER_SIZE, true), blob = dv.getUint32(HEADER_SIZE + 4, true);
     if (crc32(bytes.subarray(0, HEADER_SIZE + 8)) !== dv.getUint32(HEADER_SIZE + 8, true))
       throw new Error("corrupt codebook header (CRC mismatch)");
-    if (k !== 0 || (dv.getUint16(34, true) & 1))
-      throw new Error("this stream codes SH with a codebook (vector quantization), which this player does not decode; publish without it");
+    codebook = k; // the SH rest is then one index per Gaussian (the player renders SH degree 0: skipped)
     indexStart = HEADER_SIZE + 12 + blob + 4;
   }
   const indexEnd = indexStart + 12 * nChunks + 4;
@@ -78,12 +77,16 @@ export function parseHeader(bytes) {
     chunks.push({ offset: off, length, crc, count, end: off + length });
     off += length;
   }
-  return { version, n, chunkSize, shDegree, codec, bits, bounds, ranges, chunks, indexEnd, size: off };
+  return { version, n, chunkSize, shDegree, codec, bits, bounds, ranges, chunks, indexEnd, size: off, codebook };
 }
 
 function columnBits(h) {
   const cols = [2, h.bits.rot, h.bits.rot, h.bits.rot, h.bits.scale, h.bits.scale, h.bits.scale, h.bits.opacity,
     h.bits.sh0, h.bits.sh0, h.bits.sh0];
+  if (h.codebook > 0 && h.shDegree > 0) {
+    cols.push(h.codebook <= 256 ? 8 : 16); // v2 vector-quantized SH rest: one codebook index
+    return cols;
+  }
   for (let band = 1; band <= h.shDegree; band++)
     for (let j = 0; j < 3 * (2 * band + 1); j++) cols.push(h.bits.shN[band - 1]);
   return cols;

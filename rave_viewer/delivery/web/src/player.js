@@ -9,6 +9,7 @@ import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { SparkRenderer, SplatMesh, PackedSplats } from "@sparkjsdev/spark";
 import { parseHeader, headerExtent, crc32, decodeChunk } from "./decode.js";
 
+window.raveDecoder = { parseHeader, decodeChunk, crc32 }; // the chunk decoder, for tests and other pages
 const cfg = JSON.parse(document.getElementById("rave-config").textContent);
 const params = new URLSearchParams(location.search);
 const ui = {
