@@ -109,3 +109,21 @@ def test_viewer_app_renders_the_growing_prefix(stream_dir, serve):
     finally:
         app.stop()
         src.close()
+
+
+def test_auto_mode_tabs_follow_what_arrives_until_the_user_picks(stream_dir, serve):
+    _, data, info = stream_dir
+    counts = _counts(info)
+    s = serve(rate=len(data) / 1.0)  # the whole stream in ~1 s: a 30 s budget takes all of it
+    src = open_remote(s.url("scene.rave"), Target("auto", 30.0), use_manifest=False, **FAST)
+    try:
+        session = Session(src)  # a tab without a start target: the loader's plan
+        assert session.selection().k in counts
+        assert _until(lambda: src.n_loaded == info.n_gaussians)
+        src.follow_auto(session)  # what the app's listener does after each growth
+        assert session.selection().k == info.n_gaussians and src._auto  # still auto: not the user's choice
+        session.set_target(float(_ends(info)[1]))  # the user moves the (rate) slider: auto mode ends there
+        assert session.selection().k == counts[1]
+        assert not src._auto and src.loader.target == Target("count", counts[1])
+    finally:
+        src.close()
