@@ -351,13 +351,24 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--only", nargs="*", help="only scenes whose label contains one of these words")
     p.add_argument("--write", action="store_true", help="write benchmarks/CODEC.md and benchmarks/codec_rd.png")
+    p.add_argument("--save", metavar="JSON", help="also store the measured rows (to --merge runs made in parallel)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="report rows stored by --save instead of measuring")
     args = p.parse_args(argv)
     args.load = os.getloadavg()[0]
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    scenes = make_scenes() + [(Path(x).name, Path(x)) for x in args.plys]
-    if args.only:
-        scenes = [s for s in scenes if any(w in s[0] for w in args.only)]
-    results = [bench_scene(label, ply, args) for label, ply in scenes]
+    if args.merge:
+        import json
+
+        results = [r for f in args.merge for r in json.loads(Path(f).read_text())]
+    else:
+        scenes = make_scenes() + [(Path(x).name, Path(x)) for x in args.plys]
+        if args.only:
+            scenes = [s for s in scenes if any(w in s[0] for w in args.only)]
+        results = [bench_scene(label, ply, args) for label, ply in scenes]
+    if args.save:
+        import json
+
+        Path(args.save).write_text(json.dumps(results, default=str))
     text = report(results, args, " ".join(argv if argv is not None else sys.argv[1:]))
     print(text)
     if args.write:

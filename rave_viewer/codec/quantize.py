@@ -36,7 +36,14 @@ ranges FITTED to the scene (``shN_range=None``: per band, the 99.9th percentile 
 never depends on the prefix). A trained scene's SH rest is small (|x| < ~0.2): a fixed +-1 grid at these bit
 depths rounds most of it to 0 (-1.9 dB on the demo scene). Measured on trained_scenes/demo_objects.ply (SH
 degree 2, 164 B/Gaussian as PLY), renders of its 12 test views vs ground truth: 13.2 B/Gaussian (1/12.4 of the
-PLY) for -0.17 dB PSNR; benchmarks/CODEC.md has the full table.
+PLY) for -0.17 dB PSNR (format version 1 figures).
+
+Format version 2 adds, per config: ``fit_ranges`` (the log-scale range from its 0.1 % quantile to its largest
+value and the SH DC range at the 99.99 % quantile of |DC|, fitted once like the SH ranges) and ``sh_vq`` (the SH
+rest of a Gaussian as one index into a per-scene k-means codebook, vq.py; the codebook is part of the fitted
+config, so checkpoints, fake_quantize and the stream share it). The ``rave encode --quality`` presets
+(presets.py) use both; ``QuantConfig()`` itself keeps the version-1 defaults above. benchmarks/CODEC.md has the
+comparison with SPZ and SOG.
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ from rave_viewer.scene.cameras import Cameras, intrinsics, look_at
 from rave_viewer.scene.gaussians import Gaussians
 
 
-def make_ckpt(n=500, chunk=64) -> RaveCheckpoint:
+def make_ckpt(n=500, chunk=64, q=None) -> RaveCheckpoint:
     from rave_viewer.codec import ProgressiveEncoder, QuantConfig, scene_bounds
 
     g = Gaussians.random(n, sh_degree=2, seed=1)
-    q = QuantConfig()
+    q = QuantConfig() if q is None else q.fit(g, scene_bounds(g))
     bounds = scene_bounds(g)
     enc = ProgressiveEncoder(g, q, chunk_size=chunk, bounds=bounds, progress=False)
     sizes = [n // 10, n * 24 // 100, n // 2, n]
@@ -475,3 +475,24 @@ def test_rave_info_process_never_prints_a_traceback(full_meta_ckpt, saved, tmp_p
         r = subprocess.run([sys.executable, "-m", "rave_viewer", "info", str(p)], capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == rc and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_v2_checkpoint_with_a_codebook_keeps_exact_rates(tmp_path):
+    """A checkpoint whose quantization has an SH codebook (format v2 presets): the codebook is saved with it,
+    the reloaded encoder reproduces the stored chunk table byte for byte, and its streams are version 2."""
+    from rave_viewer.codec import decode, preset
+
+    ck = make_ckpt(q=preset("medium"))
+    assert ck.quant.sh_codebook is not None
+    path = tmp_path / "vq.ckpt"
+    save_checkpoint(ck, path)
+    back = load_checkpoint(path)
+    assert back.quant == ck.quant and back.chunk_rates == ck.chunk_rates
+    enc = back.encoder()
+    assert chunk_rate_table(enc, len(back), back.chunk_size) == ck.chunk_rates
+    for k in (1, 64, 200, 500):
+        data = enc.encode(k)
+        assert len(data) == back.prefix_bytes(k)
+        res = decode(data)
+        assert res.info.format_version == 2 and res.info.cfg == ck.quant
+        assert res.gaussians.equal(back.decoded_gaussians().subset(enc.stream_order(k)))
