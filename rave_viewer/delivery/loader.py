@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -64,10 +64,6 @@ class Progress:
     elapsed: float  # seconds since open()
     message: str | None  # the last problem, one line (None when all is well)
     ranged: bool | None  # whether the server honours Range (None before the first answer)
-
-    @property
-    def target_bytes(self) -> int:
-        return self.complete_bytes if self.target_chunks <= self.chunks else -1
 
 
 def header_extent(prefix: bytes) -> int | None:
@@ -538,4 +534,4 @@ def load(url: str, target: Target | None = None, *, wait_s: float = 60.0, **kw) 
         loader.close()
 
 
-__all__ = ["PROBE", "Progress", "StreamLoader", "header_extent", "load", "manifest_url", "replace"]
+__all__ = ["PROBE", "Progress", "StreamLoader", "header_extent", "load", "manifest_url"]
