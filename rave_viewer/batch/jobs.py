@@ -59,6 +59,12 @@ class JobSpec:
     def with_(self, **changes) -> "JobSpec":
         return replace(self, **changes)
 
+    def absolute(self) -> "JobSpec":
+        """The same job with absolute paths (a worker on another machine has another working folder)."""
+        ab = lambda p: None if p is None else os.path.abspath(p)  # noqa: E731
+        return replace(self, ply=ab(self.ply), out=ab(self.out) if self.out else self.out, data=ab(self.data),
+                       cameras=ab(self.cameras), config=ab(self.config))
+
 
 def _check_name(name: str, where) -> str:
     if not NAME_RE.fullmatch(name) or name.lower() in RESERVED:

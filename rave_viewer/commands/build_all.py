@@ -144,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         threads = max(1, int(args.cpus_per_job)) if args.ray else None
         specs = [j.with_(config=j.config or args.config, overrides=overrides, threads=threads,
                          allow_outside_paths=args.allow_outside_paths, rebuild=args.rebuild) for j in jobs]
+        if args.ray:
+            specs = [s.absolute() for s in specs]
         if not args.quiet:
             print(f"build-all: {len(specs)} scenes -> {out} ({runner.description})", file=sys.stderr)
         results = run_jobs(specs, runner, retries=args.retries, progress=not args.quiet)
