@@ -46,7 +46,7 @@ def run_jobs(specs: Sequence[JobSpec], runner: Runner, *, fn: Callable[[JobSpec]
     try:
         for spec in specs:
             if spec.problem:
-                results[spec.name] = {**fn(spec), "attempts": 0}
+                results[spec.name] = {**run_job(spec), "attempts": 0}  # failed, without running
                 write(f"error: {spec.name}: {results[spec.name]['error']}")
                 bar.update(1)
             else:
