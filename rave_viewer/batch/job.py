@@ -160,12 +160,18 @@ def run_job(spec: JobSpec) -> dict:
         ply = Path(spec.ply)
         if not ply.is_file():
             raise RaveError("no such model file" if not ply.exists() else "is not a file", ply)
+        for path, what in ((spec.data, "dataset folder"), (spec.cameras, "cameras file")):
+            if path is not None and not os.path.exists(path):
+                raise RaveError(f"no such {what}", path)
         cfg = _config(spec)
         check_output(spec.out, spec.ply, ply.with_suffix(".json"), spec.data, spec.cameras, spec.config)
         old = read_sidecar(spec.out)
         cache = HashCache(old.get("files") if old else None)
-        fp = fingerprint(spec.ply, cfg.to_dict(), data=spec.data, cameras=spec.cameras, exclude=spec.exclude,
-                         cache=cache)
+        try:
+            fp = fingerprint(spec.ply, cfg.to_dict(), data=spec.data, cameras=spec.cameras,
+                             exclude=spec.exclude, cache=cache)
+        except OSError as e:
+            raise RaveError(f"cannot read an input: {e.strerror or e}", e.filename or spec.ply) from None
         side, why = (None, "--rebuild") if spec.rebuild else up_to_date(spec.out, fp, old)
         if side is not None:
             return _result(spec, UP_TO_DATE, summary=side["summary"], notes=list(side.get("notes") or []),

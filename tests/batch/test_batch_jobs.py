@@ -167,3 +167,16 @@ def test_hash_cache_rereads_only_files_whose_size_or_mtime_changed(tmp_path):
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     third = HashCache(again.seen)
     assert changes(a, fingerprint(ply, {}, data=data, cache=third)) == ["the dataset"] and third.read == 1
+
+
+def test_missing_inputs_of_a_manifest_row_fail_without_retry(tmp_path):
+    from rave_viewer.batch import run_job
+
+    touch(tmp_path / "a.ply", "ply")
+    man = touch(tmp_path / "scenes.csv", "name,ply,data,cameras\na,a.ply,nodata,\nb,a.ply,,nocams.json\n"
+                                         "c,missing.ply,,\n")
+    res = {j.name: run_job(j) for j in discover(man, tmp_path / "out")}
+    assert res["a"]["error"] == f"{tmp_path / 'nodata'}: no such dataset folder"
+    assert res["b"]["error"] == f"{tmp_path / 'nocams.json'}: no such cameras file"
+    assert res["c"]["error"] == f"{tmp_path / 'missing.ply'}: no such model file"
+    assert all(r["status"] == "failed" and not r["retry"] and r["traceback"] is None for r in res.values())
