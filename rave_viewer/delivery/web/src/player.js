@@ -298,12 +298,19 @@ async function pump() {
 }
 function kick() { pump().catch((e) => { state.error = String(e.message || e); state.state = "failed"; }); }
 
+// render on demand: after a camera move, a resize or new splats, for a few frames (Spark sorts in a worker)
+let redraw = 60, ticks = 0;
+const wake = () => { redraw = 60; };
+controls.addEventListener("change", wake);
+window.addEventListener("resize", wake);
 resize();
 renderer.setAnimationLoop(() => {
-  if (header) showPrefix();
+  if (header && decoded.length !== shownChunks) { showPrefix(); if (decoded.length === shownChunks) wake(); }
+  if (++ticks % 10 === 0 && header) writeStatus();
+  if (redraw <= 0) return;
+  redraw--;
   controls.update();
   renderer.render(scene, camera);
   state.frames++;
-  if (state.frames % 10 === 0 && header) writeStatus();
 });
 open().then(kick).catch((e) => { state.error = String(e.message || e); state.state = "failed"; ui.status.textContent = state.error; });
