@@ -117,6 +117,9 @@ def fetch_range(
                 resp = conn.getresponse()
             except socket.timeout:
                 raise FetchError("timeout", f"no answer within {timeout:g} s", retryable=True) from None
+            except ssl.SSLCertVerificationError as e:  # retrying cannot help
+                raise FetchError("connection", f"TLS certificate not accepted: {e.verify_message or e}",
+                                 retryable=False) from None  # fmt: skip
             except (ConnectionError, OSError, http.client.HTTPException) as e:
                 raise FetchError("connection", f"cannot connect: {_why(e)}", retryable=True) from None
             status = resp.status
