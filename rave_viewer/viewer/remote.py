@@ -304,10 +304,25 @@ def attach(app, source: RemoteSource) -> None:
                 panel = getattr(cs, "panel", None)
                 if panel is not None:
                     panel.refresh()
+                _rebuild_browser_splats(cs)
                 cs.request_render()
 
     source.listeners.append(on_grow)
     source._dirty.set()
+
+
+def _rebuild_browser_splats(cs) -> None:
+    """A tab rendering in the browser holds splat arrays of the old prefix: drop them on its splat worker and
+    push the grown prefix (the app's own browser job; nothing happens for server rendering)."""
+    worker = getattr(cs, "splat_worker", None)
+    if getattr(cs, "splats", None) is None or worker is None:
+        return
+
+    def job():
+        cs._remove_splats()
+        cs._browser_job()
+
+    worker.submit(job)
 
 
 def is_remote(text) -> bool:
