@@ -97,7 +97,8 @@ def choose(n: int, *, available_views: int, photo_side: int | None, trained_side
     else:
         cap = view_cap(n)
         v = available_views if cap is None else min(cap, available_views)
-        why["views"] = (f"{v} of {available_views}, by scene size" if v < available_views else "")
+        why["views"] = ("" if cap is None or v < cap else
+                        f"{v} of {available_views}, by scene size" if v < available_views else "by scene size")
     if max_side is not None:
         side, why["side"] = max_side, "as asked"
     else:
