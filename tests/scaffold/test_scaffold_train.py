@@ -99,6 +99,12 @@ def test_cli_trains_a_scaffold_file(scaffold_data, tmp_path, capsys, single_thre
     assert main(["train", str(scaffold_data), "--model", "scaffold", "-o", str(tmp_path / "x.ply")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "must be a .scaffold file" in err
+    # outputs that would replace an input are refused before any work (the run JSON beside -o too)
+    assert main(["train", str(scaffold_data), "--model", "scaffold", "-o",
+                 str(scaffold_data / "transforms_train.scaffold")]) == 2
+    err = capsys.readouterr().err
+    assert "run record" in err and err.count("\n") == 1
+    assert (scaffold_data / "transforms_train.json").stat().st_size > 0
     assert main(["train", "--model", "scaffold", "--help-config"]) == 0
     assert "n_offsets: 10" in capsys.readouterr().out
 
