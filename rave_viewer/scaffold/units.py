@@ -10,9 +10,13 @@ only, by default the feature (``("anchor_feat",)``); ``None`` counts every param
 offsets, scaling, position). With :func:`rave_viewer.rave.importance.importance`'s default ``norm_of_sum``
 this is the norm of the gradient summed over the training views, as the authors compute it.
 
-``transform`` (e.g. the codec's quantize-aware training) receives and returns the selected anchors'
-parameter dict, before decoding, where the authors fake-quantize features (8-bit) and positions, offsets and
-scalings (fp16).
+``transform`` (quantization-aware training) receives and returns the selected anchors' parameter dict,
+before decoding: :func:`rave_viewer.scaffold.qat.fake_quantize_anchors` does what the authors do (8-bit
+features, fp16 positions/offsets/scalings, straight-through).
+
+Not covered by the protocol: the shared MLPs cannot be fine-tuned by ``rave.finetune`` (``params()`` holds
+per-unit tensors only), and the self-distillation score (``full_model_score="blend"``) needs per-unit SH
+colours, which anchors do not have (importance() raises ValueError for it).
 """
 
 from __future__ import annotations
