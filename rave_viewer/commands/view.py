@@ -12,8 +12,11 @@ from ..errors import RaveError
 HELP = (
     "Interactive viewer with a live bitrate slider: open a RAVE checkpoint (.ckpt), a progressive stream "
     "(.rave) or a plain 3DGS model (.ply) and browse it at any rate. With no file it opens the demo scene in "
-    "trained_scenes/."
+    "trained_scenes/ (demo_garden.ckpt)."
 )
+#: What ``rave-view`` opens with no argument when trained_scenes/ has it (else the first .ckpt, then .ply there):
+#: the richest bundled scene (640x360 training views, ~140k Gaussians).
+DEFAULT_DEMO = "demo_garden.ckpt"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -122,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
               "through viser's share service", file=sys.stderr)
     if args.scene is None:
         path, note = find_demo_scene()
+        if (path.parent / DEFAULT_DEMO).is_file():
+            path, note = path.parent / DEFAULT_DEMO, ""
         print(f"no file given: opening the demo scene {path}" + (f" ({note})" if note else ""))
     else:
         path = args.scene

@@ -73,8 +73,11 @@ def wait_for_full_frame(app, timeout: float = 120.0) -> None:
 
 
 def capture(scene: str | os.PathLike, out: str | os.PathLike, *, rate_fraction: float = 0.35,
-            size: tuple[int, int] = (1280, 720)) -> Path:  # fmt: skip
-    """Open ``scene`` in the viewer, set the slider to ``rate_fraction`` of its range, save a page screenshot."""
+            size: tuple[int, int] = (1280, 720), view: int | None = None) -> Path:  # fmt: skip
+    """Open ``scene`` in the viewer, set the slider to ``rate_fraction`` of its range, save a page screenshot.
+
+    ``view``: snap the camera to this test view first (None: the viewer's opening camera, test view 0).
+    """
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -98,6 +101,12 @@ def capture(scene: str | os.PathLike, out: str | os.PathLike, *, rate_fraction: 
                     time.sleep(0.05)
                 page.add_style_tag(content=".mantine-Notifications-root { display: none !important; }")
                 cs = next(iter(app.clients.values()))
+                cams = app.source.test_cameras
+                if view is not None:
+                    if cams is None or not 0 <= view < len(cams):
+                        n = 0 if cams is None else len(cams)
+                        raise RaveError(f"--view {view} is out of range: the file has {n} test views", scene)
+                    cs.snap_to_view(view)
                 if cs.panel.slider is not None:
                     spec = cs.session.spec()
                     cs.panel.slider.value = spec.to_ui(spec.from_ui(spec.lo + rate_fraction * (spec.hi - spec.lo)))
@@ -123,8 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="page size (default 1280x720)")
     ap.add_argument("--rate-fraction", type=_fraction, default=0.35, metavar="F",
                     help="slider position in [0, 1] of the rate range (default 0.35)")
+    ap.add_argument("--view", type=int, metavar="N", help="snap the camera to test view N (default: the opening view)")
     args = ap.parse_args(argv)
-    return guarded(lambda: print(f"wrote {capture(args.scene or find_demo_scene()[0], args.out, rate_fraction=args.rate_fraction, size=args.size)}"))
+
+    def run() -> None:
+        out = capture(args.scene or find_demo_scene()[0], args.out, rate_fraction=args.rate_fraction, size=args.size,
+                      view=args.view)
+        print(f"wrote {out}")
+
+    return guarded(run)
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -436,3 +436,23 @@ def test_demo_garden_recipe_is_valid():
 
     r = load_recipe(Path(__file__).parents[2] / "assets" / "demo_garden.yaml")
     assert r.scene["preset"] == "garden" and max(r.scene["width"], r.scene["height"]) >= 512
+
+
+def test_bundled_garden_demo_is_the_default_and_fits():
+    """trained_scenes/demo_garden: >= 512 px training views, >= 100k Gaussians, opened by rave-view with no
+    argument, and the whole folder under 60 MB."""
+    from rave_viewer.commands.view import DEFAULT_DEMO
+    from rave_viewer.viewer.sources import find_demo_scene
+
+    folder = Path(__file__).parents[2] / "trained_scenes"
+    record = json.loads((folder / "demo_garden.json").read_text())
+    assert record["scene"]["preset"] == "garden" and not record["interrupted"]
+    assert max(record["scene"]["width"], record["scene"]["height"]) >= 512
+    with open(folder / "demo_garden.ply", "rb") as f:
+        header = f.read(400).decode("ascii", "replace")
+    n = int(header.split("element vertex ")[1].split()[0])
+    assert n >= 100_000 and n == record["num_gaussians"]
+    assert record["metrics"]["test_psnr"] > 25.0
+    path, _ = find_demo_scene(folder.parent)
+    assert DEFAULT_DEMO == "demo_garden.ckpt" and (path.parent / DEFAULT_DEMO).is_file()
+    assert sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) < 60e6
