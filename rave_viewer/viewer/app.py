@@ -232,7 +232,15 @@ class ClientState:
         self._last_camera = safe_camera_state(self.client.camera, self._last_camera)
         return self._last_camera
 
+    def _apply_resolution(self, camera) -> None:
+        """Sharp frames at the canvas size (capped) x the panel's resolution share."""
+        size = capped_size(camera.image_width, camera.image_height)
+        if size is not None:
+            scale = getattr(getattr(self, "panel", None), "resolution_scale", 1.0)
+            self.view.render_tab_state.viewer_res = max(int(max(size) * scale), 1)
+
     def request_render(self) -> None:
+        self._apply_resolution(self.client.camera)
         if self.session.snapshot().browser:
             self._sync_browser()
         else:
@@ -395,10 +403,7 @@ class ClientState:
     # -- camera -----------------------------------------------------------------------------------------------
     def on_camera(self, camera: viser.CameraHandle) -> None:
         self.camera_messages += 1
-        rts = self.view.render_tab_state
-        size = capped_size(camera.image_width, camera.image_height)
-        if size is not None:
-            rts.viewer_res = max(size)  # "full" = the canvas size, capped
+        self._apply_resolution(camera)
         st = self.camera_state()
         view = match_test_view(st.c2w, self.app.source.test_cameras, self.app.radius)
         if self.session.set_view(view):
@@ -466,7 +471,7 @@ class ClientState:
                                                                                    self._label("B", b)))
         if snap.show == "what the slider adds" and self.app.source.has_rate_control:
             return to_uint8(frames.render_adds(snap.k, snap.k_b, c2w, fov, W, H))
-        return to_uint8(frames.render_c2w(snap.k, c2w, fov, W, H))
+        return to_uint8(frames.render_mode(snap.k, c2w, fov, W, H, snap.render_mode))
 
     @staticmethod
     def _label(name: str, sel) -> str:

@@ -22,6 +22,7 @@ from ..scene.cameras import Cameras
 from .sources import ViewSource
 
 DIFF_GAIN = 4.0  # the difference view shows |render - ground truth| x this gain
+RENDER_MODES = ("RGB", "alpha", "depth")  # what a server frame shows: colour, accumulated opacity, or depth
 ADDED_RGB = (1.0, 0.0, 1.0)  # "what the slider adds": the Gaussians between rate A and rate B, in magenta
 
 
@@ -198,6 +199,31 @@ class FrameRenderer:
                                   backend=self.backend)  # fmt: skip
         return colors[0].clamp(0, 1).cpu()
 
+    def render_mode(self, k: int, c2w: np.ndarray, fov_y: float, width: int, height: int, mode: str) -> Tensor:
+        """[H, W, 3] in [0, 1]: "RGB", "alpha" (accumulated opacity, white = opaque) or "depth" (alpha-weighted
+        depth of the Gaussian centres, near = bright, scaled to their 2nd..98th percentile in front of the camera)."""
+        if mode == "RGB":
+            return self.render_c2w(k, c2w, fov_y, width, height)
+        if mode not in RENDER_MODES:
+            raise ValueError(f"render mode must be one of {RENDER_MODES}")
+        g = self.gaussians.prefix(int(k))
+        vm, K = viewmat_from_c2w(c2w).to(g.means), intrinsics_from_fov(fov_y, width, height)
+        if mode == "depth":
+            z = g.means @ vm[2, :3] + vm[2, 3]
+            front = z[z > 0]
+            if len(front) >= 2:
+                lo, hi = torch.quantile(front[:: max(len(front) // 100_000, 1)], torch.tensor([0.02, 0.98]).to(z))
+            else:
+                lo, hi = z.new_tensor(0.0), z.new_tensor(1.0)
+            shade = 1.0 - ((z - lo) / (hi - lo).clamp_min(1e-9)).clamp(0, 1)
+            sh0 = ((shade[:, None].expand(-1, 3) - 0.5) / 0.28209479177387814)[:, None, :]
+            g = type(g)(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh0=sh0,
+                        shN=g.shN[:, :0])  # fmt: skip
+        with torch.no_grad():
+            colors, alphas, _ = render(g, vm[None], K[None], int(width), int(height), backend=self.backend)
+        img = alphas[0].expand(-1, -1, 3) if mode == "alpha" else colors[0]
+        return img.clamp(0, 1).cpu()
+
     def render_test(self, k: int, view: int) -> Tensor:
         """[h, w, 3] render of test view ``view`` at its own intrinsics and size (cached)."""
         key = (int(k), int(view))
@@ -235,6 +261,6 @@ class FrameRenderer:
 
 
 __all__ = [
-    "ADDED_RGB", "DIFF_GAIN", "FrameRenderer", "draw_labels", "intrinsics_from_fov", "letterbox", "match_test_view", "scene_frame",
+    "ADDED_RGB", "DIFF_GAIN", "RENDER_MODES", "FrameRenderer", "draw_labels", "intrinsics_from_fov", "letterbox", "match_test_view", "scene_frame",
     "pose_of_test_view", "to_uint8", "viewmat_from_c2w",
 ]  # fmt: skip

@@ -18,6 +18,7 @@ from . import exports
 from .page_script import SHORTCUTS
 from .session import COMPARE_MODES, MB, SHOW_MODES, Session, fmt_bytes, fmt_int, markdown_table, readout_rows
 from .sources import MODE_LABELS
+from .frames import RENDER_MODES
 from .viewpoint import UP_CHOICES
 
 FREE_CAMERA = "free camera"
@@ -169,6 +170,14 @@ class Panel:
             self.jpeg = gui.add_slider("JPEG quality", min=40, max=95, step=5, initial_value=85,
                                        hint="Quality of the server's still frames (moving frames: at most 60).")
             self.jpeg.on_update(lambda _: self._guarded(self.host.request_render))
+            self.render_mode = gui.add_dropdown(
+                "Render", list(RENDER_MODES), initial_value="RGB",
+                hint="Server frames: colour, accumulated opacity (alpha), or depth (near = bright).",
+            )  # fmt: skip
+            self.render_mode.on_update(lambda _: self._guarded(self.on_render_mode))
+            self.resolution = gui.add_slider("Resolution %", min=25, max=100, step=5, initial_value=100,
+                                             hint="Sharp server frames at this share of the canvas size.")
+            self.resolution.on_update(lambda _: self._guarded(self.host.request_render))
             self.status = gui.add_markdown("")
             self.error_md = gui.add_markdown("", visible=False)
         with gui.add_folder("Export"):
@@ -387,6 +396,14 @@ class Panel:
         self.video_md.content = f"**{message}**" if error else f"_{message}_"
         if error:
             self.host.notify("Video export failed", message, error=True)
+
+    def on_render_mode(self) -> None:
+        self.session.set_render_mode(self.render_mode.value)
+        self.host.request_render()
+
+    @property
+    def resolution_scale(self) -> float:
+        return float(self.resolution.value) / 100.0
 
     @property
     def jpeg_quality(self) -> int:

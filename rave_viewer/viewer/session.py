@@ -127,6 +127,7 @@ class Snapshot:
     browser: bool
     show: str = "render"  # one of SHOW_MODES
     k_b: int = 0  # the B operating point (split screen, "what the slider adds")
+    render_mode: str = "RGB"  # RGB | alpha | depth (frames.RENDER_MODES)
 
 
 class Session:
@@ -149,6 +150,7 @@ class Session:
         self.compare = "off"
         self.browser = False
         self.show = "render"
+        self.render_mode = "RGB"
         self.k_b = source.min_count if self.mode else source.n  # B: the coarsest point until the user moves it
         self.target_b: float | None = source.value_of(self.mode, self.k_b) if self.mode else None
         self._view_psnr: dict[tuple[int, int], float] = {}
@@ -216,6 +218,12 @@ class Session:
                 self.show = show
                 self.version += 1
 
+    def set_render_mode(self, mode: str) -> None:
+        with self.lock:
+            if mode != self.render_mode:
+                self.render_mode = mode
+                self.version += 1
+
     def set_target_b(self, raw: float) -> Selection:
         """Select the B operating point for target ``raw`` in the current mode (split screen, added view)."""
         if self.mode is None:
@@ -255,7 +263,8 @@ class Session:
 
     def snapshot(self) -> Snapshot:
         with self.lock:
-            return Snapshot(self.k, self.version, self.view, self.compare, self.browser, self.show, self.k_b)
+            return Snapshot(self.k, self.version, self.view, self.compare, self.browser, self.show, self.k_b,
+                            self.render_mode)
 
     def is_current(self, version: int) -> bool:
         with self.lock:

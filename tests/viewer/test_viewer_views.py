@@ -182,3 +182,20 @@ def test_pacing_keeps_moving_frames_readable_and_renders_a_rate_change_sharp_at_
     assert not r._may_interrupt_render  # a rate change lets the frame in flight finish
     r.submit(SimpleNamespace(action="move", camera_state=None))
     assert r._may_interrupt_render  # a camera move interrupts it
+
+
+def test_render_modes_alpha_and_depth(frames, ckpt_source):
+    c2w, _, fov = pose_of_test_view(ckpt_source.test_cameras, 0)
+    a = frames.render_mode(1500, c2w, fov, W, H, "alpha")
+    d = frames.render_mode(1500, c2w, fov, W, H, "depth")
+    rgb = frames.render_mode(1500, c2w, fov, W, H, "RGB")
+    for img in (a, d):
+        assert img.shape == (H, W, 3) and torch.equal(img[..., 0], img[..., 1]) and float(img.max()) <= 1.0
+    empty = a[..., 0] < 1e-4
+    assert bool(empty.any()) and bool((rgb[empty] == 0).all()) and bool((d[empty] == 0).all())
+    assert float(a.max()) > 0.99  # the sphere is opaque in the middle
+    # depth: the sphere's centre of the image (its near side) is brighter than its rim (farther, grazing)
+    mid = d[H // 2 - 4:H // 2 + 4, W // 2 - 4:W // 2 + 4, 0].mean()
+    assert float(d[..., 0][~empty].std()) > 0.02 and float(mid) > float(d[..., 0][~empty].mean()) - 0.05
+    with pytest.raises(ValueError):
+        frames.render_mode(10, c2w, fov, W, H, "normals")
