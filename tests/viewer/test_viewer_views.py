@@ -199,3 +199,38 @@ def test_render_modes_alpha_and_depth(frames, ckpt_source):
     assert float(d[..., 0][~empty].std()) > 0.02 and float(mid) > float(d[..., 0][~empty].mean()) - 0.05
     with pytest.raises(ValueError):
         frames.render_mode(10, c2w, fov, W, H, "normals")
+
+
+def test_tabs_render_concurrently(app, monkeypatch):
+    """Each tab has its own render lock: a slow frame in one tab does not hold the other tab's frames."""
+    import threading
+
+    spans, lock = [], threading.Lock()
+
+    def slow(k, c2w, fov, W, H):
+        t0 = time.monotonic()
+        time.sleep(0.4)
+        with lock:
+            spans.append((threading.current_thread().name, t0, time.monotonic()))
+        return torch.zeros(H, W, 3)
+
+    monkeypatch.setattr(app.frames, "render_c2w", slow)
+    c2w, _, fov = pose_of_test_view(app.source.test_cameras, 0)
+    tabs = []
+    for i in range(2):
+        client = FakeClient(app.server.gui, FakeCamera(c2w, fov))
+        client.client_id = 100 + i
+        tabs.append(ClientState(app, client))
+    try:
+        for cs in tabs:
+            cs.start()
+        t = time.monotonic()
+        while len({s[0] for s in spans}) < 2 and time.monotonic() - t < 20:
+            time.sleep(0.05)
+        threads = {s[0] for s in spans}
+        assert len(threads) == 2
+        (a0, a1), (b0, b1) = [next((s[1], s[2]) for s in spans if s[0] == name) for name in sorted(threads)]
+        assert a0 < b1 and b0 < a1  # the two tabs' frames overlapped in time
+    finally:
+        for cs in tabs:
+            cs.close()
