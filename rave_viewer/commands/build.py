@@ -35,9 +35,7 @@ def side_rule() -> str:
     from ..rave import budget
 
     return (f"the resolution the model was trained at, from its run record, else the photos' or the rig's, at "
-            f"most {budget.MAX_SIDE} up to {budget.REFERENCE_GAUSSIANS:,} Gaussians and {budget.MAX_SIDE} x "
-            f"{budget.REFERENCE_GAUSSIANS:,}/N to the power 1/4 rounded to 64 above, at least 256, e.g. "
-            f"{budget.side_cap(10**6)} at 1M")
+            f"most {budget.side_cap(10**6)}")
 
 
 def default_steps_text() -> str:

@@ -3,15 +3,17 @@
 A build's time is about (scoring views x passes + fine-tuning steps) x the cost of one render, and on a CPU a
 render of a large scene costs per Gaussian (projection, SH, sorting) more than per pixel
 (benchmarks/BUILD.md: one 1M render at 512 px is 0.54 s forward + backward, at 128 px 0.32 s). So up to
-:data:`REFERENCE_GAUSSIANS` a build uses every view, up to 512 px and the full fine-tuning length; above it,
-with k = N / REFERENCE_GAUSSIANS, it keeps
+:data:`REFERENCE_GAUSSIANS` a build uses every view and the full fine-tuning length; above it, with
+k = N / REFERENCE_GAUSSIANS, it keeps
 
 * views (scoring and fine-tuning): 56 / sqrt(k), rounded to 8, at least 16   (1M: 32; 6M: 16)
-* image side (long side, px):       512 / k^(1/4), rounded to 64, at least 256 (1M: 384; 6M: 256)
 * fine-tuning steps (cap):          3000 / sqrt(k), rounded to 100, at least 500 (1M: 1500; 6M: 600)
 
-so the work grows about like sqrt(N) x per-render cost instead of N x it: the 1M build at these defaults
-takes the time benchmarks/BUILD.md measures (target: under 60 min on 2 cores). The side is never larger than
+so the work grows about like sqrt(N) x per-render cost instead of N x it (benchmarks/BUILD.md estimates the
+1M build at these defaults; target: under 60 min on 2 cores). The side stays at most 512 px at every size: at
+1M a render at 384 px would save ~20 % of its time over 512 px (per-Gaussian work dominates) and the 1M
+estimate ~2 of ~24 min, while building at a lower side than the views are shown at cost demo_objects about
+1 dB (benchmarks/BUILD.md). The side is never larger than
 the photos (after the model's training downscale, which the run record beside the PLY says), nor than the
 resolution the model was trained at when the record says it; a rig build without a record starts from
 rig.default_size (sqrt(N), 128..512). Views are an evenly spaced subset of the training views (all of them
@@ -46,9 +48,9 @@ def rig_views(n: int) -> int:
 
 
 def side_cap(n: int) -> int:
-    """Largest default image side (long side, px) for ``n`` Gaussians."""
-    k = _k(n)
-    return MAX_SIDE if k == 1 else max(256, 64 * round(MAX_SIDE / k**0.25 / 64))
+    """Largest default image side (long side, px) for ``n`` Gaussians: :data:`MAX_SIDE` at every size (the
+    module docstring says why it does not shrink with N)."""
+    return MAX_SIDE
 
 
 def steps_cap(n: int) -> int | None:
@@ -75,7 +77,7 @@ class Effort:
     why: dict = field(default_factory=dict)
 
     def line(self, finetune: bool = True) -> str:
-        """``build: 1,000,000 Gaussians -> 32 views at 384 px, 1,500 steps (...)``: what a user can change."""
+        """``build: 1,000,000 Gaussians -> 32 views at 512 px, 1,500 steps (...)``: what a user can change."""
         steps = f"{self.steps:,} steps" if finetune and self.steps else "no fine-tuning"
         why = "; ".join(f"{k}: {v}" for k, v in self.why.items() if v)
         return (f"build: {self.n:,} Gaussians -> {self.views} views at {self.side} px, {steps}"
@@ -102,7 +104,7 @@ def choose(n: int, *, available_views: int, photo_side: int | None, trained_side
     if max_side is not None:
         side, why["side"] = max_side, "as asked"
     else:
-        cands = {"by scene size": side_cap(n)}
+        cands = {f"the {side_cap(n)} px cap": side_cap(n)}
         if trained_side:
             cands["the model's training resolution"] = trained_side
         if photo_side:

@@ -341,7 +341,7 @@ def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: Build
         avail = len(cams) - _held_out(len(cams), te)
         eff = budget.choose(n, available_views=avail or len(cams), photo_side=None, trained_side=trained_side,
                             views=cfg.views, max_side=asked_side, steps=cfg.steps, default_steps=dsteps,
-                            rig_side=long_side)
+                            rig_side=min(long_side, side0))
         cams = downscale_cameras(cams, eff.side)
         rig = rig_from_cameras(cams, str(cameras), test_every=te, g=g)
         if long_side > eff.side:

@@ -21,9 +21,9 @@ Defaults and where they come from:
   uniformly (paper) or with the authors' weights (``level_sampling: authors``); learning rates are gsplat's
   end-of-schedule values; by default 10 % of the model's training steps (read from the run record ``rave
   train`` writes beside the PLY; at least 300), or 3000 (10 % of a 30k-step training) without a record.
-* Effort by scene size (``views``, ``max_side``, the step cap; rave/budget.py): every view at up to 512 px
-  up to 250k Gaussians; above, fewer views, a smaller side and fewer steps (1M: 32 views, 384 px, 1500
-  steps), so a 1M build stays within an hour on 2 CPU cores (benchmarks/BUILD.md).
+* Effort by scene size (``views``, the step cap; rave/budget.py): every view up to 250k Gaussians; above,
+  fewer views and fewer steps (1M: 32 views, 1500 steps), so a 1M build stays within an hour on 2 CPU cores
+  (benchmarks/BUILD.md); ``max_side``: the training resolution from the run record, at most 512 px.
 
 Every value is type-checked when the file is read (before any work starts: a bad bit depth or a typo is one
 :class:`RaveError` line, not a crash after minutes of building). Counts have documented upper limits, so a typo
@@ -136,9 +136,9 @@ class BuildConfig:
                            "empty: by scene size (rave/budget.py: every view up to 250k Gaussians, 32 at 1M).",
                            min=1, max=100_000)
     max_side: int | None = _f(None, "Long side (px) of the views for scoring, fine-tuning and the RD table; "
-                              "empty: the model's training resolution (run record) or the photos, at most a "
-                              "side by scene size (512 px up to 250k Gaussians, 384 at 1M; rave/budget.py); "
-                              "for a rig build also its image side unless rig_size is set.", min=16, max=16384)
+                              "empty: the model's training resolution (run record) or the photos', at most 512 "
+                              "(rave/budget.py); for a rig build also its image side unless rig_size is set.",
+                              min=16, max=16384)
     test_every: int = _f(8, "Every N-th image is a test view (datasets without a test split).", min=1,
                          max=1_000_000)
     background: list = _f([0.0, 0.0, 0.0], "RGB background behind the Gaussians.", min=0.0, max=1.0, length=3)

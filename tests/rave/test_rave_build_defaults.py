@@ -20,12 +20,12 @@ def test_effort_shrinks_with_scene_size_and_explicit_values_win():
     small = budget.choose(33_000, available_views=84, photo_side=128, default_steps=300)
     assert (small.views, small.side, small.steps) == (84, 128, 300)  # the bundled demos: unchanged
     big = budget.choose(1_000_000, available_views=56, photo_side=None, rig_side=512, default_steps=3000)
-    assert (big.views, big.side, big.steps) == (32, 384, 1500)
-    assert big.line() == ("build: 1,000,000 Gaussians -> 32 views at 384 px, 1,500 steps (views: 32 of 56, by "
-                          "scene size; side: by scene size; steps: capped by scene size from 3,000) "
+    assert (big.views, big.side, big.steps) == (32, 512, 1500)
+    assert big.line() == ("build: 1,000,000 Gaussians -> 32 views at 512 px, 1,500 steps (views: 32 of 56, by "
+                          "scene size; side: the 512 px cap; steps: capped by scene size from 3,000) "
                           "(--views/--max-side/--steps to change)")
     huge = budget.choose(6_000_000, available_views=300, photo_side=4000, default_steps=3000)
-    assert (huge.views, huge.side, huge.steps) == (16, 256, 600)
+    assert (huge.views, huge.side, huge.steps) == (16, 512, 600)
     # the training resolution (run record) and the photos bound the side; asked values are kept as asked
     rec = budget.choose(54_000, available_views=35, photo_side=1920, trained_side=240, default_steps=300)
     assert rec.side == 240 and "the model's training resolution" in rec.line()
@@ -76,16 +76,18 @@ def test_rig_build_uses_the_recorded_training_resolution(tiny_model, tmp_path, c
     assert main(["build", str(ply), "-o", str(ck), "--levels", "2", "--steps", "2", "--rig-views", "9",
                  "--backend", "cpu"]) == 0
     err = capsys.readouterr().err
-    assert "-> 8 views at 48 px, 2 steps (side: the model's training resolution)" in err
+    assert "-> 7 views at 48 px, 2 steps (side: the model's training resolution)" in err
     meta = load_checkpoint(ck).meta
-    assert (meta["rig"]["width"], meta["config"]["max_side"], meta["config"]["views"]) == (48, 48, 8)
+    assert (meta["rig"]["width"], meta["config"]["max_side"], meta["config"]["views"]) == (48, 48, 7)
 
 
 def _bad_plys(tmp_path) -> dict:
     pos = tmp_path / "positions.ply"
     PlyData([PlyElement.describe(np.zeros(5, dtype=[(k, "f4") for k in "xyz"]), "vertex")]).write(str(pos))
-    empty = tmp_path / "empty.ply"
-    write_ply(Gaussians.empty(0), empty)
+    empty = tmp_path / "empty.ply"  # a valid header, 'element vertex 0' (write_ply refuses to write it)
+    names = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0",
+             "rot_1", "rot_2", "rot_3"]
+    PlyData([PlyElement.describe(np.zeros(0, dtype=[(k, "f4") for k in names]), "vertex")]).write(str(empty))
     short = tmp_path / "short.ply"
     write_ply(Gaussians.random(20, sh_degree=0, seed=0), short)
     data = short.read_bytes()
@@ -120,6 +122,6 @@ def test_bad_inputs_are_one_line_naming_the_file_in_every_cli(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("n,views,side,steps", [(250_000, None, 512, None), (300_000, 48, 512, 2700),
-                                                (1_000_000, 32, 384, 1500), (2_000_000, 16, 320, 1100)])
+                                                (1_000_000, 32, 512, 1500), (2_000_000, 16, 512, 1100)])
 def test_the_caps_are_the_documented_rule(n, views, side, steps):
     assert (budget.view_cap(n), budget.side_cap(n), budget.steps_cap(n)) == (views, side, steps)
