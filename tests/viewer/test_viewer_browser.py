@@ -72,3 +72,30 @@ def test_non_finite_gaussians_become_invisible_not_nan():
         assert np.isfinite(arr).all()
     assert np.abs(a.covariances).max() < 65_000
     assert (a.opacities[[3, 7, 9, 11], 0] == 0).all() and (a.opacities[[0, 1, 2], 0] > 0.5).all()
+
+
+def test_the_key_script_goes_into_the_page_once_and_only_there():
+    import gzip
+    from types import SimpleNamespace
+
+    from websockets.datastructures import Headers
+
+    from rave_viewer.viewer.page_script import MARKER, SHORTCUTS, inject, wrap
+
+    page = b"<!doctype html><html><head><title>x</title></head><body></body></html>"
+    once = inject(page)
+    assert once.count(MARKER) == 1 and inject(once) == once and once.index(MARKER) < once.index(b"<title>")
+    assert all(label.encode() in once for _, label, _ in SHORTCUTS)
+
+    def viser_handler(connection, request):  # what viser answers: the page gzipped, other files as they are
+        body = gzip.compress(page) if request.path.partition("?")[0] in ("/", "/index.html") else b"js"
+        h = Headers()
+        h["Content-Encoding"] = "gzip"
+        h["Content-Length"] = str(len(body))
+        return SimpleNamespace(status_code=200, headers=h, body=body)
+
+    handler = wrap(viser_handler)
+    r = handler(None, SimpleNamespace(path="/?token=abc"))
+    assert MARKER in gzip.decompress(r.body) and r.headers.get_all("Content-Length") == [str(len(r.body))]
+    other = handler(None, SimpleNamespace(path="/assets/app.js"))
+    assert other.body == b"js"  # other files untouched
