@@ -4,8 +4,8 @@ Usage:  python benchmarks/viewer.py [scene.ckpt] [--test-scene] [--threads N] [-
 Default scenes: the demo checkpoint in trained_scenes/ (if any) and synthetic scenes of 10k / 100k Gaussians.
 A frame is what one nerfview render task costs in ``ClientState._render_frame``: our render of the selected
 prefix at the tab's resolution, conversion to uint8, and the JPEG encoding viser does before sending
-(quality 40 while the camera moves, 70 at rest). Low resolution is what nerfview picks while moving
-(~30 FPS budget); full is the canvas (1280x720 here). Median (and best) of several runs after a warm-up; on
+(quality 40 while the camera moves, 70 at rest). "moving" is a low resolution (the viewer's pacing now keeps
+moving frames at >= 480 px on the long side: see benchmarks/viewer_scale.py); full is the canvas (1280x720). Median (and best) of several runs after a warm-up; on
 a shared, loaded machine the best is the more reproducible number. Prints markdown.
 """
 

@@ -10,6 +10,8 @@ resolution, a sharp frame at once for a rate change, a per-tab lock). We adapt i
 * a frame rendered for a selection that changed meanwhile is dropped (unless the tab has shown nothing for
   :data:`STALE_GRACE_S`, so a continuous drag still shows progress); the pending re-render shows the new one;
 * frames reach the browser through a sink that drops them after the tab closed or while the browser renders;
+* a frame shows the render (RGB / alpha / depth), a GT comparison, the A/B split or what the slider adds
+  (:meth:`ClientState._pixels`); the exact test-view PSNR is computed after the frame is out, not before;
 * camera messages are sanitized (:func:`safe_camera_state`): render sizes are capped at
   :data:`MAX_RENDER_SIDE`, a 0x0 canvas or a non-finite pose keeps the last good camera.
 
