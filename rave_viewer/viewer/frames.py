@@ -100,10 +100,11 @@ def draw_labels(img: np.ndarray, labels: list[tuple[int, str]], size: int | None
     return np.asarray(canvas)
 
 
-def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple[float, str]] = ()) -> np.ndarray:
+def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple] = ()) -> np.ndarray:
     """Fit ``img`` [h, w, 3] uint8 into a black ``width`` x ``height`` canvas (aspect kept, centred).
 
-    ``labels``: (x position as a fraction of ``img``'s width, text) drawn at the top of the fitted image.
+    ``labels``: (x position as a fraction of ``img``'s width, text), or (x fraction, y fraction, text), drawn at
+    the top (or at that height) of the fitted image.
     """
     h, w = img.shape[:2]
     s = min(width / w, height / h)
@@ -116,8 +117,9 @@ def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple[float
         d = ImageDraw.Draw(canvas)
         size = max(10, min(22, nh // 18))
         font = _font(size)
-        for fx, text in labels:
-            x, y = x0 + fx * nw + 6, y0 + 4
+        for lab in labels:
+            fx, fy, text = lab if len(lab) == 3 else (lab[0], 0.0, lab[1])
+            x, y = x0 + fx * nw + 6, y0 + fy * nh + 4
             box = d.textbbox((x, y), text, font=font)
             d.rectangle([box[0] - 3, box[1] - 2, box[2] + 3, box[3] + 2], fill=(0, 0, 0))
             d.text((x, y), text, font=font, fill=(255, 255, 255))
@@ -249,9 +251,14 @@ class FrameRenderer:
     def comparison(self, k: int, view: int, how: str, width: int, height: int) -> np.ndarray:
         """Test view ``view`` next to its ground truth ("side by side") or their difference, fitted to W x H."""
         r, gt = self.render_test(k, view), self.ground_truth(view)
-        if how == "side by side":
-            img = torch.cat([r, gt], dim=1)
-            labels = [(0.0, f"RAVE, {k:,} Gaussians"), (0.5, "ground truth")]
+        if how == "side by side":  # side by side or one above the other, whichever fills the canvas more
+            h, w = r.shape[:2]
+            if min(width / w, height / (2 * h)) > min(width / (2 * w), height / h):
+                img = torch.cat([r, gt], dim=0)
+                labels = [(0.0, 0.0, f"RAVE, {k:,} Gaussians"), (0.0, 0.5, "ground truth")]
+            else:
+                img = torch.cat([r, gt], dim=1)
+                labels = [(0.0, f"RAVE, {k:,} Gaussians"), (0.5, "ground truth")]
         elif how == "difference":
             img = ((r - gt).abs() * DIFF_GAIN).clamp(0, 1)
             labels = [(0.0, f"|render - ground truth| x {DIFF_GAIN:g}")]

@@ -234,3 +234,14 @@ def test_tabs_render_concurrently(app, monkeypatch):
     finally:
         for cs in tabs:
             cs.close()
+
+
+def test_side_by_side_stacks_when_that_fills_the_canvas_more(frames, ckpt_source):
+    from PIL import Image
+
+    gt = (ckpt_source.test_cameras.images[0].numpy() * 255).round().astype(np.uint8)  # 64x48
+    tall = frames.comparison(ckpt_source.n, 0, "side by side", 64, 200)  # portrait canvas: one above the other
+    below = np.asarray(Image.fromarray(gt).resize((64, 48)), float)
+    assert np.abs(tall[100:148, :].astype(float) - below).mean() < 3  # the ground truth fills the lower half
+    wide = frames.comparison(ckpt_source.n, 0, "side by side", 256, 48)  # landscape: side by side
+    assert np.abs(wide[:, 128:192].astype(float) - gt).mean() < 3
