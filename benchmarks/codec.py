@@ -272,6 +272,23 @@ def cli_decode_time(ply: Path) -> float:
         return float(np.median(times))
 
 
+def speed_rows(scenes) -> list[dict]:
+    """Encode / decode MB/s (PLY bytes per second) of every preset and of SPZ, nothing rendered, one torch thread
+    (on a loaded machine, intra-op threads spinning against other processes distort the timings)."""
+    rows = []
+    for label, ply in scenes:
+        g = read_ply(ply)
+        size = os.path.getsize(ply)
+        for q in PRESETS:
+            b, t_enc, t_dec, _ = rave_round_trip(g, q)
+            rows.append(dict(scene=label, fmt=f".rave {q}", enc=size / t_enc / 1e6, dec=size / t_dec / 1e6))
+            print(f"  speed {label} {q}: {rows[-1]['enc']:.1f} / {rows[-1]['dec']:.1f} MB/s", file=sys.stderr)
+        spz = spz_round_trip(g)
+        if spz is not None:
+            rows.append(dict(scene=label, fmt=f"SPZ v{spz[4]} (gsply)", enc=size / spz[1] / 1e6, dec=size / spz[2] / 1e6))
+    return rows
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -315,7 +332,8 @@ def report(results: list[dict], args, cmd: str) -> str:
         for r in res["rows"]:
             f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
             lines.append(f"| {r['fmt']} | {r['bytes']:,} | {r['bytes'] / res['n']:.2f} | "
-                         f"{res['ply_bytes'] / r['bytes']:.1f} | {r['psnr']:.2f} | {r['ssim']:.5f} | {f(r['enc'])} | "
+                         f"{res['ply_bytes'] / r['bytes']:.1f} | {r['psnr']:.2f} | "
+                         f"{'-' if r['ssim'] is None else format(r['ssim'], '.5f')} | {f(r['enc'])} | "
                          f"{f(r['dec'])} |")
         rave = [(r["bytes"], r["psnr"]) for r in res["rows"] if r["fmt"].startswith(".rave")]
         lines += ["", "| competitor | its bytes | its PSNR | .rave bytes at that PSNR | saving | >= 25 %? |",
@@ -340,6 +358,11 @@ def report(results: list[dict], args, cmd: str) -> str:
             lines += ["", f"`rave decode` of the default-preset stream, end to end (new process, PLY written): "
                           f"{res['cli']:.2f} s (median of 3; target <= 3 s)."]
         lines.append("")
+    if getattr(args, "speed_rows", None):
+        lines += ["## Speed (nothing rendered, one torch thread, same run's load)", "",
+                  "| scene | format | encode MB/s | decode MB/s |", "|---|---|---:|---:|"]
+        lines += [f"| {r['scene']} | {r['fmt']} | {r['enc']:.1f} | {r['dec']:.1f} |" for r in args.speed_rows]
+        lines.append("")
     lines += ["![RD points](codec_rd.png)", ""]
     return "\n".join(lines)
 
@@ -353,9 +376,25 @@ def main(argv=None) -> int:
     p.add_argument("--write", action="store_true", help="write benchmarks/CODEC.md and benchmarks/codec_rd.png")
     p.add_argument("--save", metavar="JSON", help="also store the measured rows (to --merge runs made in parallel)")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="report rows stored by --save instead of measuring")
+    p.add_argument("--speed", metavar="JSON", help="measure only encode/decode speed (stored in JSON) and stop")
+    p.add_argument("--speed-json", metavar="JSON", help="add the speed table stored by --speed to the report")
     args = p.parse_args(argv)
     args.load = os.getloadavg()[0]
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    busy = args.load > (os.cpu_count() or 1)  # oversubscribed: intra-op threads would only spin
+    torch.set_num_threads(1 if busy else max(1, os.cpu_count() or 1))
+    if args.speed:
+        import json
+
+        scenes = make_scenes()
+        if args.only:
+            scenes = [s for s in scenes if any(w in s[0] for w in args.only)]
+        Path(args.speed).write_text(json.dumps(speed_rows(scenes)))
+        return 0
+    args.speed_rows = None
+    if args.speed_json:
+        import json
+
+        args.speed_rows = json.loads(Path(args.speed_json).read_text())
     if args.merge:
         import json
 

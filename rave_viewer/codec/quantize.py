@@ -568,7 +568,12 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
     L0 = float(_mid_tread_levels_vec(cfg.sh0_bits))
     sh0 = sym(q.sh0, _t(L0, dev), _t(cfg.sh0_range, dev))
     k = q.shN.shape[1]
-    shN = sym(q.shN, *_sh_params(cfg, k, dev)) if k else torch.zeros(n, 0, 3, device=dev)
+    if k and q.shN_index is not None and cfg.sh_codebook is not None and cfg.sh_codebook.shape[1] == k:
+        # one dequantized codebook, gathered: the same float32 values as dequantizing every row's codes
+        book = sym(torch.from_numpy(np.array(cfg.sh_codebook)).to(dev), *_sh_params(cfg, k, dev))
+        shN = book[q.shN_index.long()]
+    else:
+        shN = sym(q.shN, *_sh_params(cfg, k, dev)) if k else torch.zeros(n, 0, 3, device=dev)
     return Gaussians(means, quats, scales, opacities, sh0, shN)
 
 
