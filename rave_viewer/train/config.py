@@ -130,8 +130,11 @@ class TrainConfig:
     reset_every: int = _f(3000, "Opacity-reset period (30k-step units); also gates DefaultStrategy's "
                           "pruning of too-large Gaussians (only after the first period).", min=1,
                           max=MAX_STEPS)
-    opacity_reset: bool = _f(False, "Reset opacities every reset_every steps with gsplat's reset_opa. gsplat "
-                             "1.5.3's DefaultStrategy never does this itself (its test is always false).")
+    opacity_reset: bool | None = _f(None, "Reset opacities every reset_every steps with gsplat's reset_opa (the "
+                                    "3DGS reference; gsplat 1.5.3's DefaultStrategy never does this itself: its "
+                                    "test is always false). Empty (auto): on with a random init (no point cloud: "
+                                    "+5 dB on the test views of generated hard captures, benchmarks/CAPTURE.md), "
+                                    "off with the dataset's points (the bundled demos).")
     grow_grad2d: float = _f(2e-4, "Clone/split Gaussians whose mean 2D gradient (in NDC units) exceeds this.",
                             min=0.0)
     grow_scale3d: float = _f(0.01, "Clone below / split above this 3D scale (units of the scene scale).",
@@ -178,6 +181,8 @@ def _check(name: str, value: Any, path) -> Any:
     typ = _HINTS[name]
     meta = fld.metadata
     where = f"config key '{name}'"
+    if value is None and name in _OPTIONAL:
+        return None
 
     def wrong(expected: str):
         got = "null" if value is None else type(value).__name__
@@ -227,8 +232,16 @@ def _check(name: str, value: Any, path) -> Any:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS = {k: (list if typing.get_origin(t) is list else t)
-          for k, t in typing.get_type_hints(TrainConfig).items()}
+def _plain(t):
+    """The field type without ``| None``, lists as ``list``."""
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    t = args[0] if len(args) == 1 and type(None) in typing.get_args(t) else t
+    return list if typing.get_origin(t) is list else t
+
+
+_HINTS = {k: _plain(t) for k, t in typing.get_type_hints(TrainConfig).items()}
+#: Fields that may be empty (None: decided at run time, e.g. opacity_reset's auto).
+_OPTIONAL = {k for k, t in typing.get_type_hints(TrainConfig).items() if type(None) in typing.get_args(t)}
 
 
 def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> TrainConfig:

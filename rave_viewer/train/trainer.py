@@ -197,6 +197,8 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
         pts, cols, init_mode = initial_points(dataset, cfg, gen)
         pts, cols, n_sky = add_sky(pts, cols, dataset, cfg, gen)
         g0 = init_gaussians(pts, cols, cfg, gen, scene_scale)
+        # auto (None): reset with a random init, whose floaters nothing else removes (benchmarks/CAPTURE.md)
+        reset_opacity = cfg.opacity_reset if cfg.opacity_reset is not None else init_mode == "random"
         splats = make_splats(g0, device)
         optimizers = make_optimizers(splats, cfg, scene_scale)
         scheduler = means_scheduler(optimizers["means"], cfg)
@@ -255,7 +257,7 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
                     scheduler.step()
                     if cfg.strategy == "default":
                         strategy.step_post_backward(splats, optimizers, state, step, info, packed=False)
-                        if (cfg.opacity_reset and 0 < step < sched.refine_stop_iter
+                        if (reset_opacity and 0 < step < sched.refine_stop_iter
                                 and step % sched.reset_every == 0):
                             from gsplat.strategy.ops import reset_opa
 
@@ -319,4 +321,5 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
                        backend=backend,
                        device=str(device), init_mode=init_mode, num_initial=len(g0),
                        num_sky=n_sky, load_average=(load0, _load1()),
-                       extra={"resolution": {"width": int(train_cams.width), "height": int(train_cams.height)}})
+                       extra={"resolution": {"width": int(train_cams.width), "height": int(train_cams.height)},
+                              "opacity_reset": bool(reset_opacity)})
