@@ -96,7 +96,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=int_in(1, 100_000), metavar="N",
                    help="score and fine-tune on N evenly spaced training (or rig) views (default: "
                         f"{views_rule()}; printed at start)")
-    p.add_argument("--max-side", type=int_in(16, 16384), metavar="PX",
+    p.add_argument("--max-side", type=int_in(1, 16384), metavar="PX",
                    help="score, fine-tune and measure the RD table at this long side in pixels (default: "
                         f"{side_rule()}; printed at start)")
     p.add_argument("--backend", choices=("auto", "cpu", "gsplat", "reference"),

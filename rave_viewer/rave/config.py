@@ -138,7 +138,7 @@ class BuildConfig:
     max_side: int | None = _f(None, "Long side (px) of the views for scoring, fine-tuning and the RD table; "
                               "empty: the model's training resolution (run record) or the photos', at most 512 "
                               "(rave/budget.py); for a rig build also its image side unless rig_size is set.",
-                              min=16, max=16384)
+                              min=1, max=16384)
     test_every: int = _f(8, "Every N-th image is a test view (datasets without a test split).", min=1,
                          max=1_000_000)
     background: list = _f([0.0, 0.0, 0.0], "RGB background behind the Gaussians.", min=0.0, max=1.0, length=3)
