@@ -146,7 +146,9 @@ class BuildConfig:
     seed: int = _f(0, "Seed of the fine-tuning's random views and levels.", min=0, max=MAX_SEED)
     # -- camera rig (builds without a dataset: self-distillation, rave/rig.py) ----------------------------
     rig_views: int | None = _f(None, "Rig views without a dataset (every test_every-th is held out for the RD "
-                               "table); empty: 64.", min=1, max=MAX_RIG_VIEWS)
+                               "table); empty: 64, or above 250k Gaussians enough that the views default "
+                               "(rave/budget.py) remains after the held-out ones (1M: 37).", min=1,
+                               max=MAX_RIG_VIEWS)
     rig_size: int | None = _f(None, "Rig image side in pixels (also caps --cameras images); empty: sqrt(N "
                               "Gaussians) rounded to 32, within 128..512.", min=16, max=4096)
     rig_fov: float = _f(50.0, "Rig field of view in degrees (square images).", min=1.0, max=170.0)

@@ -28,7 +28,8 @@ Self-distillation needs views of the model and nothing else; their targets are t
   cycle through ``rig_distances`` x the distance at which the bounding sphere just fills the field of view
   (3 factors: neighbouring views and the test views mix near and far). Square images; the side defaults to
   sqrt(N) rounded to 32 px and clamped to 128..512 (about one pixel per Gaussian per view), the field of view
-  to 50 degrees, the count to 64 views (8 of them held out).
+  to 50 degrees, the count to 64 views (8 of them held out). Above 250k Gaussians ``rave build`` asks for
+  fewer views and caps the side at 512 px (rave/budget.py; 1M: 37 views at 512 px).
 
 ``--cameras FILE`` replaces the rig by the user's own poses (scene/rig_cameras.py); everything after that is
 the same.
