@@ -359,7 +359,7 @@ def report(results: list[dict], args, cmd: str) -> str:
                           f"{res['cli']:.2f} s (median of 3; target <= 3 s)."]
         lines.append("")
     if getattr(args, "speed_rows", None):
-        lines += ["## Speed (nothing rendered, one torch thread, same run's load)", "",
+        lines += ["## Speed (nothing rendered, one torch thread; separate --speed pass)", "",
                   "| scene | format | encode MB/s | decode MB/s |", "|---|---|---:|---:|"]
         lines += [f"| {r['scene']} | {r['fmt']} | {r['enc']:.1f} | {r['dec']:.1f} |" for r in args.speed_rows]
         lines.append("")
