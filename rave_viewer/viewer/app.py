@@ -43,7 +43,7 @@ from nerfview import CameraState, RenderTabState, Viewer
 from nerfview._renderer import InterruptRenderException, RenderTask
 
 from .browser import AUTO_BROWSER_GAUSSIANS, BlockSplats, block_for, LatestWorker, SplatArrays, splat_arrays
-from .frames import FrameRenderer, match_test_view, pose_of_test_view, to_uint8
+from .frames import FrameRenderer, match_test_view, pose_of_test_view, start_view, to_uint8
 from .gate import Gate, gated_viser, is_wildcard_host
 from .page_script import keys_on_page
 from .pacing import PacedRenderer
@@ -299,9 +299,9 @@ class ClientState:
         self._place(pos, look)
 
     def reset_view(self, keep_test_view: bool = True) -> None:
-        """Back to the first camera: test view 0 when there are test views, else the scene framed from the side."""
+        """Back to the first camera: the start test view when there are test views, else the scene framed."""
         if keep_test_view and self.app.source.test_cameras is not None:
-            self.snap_to_view(0)
+            self.snap_to_view(self.app.start_view)
             return
         cam = self.client.camera
         pos, look = framing_pose(self.app.frame, self.up, float(cam.fov), float(cam.aspect))
@@ -529,6 +529,8 @@ class ViewerApp:
         self.frame = scene_frame(source)
         self.centre, self.radius, self.up, self.up_reason = self.frame.centre, self.frame.radius, self.frame.up, \
             self.frame.up_reason
+        #: the test view new tabs open on (and "reset view" returns to): median elevation, see frames.start_view
+        self.start_view = start_view(source.test_cameras, self.up) if source.test_cameras is not None else 0
         #: tabs start in browser rendering for large scenes on a CPU server (the user can switch back)
         self.auto_browser = (source.n > AUTO_BROWSER_GAUSSIANS and self.frames.backend == "cpu") if browser is None \
             else bool(browser)
@@ -582,7 +584,7 @@ class ViewerApp:
         cams = self.source.test_cameras
         ic.up = tuple(float(x) for x in self.up)
         if cams is not None:
-            c2w, fwd, fov_y = pose_of_test_view(cams, 0)
+            c2w, fwd, fov_y = pose_of_test_view(cams, self.start_view)
             pos = c2w[:3, 3]
             dist = max(float(np.dot(self.centre - pos, fwd)), 0.1 * self.radius)
             ic.fov = fov_y

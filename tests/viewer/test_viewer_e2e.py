@@ -112,8 +112,9 @@ def test_viewer_in_a_real_browser(app, monkeypatch):
             page.get_by_text("Encoded size").wait_for(timeout=60_000)
             cs = _wait(lambda: next(iter(app.clients.values()), None), what="the tab to connect")
             _wait(lambda: cs.frames_shown > 0, what="a first server frame")
-            # the initial camera sits on test view 0: its exact PSNR is shown
-            _wait(lambda: re.match(r"[\d.]+ dB", _readouts(page).get("PSNR, view front", "")), 30, "view PSNR")
+            # the initial camera sits on the start test view: its exact PSNR is shown
+            start = f"PSNR, view {app.source.test_cameras.names[app.start_view]}"
+            _wait(lambda: re.match(r"[\d.]+ dB", _readouts(page).get(start, "")), 30, "view PSNR")
 
             # -- move the slider by keyboard: count and bytes grow monotonically --------------------------
             slider = page.get_by_role("slider").first

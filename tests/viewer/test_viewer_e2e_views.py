@@ -68,7 +68,7 @@ def test_keys_on_the_slider_never_move_the_camera_and_shortcuts_press_buttons(br
     page, cs = _open(browser, app)
     try:
         assert page.evaluate("typeof window.__raveKeys") == "object"  # the key script is on the page
-        _wait(lambda: cs.session.snapshot().view == 0, what="the first camera on test view 0")
+        _wait(lambda: cs.session.snapshot().view == app.start_view, what="the first camera on the start view")
         time.sleep(0.5)  # let the page's start-up camera messages pass
         slider = page.get_by_role("slider").first
         slider.focus()
@@ -79,7 +79,7 @@ def test_keys_on_the_slider_never_move_the_camera_and_shortcuts_press_buttons(br
         time.sleep(0.5)
         assert cs.session.k > k0  # 8 presses changed the rate ...
         assert cs.camera_messages == cams0  # ... and sent no camera message
-        assert cs.session.snapshot().view == 0  # the test-view snap (and its exact PSNR) survives
+        assert cs.session.snapshot().view == app.start_view  # the test-view snap (and its exact PSNR) survives
         assert page.evaluate("window.__raveKeys.stopped") >= 8
         # readout values never wrap inside a number or between a number and its unit: every word-group
         # (the text between breakable spaces) lies on one line

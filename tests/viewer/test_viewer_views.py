@@ -120,7 +120,7 @@ def app(ckpt_source):
 
 
 def test_panel_psnr_box_compare_note_and_delivered_fps(app):
-    c2w, _, fov = pose_of_test_view(app.source.test_cameras, 0)
+    c2w, _, fov = pose_of_test_view(app.source.test_cameras, app.start_view)
     client = FakeClient(app.server.gui, FakeCamera(c2w, fov))
     cs = ClientState(app, client)
     p = cs.panel
@@ -151,7 +151,7 @@ def test_panel_psnr_box_compare_note_and_delivered_fps(app):
         cs.set_up("auto")
         assert np.allclose(client.camera.up_direction, app.up)
         cs.reset_view()
-        assert np.allclose(client.camera.position, c2w[:3, 3])  # test view 0
+        assert np.allclose(client.camera.position, c2w[:3, 3])  # the start test view
     finally:
         cs.close()
 
@@ -245,3 +245,20 @@ def test_side_by_side_stacks_when_that_fills_the_canvas_more(frames, ckpt_source
     assert np.abs(tall[100:148, :].astype(float) - below).mean() < 3  # the ground truth fills the lower half
     wide = frames.comparison(ckpt_source.n, 0, "side by side", 256, 48)  # landscape: side by side
     assert np.abs(wide[:, 128:192].astype(float) - gt).mean() < 3
+
+
+def test_start_view_is_the_test_view_of_median_elevation():
+    import torch
+
+    from rave_viewer.scene.cameras import Cameras, intrinsics, look_at
+    from rave_viewer.viewer.frames import start_view
+
+    elev = [5.0, 60.0, 30.0, 85.0, 20.0]  # degrees above the horizon, z up; median 30 = view 2
+    eyes = [(4 * np.cos(np.radians(e)) * np.cos(i), 4 * np.cos(np.radians(e)) * np.sin(i), 4 * np.sin(np.radians(e)))
+            for i, e in enumerate(elev)]
+    vm = torch.stack([look_at(torch.tensor(e, dtype=torch.float32), torch.zeros(3), torch.tensor([0.0, 0, 1]))
+                      for e in eyes]).float()
+    cams = Cameras(vm, intrinsics(32, 32, 0.8).expand(len(elev), 3, 3).clone(), 32, 32)
+    assert start_view(cams, np.array([0.0, 0, 1])) == 2
+    assert start_view(cams, np.array([0.0, 0, -1])) == 2  # the median is the median either way up
+    assert start_view(Cameras(vm[:1], cams.Ks[:1], 32, 32), np.array([0.0, 0, 1])) == 0
