@@ -170,7 +170,7 @@ def test_encode_warning_is_one_line_without_source_and_quiet_prints_nothing_else
     assert p.returncode == 0 and p.stdout == "" and (tmp_path / "a.rave").exists()
     lines = p.stderr.splitlines()
     assert lines == [f"warning: {ply}: 2 Gaussians had an infinite opacity logit (exactly opaque or transparent): "
-                     "2 +inf stored as opacity 0.9922, the nearest of the 64 levels"], p.stderr
+                     "2 +inf stored as opacity 0.9844, the nearest of the 32 levels"], p.stderr  # medium preset: 5 bits
     assert "warnings.warn" not in p.stderr and "UserWarning" not in p.stderr and ".py:" not in p.stderr
 
 

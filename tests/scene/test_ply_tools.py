@@ -367,6 +367,7 @@ def _tool_file(tmp_path: Path) -> tuple[Path, Gaussians]:
 
 def test_rave_encode_and_the_viewer_accept_tool_files(tmp_path, capsys):
     from rave_viewer.codec import ProgressiveEncoder, decode
+    from rave_viewer.codec.presets import preset
     from rave_viewer.viewer.sources import open_source
 
     p, want = _tool_file(tmp_path)
@@ -377,7 +378,7 @@ def test_rave_encode_and_the_viewer_accept_tool_files(tmp_path, capsys):
     assert ours == [f"{p}: ignored 1 vertex property that is not a 3DGS parameter (red)", f"{p}: {BAD_MESSAGE}"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the encoder's note about the infinite opacities
-        expected = ProgressiveEncoder(want, chunk_size=16, progress=False)
+        expected = ProgressiveEncoder(want, preset(), chunk_size=16, progress=False)  # the CLI's default preset
         assert out.read_bytes() == expected.encode()
     assert decode(out).n_decoded == len(want) == 42
 
