@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..jsonio import strict_loads
 from ..errors import RaveError
 from ..fileio import atomic_write_bytes
 from ..scene.cameras import Cameras
@@ -250,58 +251,8 @@ def _is_old_pickle(data: bytes) -> bool:
     return bool(ops) and ops[-1][0].name == "STOP"
 
 
-MAX_JSON_DEPTH = 64  # nesting of the safetensors header and of the RAVE metadata (the writer uses 4)
-MAX_INT_DIGITS = 40  # digits of a JSON integer literal (int64 needs 19)
 MAX_IMAGE_SIDE = 1 << 15  # width / height of the stored test views
 MAX_DB = 1000.0  # |PSNR| in the RD table (images in [0, 1]: PSNR >= 0; identical images are clamped far below)
-
-
-class _Refused(Exception):
-    """A JSON value the strict reader refuses (raised from the json module's parse hooks)."""
-
-
-def _refuse_constant(name: str):
-    raise _Refused(f"{name} is not a finite number")
-
-
-def _parse_int(s: str) -> int:
-    if len(s.lstrip("-")) > MAX_INT_DIGITS:
-        raise _Refused(f"an integer of {len(s.lstrip('-'))} digits")
-    return int(s)
-
-
-def _parse_float(s: str) -> float:
-    v = float(s)
-    if not math.isfinite(v):
-        raise _Refused(f"the number {s[:24]}{'...' if len(s) > 24 else ''} does not fit a float")
-    return v
-
-
-def _strict_json(text: str, what: str, path) -> object:
-    """``json.loads`` refusing NaN/Infinity, integers over MAX_INT_DIGITS digits, nesting deeper than
-    MAX_JSON_DEPTH and lone surrogates (which cannot be printed): RaveError ``what (reason)`` otherwise."""
-    try:
-        obj = json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int, parse_float=_parse_float)
-    except _Refused as e:
-        raise RaveError(f"{what} ({e})", path) from None
-    except RecursionError:
-        raise RaveError(f"{what} (nested too deeply)", path) from None
-    except ValueError as e:  # json.JSONDecodeError
-        raise RaveError(f"{what} (not JSON: {' '.join(str(e).split())[:80]})", path) from None
-    stack = [(obj, 0)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, str):
-            if not v.isascii():
-                try:
-                    v.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise RaveError(f"{what} (a string holds a lone surrogate)", path) from None
-        elif isinstance(v, (list, dict)):
-            if depth >= MAX_JSON_DEPTH:
-                raise RaveError(f"{what} (nested deeper than {MAX_JSON_DEPTH} levels)", path)
-            stack.extend((x, depth + 1) for x in (v if isinstance(v, list) else [*v, *v.values()]))
-    return obj
 
 
 def _sniff(data: bytes, path) -> dict:
@@ -320,7 +271,7 @@ def _sniff(data: bytes, path) -> dict:
         text = data[8:8 + hlen].decode("utf-8")
     except UnicodeDecodeError:
         raise RaveError("is not a RAVE checkpoint (unreadable safetensors header: not UTF-8)", path) from None
-    header = _strict_json(text, "is not a RAVE checkpoint: unreadable safetensors header", path)
+    header = strict_loads(text, "is not a RAVE checkpoint: unreadable safetensors header", path)
     if not isinstance(header, dict):
         raise RaveError("is not a RAVE checkpoint (unreadable safetensors header)", path)
     return header
@@ -332,7 +283,7 @@ def _doc(header: dict, path) -> dict:
         raise RaveError("is a safetensors file but not a RAVE checkpoint (no 'rave' metadata)", path)
     if not isinstance(md["rave"], str):
         raise RaveError("has unreadable RAVE metadata (not a string)", path)
-    doc = _strict_json(md["rave"], "has unreadable RAVE metadata", path)
+    doc = strict_loads(md["rave"], "has unreadable RAVE metadata", path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise RaveError("has unreadable RAVE metadata", path)
     v = doc.get("format_version")
