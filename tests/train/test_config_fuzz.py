@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 import typing
 
 import pytest
@@ -113,11 +112,11 @@ def test_pos_bits_14_5_in_a_build_config_fails_before_any_work(tmp_path, capsys)
 
     cfg = tmp_path / "rave.yaml"
     cfg.write_text("num_levels: 4\nquant:\n  pos_bits: 14.5\n")
-    t0 = time.perf_counter()
     rc = main(["build", str(tmp_path / "scene.ply"), "--data", str(tmp_path), "-o", str(tmp_path / "x.ckpt"),
                "--config", str(cfg), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.count("\n") == 0 and time.perf_counter() - t0 < 10
+    assert rc == 2 and err.count("\n") == 0
+    assert "scene.ply" not in err  # refused at the config: the (missing) model was never opened
     assert "pos_bits must be an integer 1..21, got float (14.5)" in err and str(cfg) in err, err
     assert not (tmp_path / "x.ckpt").exists()
 
@@ -183,6 +182,7 @@ def _check_loaded(cfg, cls, mod) -> None:
         QuantConfig.from_dict(cfg.quant)
 
 
+@pytest.mark.timeout(300)  # a hang guard, not a speed target (timings belong in benchmarks/)
 @pytest.mark.parametrize("which", list(LOADERS))
 def test_fuzz_yaml_configs(tmp_path, which):
     mod = train_config if which == "train" else rave_config
@@ -192,7 +192,6 @@ def test_fuzz_yaml_configs(tmp_path, which):
     defaults = cls().to_dict()
     rng = random.Random({"train": 11, "build": 12}[which])
     seen = {"ok": 0, "error": 0}
-    t0 = time.perf_counter()
     p = tmp_path / "cfg.yaml"
     for i in range(250):
         lines = []
@@ -218,5 +217,4 @@ def test_fuzz_yaml_configs(tmp_path, which):
         else:
             _check_loaded(cfg, cls, mod)
             seen["ok"] += 1
-        assert time.perf_counter() - t0 < 8.0, f"too slow after {i} cases"
     assert seen["error"] >= 100 and seen["ok"] >= 10, seen
