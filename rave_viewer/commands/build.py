@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..rave.config import MAX_CHUNK_SIZE, MAX_LEVELS, MAX_RIG_VIEWS, MAX_STEPS, RIG_SHAPES, RIG_UPS, BuildConfig
+from ..rave.config import (MAX_CHUNK_SIZE, MAX_LEVELS, MAX_RIG_VIEWS, MAX_STEPS, QUALITIES, RIG_SHAPES, RIG_UPS,
+                           BuildConfig)
 from ._args import add_force, dataset_files, float_in, int_in
 
 HELP = ("build a rate-adaptive RAVE checkpoint (.ckpt) from a trained .ply and its dataset, or without one "
@@ -89,6 +90,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"number of levels, 2..{MAX_LEVELS} (default {d.num_levels})")
     p.add_argument("--coarsest", type=float_in(0.0, 1.0, lo_open=True), metavar="F",
                    help=f"fraction of Gaussians in G_1, in (0, 1] (default {d.coarsest_fraction})")
+    p.add_argument("--quality", choices=QUALITIES,
+                   help=f"codec quality preset of the stream, as in rave encode --quality: bit depths, fitted ranges "
+                        f"and SH-rest codebook, also used by the QAT fine-tuning and the RD table (default "
+                        f"{d.quality})")
     p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), metavar="N",
                    help=f"Gaussians per .rave chunk, 1..{MAX_CHUNK_SIZE} (default {d.chunk_size})")
     p.add_argument("--downscale", type=int_in(1, max_down), metavar="N",
@@ -174,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config) if args.config else BuildConfig()
     cfg = cfg.replace(
         ranking=args.ranking, anchors=args.anchors, steps=args.steps, num_levels=args.levels,
-        coarsest_fraction=args.coarsest, chunk_size=args.chunk_size, backend=args.backend,
+        coarsest_fraction=args.coarsest, quality=args.quality, chunk_size=args.chunk_size, backend=args.backend,
         downscale=args.downscale, finetune=False if args.no_finetune else None,
         rig_views=args.rig_views, rig_size=args.rig_size, rig_fov=args.rig_fov, rig_shape=args.rig_shape,
         rig_up=args.rig_up, views=args.views, max_side=args.max_side,

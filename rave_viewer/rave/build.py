@@ -36,7 +36,7 @@ from ..errors import RaveError
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
 from .checkpoint import RaveCheckpoint, chunk_rate_table, save_checkpoint
-from .config import AUTHORS_LEVEL_WEIGHTS, BuildConfig
+from .config import AUTHORS_LEVEL_WEIGHTS, BuildConfig, quant_config
 from .finetune import finetune, level_weights
 from .levels import Levels, build_levels, level_fractions, level_sizes
 from .ranking import rank
@@ -153,7 +153,7 @@ class Builder:
     def __init__(self, gaussians: Gaussians, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
                  *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None,
                  train_steps: int | None = None, targets: str = "photos"):
-        from ..codec import QuantConfig, fake_quantize, scene_bounds
+        from ..codec import fake_quantize, scene_bounds
 
         self.cfg = cfg or BuildConfig()
         if self.cfg.steps is None:  # default length: a fraction of the original training, capped by size
@@ -180,7 +180,7 @@ class Builder:
             self.rd_split = "held-out rig"
         self.test = test
         self.scene_scale = float(scene_scale)
-        self.quant = QuantConfig.from_dict(self.cfg.quant) if self.cfg.quant else QuantConfig()
+        self.quant = quant_config(self.cfg)  # the quality preset with the config's overrides
         self.bounds = scene_bounds(self.gaussians)
         self.quant = self.quant.fit(self.gaussians)  # data-fitted SH ranges: fixed once, for QAT and the stream
         self.fake_quantize = lambda g: fake_quantize(g, self.quant, self.bounds)  # noqa: E731

@@ -62,6 +62,7 @@ MAX_CHUNK_SIZE = 1 << 18  # = rave_viewer.codec.container.MAX_CHUNK_SIZE (checke
 MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
 MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
 MAX_RIG_VIEWS = 10_000  # rig views (each is rendered once as a target and scored at every level)
+QUALITIES = ("low", "medium", "high", "lossless-ish")  # = codec.presets.PRESETS (checked by a test)
 RIG_SHAPES = ("auto", "sphere", "hemisphere")  # = rig.SHAPES
 RIG_UPS = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")  # = rig.UPS
 
@@ -124,7 +125,11 @@ class BuildConfig:
     # -- codec --------------------------------------------------------------------------------------------
     codec: str = _f("lzma", "Entropy coder of the .rave chunks.", choices=CODECS)
     chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1, max=MAX_CHUNK_SIZE)
-    quant: dict = _f({}, "QuantConfig overrides (bit depths, ranges); empty = codec defaults.")
+    quality: str = _f("medium", "Codec quality preset (as rave encode --quality): bit depths, fitted ranges and "
+                      "the SH-rest codebook of the stream, the level table and the QAT quantizer.",
+                      choices=QUALITIES)
+    quant: dict = _f({}, "QuantConfig overrides on top of the quality preset (bit depths, ranges); empty = the "
+                     "preset as it is.")
     # -- RD table, data, misc -----------------------------------------------------------------------------
     rd_points: int = _f(128, "Target rates, evenly spaced from R(G_1) to R(G_L), of the stored RD table.",
                         min=64, max=10_000)
@@ -277,12 +282,19 @@ def _check_consistency(cfg: BuildConfig, path) -> None:
         raise RaveError(f"config key 'level_sampling': authors weights are defined for "
                         f"{len(AUTHORS_LEVEL_WEIGHTS)} levels, not {_effective_levels(cfg)}", path)
     if cfg.quant:
-        from ..codec import QuantConfig
-
         try:
-            QuantConfig.from_dict(cfg.quant)  # unknown keys, non-integer bits (14.5, "14"), bad ranges
+            quant_config(cfg)  # unknown keys, non-integer bits (14.5, "14"), bad ranges
         except RaveError as e:
             raise RaveError(f"config key 'quant': {e}", path) from None
+
+
+def quant_config(cfg: BuildConfig):
+    """The (unfitted) :class:`~rave_viewer.codec.QuantConfig` of a build: ``cfg.quality``'s preset with
+    ``cfg.quant`` on top (RaveError for unknown keys or bad values)."""
+    from ..codec import QuantConfig
+    from ..codec.presets import PRESETS
+
+    return QuantConfig.from_dict({**PRESETS[cfg.quality][0], **cfg.quant})
 
 
 def _effective_levels(cfg: BuildConfig) -> int:
