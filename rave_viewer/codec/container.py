@@ -622,6 +622,7 @@ def bytes_needed(prefix: bytes) -> int:
     if not MAGIC.startswith(prefix[:4]):
         raise RaveError("not a .rave file (bad magic)")
     version = struct.unpack_from("<H", prefix, 4)[0]
+    _refuse_other_units(prefix, RaveError)
     if len(prefix) < HEADER_SIZE:
         return HEADER_SIZE + (HEADER_V2_EXTRA if version >= 2 else 0)
     n_chunks = struct.unpack_from("<I", prefix, 20)[0]
@@ -634,6 +635,15 @@ def bytes_needed(prefix: bytes) -> int:
     return HEADER_SIZE + HEADER_V2_EXTRA + book_len + 4 + index
 
 
+def _refuse_other_units(data: bytes, err) -> None:
+    """One clear line for a stream of other units (anchors: unit_type.py), before any version message."""
+    from .unit_type import unit_type_of, wrong_unit_message
+
+    unit = unit_type_of(data)
+    if unit is not None and unit != "gaussians":
+        raise err(wrong_unit_message(unit, "gaussians"))
+
+
 def _parse(data: bytes, name: str | None) -> StreamInfo:
     err = lambda msg: RaveError(msg, name)  # noqa: E731
     if not MAGIC.startswith(data[:4]):
@@ -641,6 +651,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
     if len(data) < 8:
         raise err(f"truncated .rave file ({len(data)} bytes)")
     version, hsize = struct.unpack_from("<HH", data, 4)
+    _refuse_other_units(data, err)
     if version > FORMAT_VERSION:
         raise err(f".rave format version {version} is newer than this reader supports ({FORMAT_VERSION}); upgrade")
     if version < 1:
