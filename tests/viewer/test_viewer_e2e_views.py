@@ -1,5 +1,7 @@
 """End to end in headless Chromium (one browser for the module): keys, shortcuts, A/B split, the rate-sweep MP4,
-browser rendering's bytes per rate change. Skipped without Chromium/Playwright unless RAVE_REQUIRE_BROWSER=1."""
+browser rendering's bytes per rate change, what the slider adds (in the page's pixels).
+
+Skipped without Chromium/Playwright unless RAVE_REQUIRE_BROWSER=1."""
 
 from __future__ import annotations
 
@@ -194,5 +196,98 @@ def test_a_rate_change_in_browser_mode_sends_only_the_difference(browser, app):
         page.wait_for_timeout(500)
         assert sum(received) - n0 < (BLOCK + 64) * BYTES_PER_SPLAT
         _count_bytes(_readouts(page))  # the readouts still parse
+    finally:
+        page.close()
+
+
+def _canvas_shot(page) -> np.ndarray:
+    """[H, W, 3] uint8 of the 3D view's canvas as Chromium shows it (the largest canvas on the page)."""
+    import io
+
+    from PIL import Image
+
+    boxes = [b for b in (c.bounding_box() for c in page.locator("canvas").all()) if b]
+    box = max(boxes, key=lambda b: b["width"] * b["height"])
+    png = page.screenshot(clip=box, animations="disabled")
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def _steady_shot(page, timeout=30.0, differs_from=None) -> np.ndarray:
+    """A canvas screenshot once two in a row agree (the frame on screen is no longer changing)."""
+    t, last = time.monotonic(), None
+    while True:
+        shot = _canvas_shot(page)
+        new = differs_from is None or shot.shape != differs_from.shape or \
+            np.abs(shot.astype(int) - differs_from).max() > 40
+        if new and last is not None and last.shape == shot.shape and np.abs(shot.astype(int) - last).max() <= 2:
+            return shot
+        assert time.monotonic() - t < timeout, "the canvas never settled"
+        last = shot
+        page.wait_for_timeout(300)
+
+
+def test_what_the_slider_adds_changes_pixels_in_chromium_only_where_the_added_gaussians_are(browser, app):
+    """The mode off and on, screenshotted in Chromium: every changed pixel lies in the added interval's footprint
+    (an alpha render of only Gaussians B..A, computed here), and many pixels change."""
+    import torch
+
+    from rave_viewer.render import render
+    from rave_viewer.viewer.frames import intrinsics_from_fov, viewmat_from_c2w
+
+    page, cs = _open(browser, app)
+    try:
+        cs.panel.jpeg.value = 95  # (still frames: JPEG noise well below the threshold used below)
+        cam = cs.client.camera
+        full = lambda: cs._frame_size == (cam.image_width, cam.image_height)  # noqa: E731
+        _wait(lambda: cs.session.snapshot().view == app.start_view and full(), 60, "a sharp frame on the start view")
+        # A: a typed rate (a cap) of about 350 Gaussians; B: the coarsest level (200, where a tab starts B)
+        src = app.source
+        box = page.get_by_label(re.compile(r"^Type Rate"))
+        box.fill(f"{src.bytes_of(350) / 1000:.2f}")
+        box.press("Enter")
+        _wait(lambda: abs(cs.session.k - 350) <= 20, 30, "the typed rate")
+        lo, hi = sorted((cs.session.snapshot().k_b, cs.session.k))
+        assert lo == src.min_count
+        # step back (the scene then covers a third of the view): most of the canvas lies outside the footprint
+        pos, look = np.asarray(cam.position, float), np.asarray(cam.look_at, float)
+        n = cs.frames_shown
+        cs._place(look + 1.8 * (pos - look), look)
+        _wait(lambda: cs.frames_shown > n + 1 and full(), 60, "a sharp frame at A")
+        for close in page.locator(".mantine-Notification-closeButton").all():  # viser's toasts cover the canvas
+            close.click()
+        page.wait_for_timeout(800)
+        before = _steady_shot(page)
+        n = cs.frames_shown
+        page.get_by_label("View shows").click()  # the dropdown, as a user picks it
+        page.get_by_role("option", name="what the slider adds").click()
+        _wait(lambda: cs.session.snapshot().show == "what the slider adds", 30, "the mode to switch")
+        _wait(lambda: cs.frames_shown > n and full(), 60, "a sharp frame of the added Gaussians")
+        after = _steady_shot(page, differs_from=before)
+        st, (W, H) = cs.camera_state(), cs._frame_size
+        assert before.shape == after.shape
+        assert np.allclose(st.c2w[:3, 3], look + 1.8 * (pos - look), atol=1e-3)  # the camera did not move
+        # the footprint of the added interval alone, at the frame's camera and size
+        added = app.frames.gaussians.subset(torch.arange(lo, hi))
+        with torch.no_grad():
+            _, alpha, _ = render(added, viewmat_from_c2w(st.c2w)[None], intrinsics_from_fov(st.fov, W, H)[None],
+                                 W, H, backend="cpu")  # fmt: skip
+        # |change| <= the added Gaussians' alpha alone (their weights in the full image are at most that):
+        # a change above 48/255 needs alpha > 32/255 once JPEG noise (< 16/255 at quality 95) is allowed for
+        covered = alpha[0, ..., 0].numpy() > 32 / 255
+        if covered.shape != after.shape[:2]:  # the canvas shows the frame scaled to its CSS size
+            from PIL import Image
+
+            covered = np.asarray(Image.fromarray(covered).resize(after.shape[1::-1], Image.NEAREST))
+        # JPEG (8x8 blocks, chroma at half resolution) smears a colour edge by a few pixels: grow the footprint
+        from scipy.ndimage import binary_dilation
+
+        near = binary_dilation(covered, iterations=4)
+        changed = np.abs(after.astype(int) - before).max(-1) > 48
+        outside = changed & ~near
+        assert changed.sum() > 0.02 * changed.size, changed.mean()
+        assert near.mean() < 0.5, near.mean()  # (a footprint that covers the view would prove nothing)
+        assert outside.sum() <= 0.001 * changed.sum(), (outside.sum(), changed.sum())
+        px = after[changed].astype(int)
+        assert (px[:, 0] + px[:, 2] - 2 * px[:, 1]).mean() > 60  # and what changed turned magenta
     finally:
         page.close()
