@@ -124,13 +124,24 @@ def prefix_quality(units: GaussianUnits, cams: Cameras, k: int, batch: int = 4) 
 
 
 def rd_counts(ckpt: RaveCheckpoint, points: int) -> list[int]:
-    """Distinct prefix lengths for ``points`` target rates evenly spaced over [R(G_1), R(G_L)], plus the levels."""
+    """Distinct prefix lengths for ``points`` target rates evenly spaced over [R(G_1), R(G_L)], plus the levels.
+
+    Where neighbouring prefixes still lie more than one nominal spacing apart in bytes (the fixed cost of
+    starting a chunk makes the rate jump over a target), prefixes in between are added, at most ``points``."""
     r0, r1 = ckpt.level_rates[0], ckpt.level_rates[-1]
     counts = set(int(s) for s in ckpt.level_sizes)
     for j in range(points):
         r = r0 + (r1 - r0) * j / (points - 1)
         counts.add(ckpt.select(rate=min(max(r, r0), r1)))
-    return sorted(counts)
+    out, step, i, extra = sorted(counts), (r1 - r0) / (points - 1), 0, 0
+    while i < len(out) - 1 and extra < points:
+        a, b = out[i], out[i + 1]
+        if b - a > 1 and ckpt.prefix_bytes(b) - ckpt.prefix_bytes(a) > step:
+            out.insert(i + 1, (a + b) // 2)
+            extra += 1
+        else:
+            i += 1
+    return out
 
 
 def rd_table(ckpt: RaveCheckpoint, cams: Cameras, points: int, *, backend: str = "auto",
