@@ -138,7 +138,7 @@ def start_line(b, given_steps: int | None) -> str:
     if given_steps is None and effort is not None and effort.why.get("steps") and c.finetune and c.steps > 0:
         ft += f", {effort.why['steps']}"
     levels = f"{c.anchors} anchors" if c.anchors else f"{len(b.sizes)} levels"
-    return (f"building from {len(b.gaussians):,} Gaussians and {len(tr)} views at {tr.width}x{tr.height} "
+    return (f"building from {len(b.backbone):,} {b.backbone.unit_label} and {len(tr)} views at {tr.width}x{tr.height} "
             f"({test}{down}): {levels}, {ft}, backend {c.backend}")
 
 
@@ -190,7 +190,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         r0, r1 = ckpt.rate_range()
         ps = ckpt.rd["psnr"]
-        print(f"wrote {args.output}: {len(ckpt):,} Gaussians, {ckpt.num_levels} levels, rates "
+        from ..rave.backbone import for_object
+
+        unit = for_object(ckpt).unit_label
+        print(f"wrote {args.output}: {len(ckpt):,} {unit}, {ckpt.num_levels} levels, rates "
               f"{format_bytes(r0)} .. {format_bytes(r1)} (MB = 10^6 bytes), {psnr_label(ckpt.meta)} "
               f"{min(ps):.2f}-{max(ps):.2f} dB, "
               f"built in {ckpt.meta.get('total_seconds', 0):.1f} s", file=sys.stderr)

@@ -34,13 +34,13 @@ from .. import metrics
 from . import budget
 from ..errors import RaveError
 from ..scene.cameras import Cameras
-from ..scene.gaussians import Gaussians
-from .checkpoint import RaveCheckpoint, chunk_rate_table, save_checkpoint
-from .config import AUTHORS_LEVEL_WEIGHTS, BuildConfig, quant_config
+from . import backbone
+from .checkpoint import chunk_rate_table
+from .config import AUTHORS_LEVEL_WEIGHTS, BuildConfig
 from .finetune import finetune, level_weights
 from .levels import Levels, build_levels, level_fractions, level_sizes
 from .ranking import rank
-from .units import GaussianUnits
+from .units import UnitModel
 
 
 #: Config keys the nested levels depend on (a variant changing none of them reuses the levels).
@@ -111,7 +111,7 @@ def downscale_cameras(cams: Cameras, max_side: int) -> Cameras:
 
 
 @torch.no_grad()
-def prefix_quality(units: GaussianUnits, cams: Cameras, k: int, batch: int = 4) -> tuple[float, float]:
+def prefix_quality(units: UnitModel, cams: Cameras, k: int, batch: int = 4) -> tuple[float, float]:
     """Mean PSNR and SSIM over ``cams`` of the first ``k`` units (images clamped to [0, 1])."""
     ps, ss = [], []
     for s in range(0, len(cams), batch):
@@ -123,7 +123,7 @@ def prefix_quality(units: GaussianUnits, cams: Cameras, k: int, batch: int = 4) 
     return metrics.mean(torch.cat(ps)), metrics.mean(torch.cat(ss))
 
 
-def rd_counts(ckpt: RaveCheckpoint, points: int) -> list[int]:
+def rd_counts(ckpt, points: int) -> list[int]:
     """Distinct prefix lengths for ``points`` target rates evenly spaced over [R(G_1), R(G_L)], plus the levels.
 
     Where neighbouring prefixes still lie more than one nominal spacing apart in bytes (the fixed cost of
@@ -144,10 +144,10 @@ def rd_counts(ckpt: RaveCheckpoint, points: int) -> list[int]:
     return out
 
 
-def rd_table(ckpt: RaveCheckpoint, cams: Cameras, points: int, *, backend: str = "auto",
+def rd_table(ckpt, cams: Cameras, points: int, *, backend: str = "auto",
              background: Tensor | None = None, progress: bool = True) -> tuple[dict, int]:
     """The RD table {"count", "bytes", "psnr", "ssim"} of the decoded prefixes, and the number of renders."""
-    units = GaussianUnits(ckpt.decoded_gaussians(), backend=backend, background=background)
+    units = backbone.decoded_units(ckpt, backend=backend, background=background)
     rd = {"count": [], "bytes": [], "psnr": [], "ssim": []}
     for k in tqdm(rd_counts(ckpt, points), desc="RD table", unit="rate", disable=not progress, leave=False):
         p, s = prefix_quality(units, cams, k)
@@ -161,24 +161,24 @@ def rd_table(ckpt: RaveCheckpoint, cams: Cameras, points: int, *, backend: str =
 class Builder:
     """One model + dataset + config; stages are computed on demand and cached (see module docstring)."""
 
-    def __init__(self, gaussians: Gaussians, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
+    def __init__(self, model, train: Cameras, test: Cameras | None, cfg: BuildConfig | None = None,
                  *, scene_scale: float = 1.0, progress: bool = True, sources: dict | None = None,
                  train_steps: int | None = None, targets: str = "photos"):
-        from ..codec import fake_quantize, scene_bounds
-
+        """``model``: an in-memory model of a registered kind (Gaussians, ScaffoldModel) or a
+        :class:`~rave_viewer.rave.backbone.Backbone` wrapping one (rave/backbone.py picks the backbone)."""
+        self.backbone = backbone.wrap(model)
+        self.model = self.backbone.model
         self.cfg = cfg or BuildConfig()
         if self.cfg.steps is None:  # default length: a fraction of the original training, capped by size
             steps = default_steps(self.cfg, train_steps)
-            cap = budget.steps_cap(len(gaussians))
+            cap = budget.steps_cap(self.backbone.cost())
             self.cfg = self.cfg.replace(steps=steps if cap is None else min(steps, cap))
         self.effort: budget.Effort | None = None  # set by build() / build_self(): what was chosen and why
         self.train_steps = train_steps
         self.progress = progress
         self.sources = dict(sources or {})
-        gaussians.validate("input model")
         if train.images is None or len(train) == 0:
             raise RaveError("the dataset has no training views with images")
-        self.gaussians = gaussians.detach().float()
         self.train = train
         self.rd_split = "test"
         if test is None or len(test) == 0 or test.images is None:
@@ -191,35 +191,36 @@ class Builder:
             self.rd_split = "held-out rig"
         self.test = test
         self.scene_scale = float(scene_scale)
-        self.quant = quant_config(self.cfg)  # the quality preset with the config's overrides
-        self.bounds = scene_bounds(self.gaussians)
-        self.quant = self.quant.fit(self.gaussians)  # data-fitted SH ranges: fixed once, for QAT and the stream
-        self.fake_quantize = lambda g: fake_quantize(g, self.quant, self.bounds)  # noqa: E731
+        self.quant = self.backbone.fit_quant(self.cfg)  # fixed once over every unit: QAT and the stream agree
+        self.fake_quantize = self.backbone.fake_quantize
         self.background = torch.tensor(self.cfg.background, dtype=torch.float32)
-        self.units = GaussianUnits(self.gaussians, backend=self.cfg.backend, background=self.background)
+        self.units = self.backbone.units(backend=self.cfg.backend, background=self.background)
         n_levels = self.cfg.anchors or self.cfg.num_levels
         fr = level_fractions(n_levels, self.cfg.coarsest_fraction, delta_rate=self.cfg.delta_rate,
                              fractions=None if self.cfg.anchors else self.cfg.fractions)
-        self.sizes = level_sizes(len(self.gaussians), fr)
+        self.sizes = level_sizes(len(self.backbone), fr)
         self.stages: dict[str, dict] = {}
         self._levels: Levels | None = None
-        self._tuned: dict[bool, tuple[GaussianUnits, dict]] = {}
-        self._imp = {"accumulate": self.cfg.importance, "param_names": list(self.cfg.importance_params),
+        self._tuned: dict[bool, tuple[UnitModel, dict]] = {}
+        self._imp = {"accumulate": self.cfg.importance, "param_names": self.backbone.importance_params(self.cfg),
                      "batch": self.cfg.importance_batch,
                      "full_model_score": "blend" if targets == "self" else "gradient"}
 
     @property
+    def gaussians(self):
+        """The input model (kept under its 3DGS name for existing callers)."""
+        return self.model
+
+    @property
     def lrs(self) -> dict[str, float]:
-        """Fine-tuning learning rates per parameter (positions scaled by the scene size)."""
-        c = self.cfg
-        return {"means": c.means_lr * self.scene_scale, "quats": c.quats_lr, "scales": c.scales_lr,
-                "opacities": c.opacities_lr, "sh0": c.sh0_lr, "shN": c.shN_lr}
+        """Fine-tuning learning rates per parameter (the backbone's; positions scaled by the scene size)."""
+        return self.backbone.lrs(self.cfg, self.scene_scale)
 
     def variant(self, **changes) -> "Builder":
         """The same model and views with ``changes`` to the config (an ablation); the levels are shared when
         none of the changes affects them, so the variant costs only the stages it changes."""
         cfg = self.cfg.replace(**changes)
-        b = Builder(self.gaussians, self.train, self.test, cfg, scene_scale=self.scene_scale,
+        b = Builder(self.backbone, self.train, self.test, cfg, scene_scale=self.scene_scale,
                     progress=self.progress, sources=self.sources, train_steps=self.train_steps,
                     targets=self.targets)
         b.effort = self.effort
@@ -242,7 +243,7 @@ class Builder:
                                             progress=self.progress, **self._imp)
         return self._levels
 
-    def tuned(self, finetune_: bool | None = None) -> tuple[GaussianUnits, dict]:
+    def tuned(self, finetune_: bool | None = None) -> tuple[UnitModel, dict]:
         """Level-ordered units after fine-tuning (or not), and the fine-tuning statistics."""
         ft = self.cfg.finetune if finetune_ is None else finetune_
         if ft not in self._tuned:
@@ -259,10 +260,8 @@ class Builder:
                                                progress=self.progress)
         return self._tuned[ft]
 
-    def checkpoint(self, ranking: str | None = None, finetune_: bool | None = None) -> RaveCheckpoint:
-        """The full checkpoint for a ranking mode ("context" / "global") and fine-tuning choice."""
-        from ..codec import ProgressiveEncoder
-
+    def checkpoint(self, ranking: str | None = None, finetune_: bool | None = None):
+        """The full checkpoint (the backbone's kind) for a ranking mode ("context" / "global") and fine-tuning."""
         t_start = time.perf_counter()
         c = self.cfg
         ranking = ranking or c.ranking
@@ -273,21 +272,16 @@ class Builder:
         with self._stage("ranking"):
             rk = rank(units, self.train, self.sizes, mode=mode, progress=self.progress,
                       transform=self.fake_quantize if c.rank_quantized else None, **self._imp)
-        final = units.gaussians.subset(rk.perm)
+        final = units.select(rk.perm)
         order = lv.order[rk.perm]
+        bb = self.backbone
         with self._stage("rates"):
-            enc = ProgressiveEncoder(final, self.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=self.bounds,
-                                     progress=self.progress)
+            enc = bb.encoder(final, c, progress=self.progress)
             level_rates = [int(enc.size_of_prefix(s)) for s in self.sizes]
-            chunk_rates = chunk_rate_table(enc, len(final), c.chunk_size)
-        ckpt = RaveCheckpoint(
-            gaussians=final, order=order, level_sizes=list(self.sizes), level_rates=level_rates, quant=self.quant,
-            bounds=self.bounds, codec=c.codec, chunk_size=c.chunk_size, rd={k: [] for k in ("count", "bytes",
-                                                                                              "psnr", "ssim")},
-            test_cameras=downscale_cameras(self.test, c.test_max_side), meta={}, chunk_rates=chunk_rates,
-            interpolate=not c.anchors,
-        )
-        ckpt._encoder = enc
+            chunk_rates = chunk_rate_table(enc, final.num_units, c.chunk_size)
+        ckpt = bb.checkpoint(final, enc, order=order, level_sizes=list(self.sizes), level_rates=level_rates,
+                             chunk_rates=chunk_rates, cfg=c,
+                             test_cameras=downscale_cameras(self.test, c.test_max_side))
         with self._stage("rd"):
             ckpt.rd, renders = rd_table(ckpt, self.test, c.rd_points, backend=c.backend, background=self.background,
                                         progress=self.progress)
@@ -299,12 +293,11 @@ class Builder:
             "ranking": "anchors" if c.anchors else ranking,
             "finetune": bool(ft and c.steps > 0),
             "config": {**c.to_dict(), "ranking": ranking, "finetune": bool(ft)},
-            "input_gaussians": len(self.gaussians),
-            "sh_degree": self.gaussians.sh_degree,
+            **self.backbone.meta(),
             "scene_scale": self.scene_scale,
             "train_steps": self.train_steps,
             "levels": {"method": c.level_method, "passes": lv.passes,
-                       "fractions": [s / len(final) for s in self.sizes]},
+                       "fractions": [s / final.num_units for s in self.sizes]},
             "ranking_passes": rk.passes,
             "finetune_stats": ft_stats,
             "targets": self.targets,
@@ -326,18 +319,18 @@ def _held_out(total: int, test_every: int) -> int:
 
 
 def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: BuildConfig | None = None, *,
-               cameras: str | os.PathLike | None = None, progress: bool = True, on_start=None) -> RaveCheckpoint:
+               cameras: str | os.PathLike | None = None, progress: bool = True, on_start=None):
     """``rave build`` without a dataset (self-distillation): views from a camera rig around the scene (or the
     poses of ``cameras``, a transforms.json-style file), targets = the full model's renders (rig.py); the
     first scoring pass uses the blending-weight score (importance.py). The checkpoint records
     ``meta["targets"] = "self"`` and the rig in ``meta["rig"]``; its RD table is PSNR vs the full model on the
     held-out rig views (every ``test_every``-th). Views, side and steps default by scene size (budget.py)."""
-    from ..scene.ply import read_ply
     from .rig import default_size, place_rig, render_targets, rig_from_cameras, say, scene_scale
 
     cfg = cfg or BuildConfig()
-    g = read_ply(ply).detach().float()
-    n, te = len(g), cfg.test_every
+    bb = backbone.for_file(ply).load(ply)
+    g = bb.proxy_gaussians()  # where the content is (rig placement and bounds)
+    n, te = bb.cost(), cfg.test_every
     rec = training_record(ply)
     train_steps = training_steps(ply)
     _, trained_side = training_resolution(rec)
@@ -372,14 +365,14 @@ def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: Build
     say(rig.describe() + (f" (downscaled from {rig.extra['downscaled_from']} px)"
                           if "downscaled_from" in rig.extra else ""), progress)
     bg = torch.tensor(cfg.background, dtype=torch.float32)
-    views = render_targets(g, rig.cameras, background=bg, backend=cfg.backend, progress=progress)
+    views = render_targets(bb.units(backend=cfg.backend, background=bg), rig.cameras, progress=progress)
     rig.cameras = views
     train, test = rig.split()
     train = train[budget.subset(len(train), eff.views)]
     eff.views = len(train)
-    sources = {"ply": str(Path(ply)), "cameras": str(Path(cameras)) if cameras is not None else "rig"}
+    sources = {bb.source_key: str(Path(ply)), "cameras": str(Path(cameras)) if cameras is not None else "rig"}
     cfg = cfg.replace(views=eff.views, max_side=eff.side, steps=eff.steps)
-    b = Builder(g, train, test, cfg, scene_scale=scene_scale(views), progress=progress, sources=sources,
+    b = Builder(bb, train, test, cfg, scene_scale=scene_scale(views), progress=progress, sources=sources,
                 train_steps=train_steps, targets="self")
     b.effort = eff
     if on_start is not None:
@@ -387,13 +380,13 @@ def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: Build
     ckpt = b.checkpoint()
     ckpt.meta["rig"] = rig.to_meta()
     if out is not None:
-        save_checkpoint(ckpt, out)
+        bb.save_checkpoint(ckpt, out)
     return ckpt
 
 
 def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.PathLike | None,
           cfg: BuildConfig | None = None, *, progress: bool = True, allow_outside_paths: bool = False,
-          on_start=None, cameras: str | os.PathLike | None = None) -> RaveCheckpoint:
+          on_start=None, cameras: str | os.PathLike | None = None):
     """``rave build``: read the PLY and the dataset, run every stage, write ``out`` (if given).
 
     ``data=None``: no dataset, self-distillation on a camera rig or on the poses of ``cameras``
@@ -405,14 +398,13 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
     called once the inputs are loaded, before the first stage (``rave build`` prints its settings there).
     """
     from ..scene.datasets import load_dataset
-    from ..scene.ply import read_ply
 
     if data is None:  # self-distillation: a camera rig (or ``cameras``) instead of a dataset
         return build_self(ply, out, cfg, cameras=cameras, progress=progress, on_start=on_start)
     if cameras is not None:
         raise RaveError("--cameras is for builds without a dataset (the dataset has its own cameras)", cameras)
     cfg = cfg or BuildConfig()
-    g = read_ply(ply)
+    bb = backbone.for_file(ply).load(ply)
     rec = training_record(ply)
     rec_down, trained_side = training_resolution(rec)
     down = cfg.downscale if cfg.downscale is not None else (rec_down or 1)
@@ -424,22 +416,22 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
     photo_side = max(ds.train.width, ds.train.height)
     if cfg.downscale is None and rec_down:  # loaded at the training downscale: that is the training resolution
         trained_side = trained_side or photo_side
-    eff = budget.choose(len(g), available_views=len(ds.train), photo_side=photo_side, trained_side=trained_side,
+    eff = budget.choose(bb.cost(), available_views=len(ds.train), photo_side=photo_side, trained_side=trained_side,
                         views=cfg.views, max_side=cfg.max_side, steps=cfg.steps,
                         default_steps=None if cfg.steps is not None else default_steps(cfg, train_steps))
     train = downscale_cameras(ds.train[budget.subset(len(ds.train), eff.views)], eff.side)
     test = downscale_cameras(ds.test, eff.side) if ds.test is not None and len(ds.test) else ds.test
     eff.views = len(train)
-    sources = {"ply": str(Path(ply)), "data": str(Path(data))}
+    sources = {bb.source_key: str(Path(ply)), "data": str(Path(data))}
     cfg = cfg.replace(downscale=down, views=eff.views, max_side=eff.side, steps=eff.steps)
-    b = Builder(g, train, test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
+    b = Builder(bb, train, test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
                 train_steps=train_steps)
     b.effort = eff
     if on_start is not None:
         on_start(b)
     ckpt = b.checkpoint()
     if out is not None:
-        save_checkpoint(ckpt, out)
+        bb.save_checkpoint(ckpt, out)
     return ckpt
 
 

@@ -144,29 +144,8 @@ def blending_weight(
     progress: bool = True,
     desc: str = "blending weight",
 ) -> Tensor:
-    """[num_units] float64 sum over ``cams`` and their pixels of alpha_i T_i (units outside ``subset``: 0).
-
-    Needs per-unit colour parameters ``sh0`` [N, 1, 3] (and ``shN``); images are not needed (see the module
-    docstring for the gradient identity it uses).
-    """
-    from ..render.sh import SH_C0
-
-    base = units.params()
-    if "sh0" not in base:
-        raise ValueError("the blending-weight score needs per-unit colour parameters ('sh0')")
-    leaves = {k: v.detach() for k, v in base.items()}
-    dc = torch.zeros_like(leaves["sh0"]).requires_grad_(True)
-    leaves["sh0"] = dc
-    if "shN" in leaves:
-        leaves["shN"] = torch.zeros_like(leaves["shN"])
-    score = torch.zeros(units.num_units, dtype=torch.float64)
-    n = len(cams)
-    with tqdm(total=n, desc=desc, unit="view", disable=not progress, leave=False) as bar:
-        for s in range(0, n, max(1, int(batch))):
-            c = cams[list(range(s, min(s + batch, n)))]
-            img = units.render(c, subset, params=leaves, transform=transform)
-            (g,) = torch.autograd.grad(img.sum(), [dc], allow_unused=True)
-            if g is not None:
-                score += g.detach().double().sum(dim=(1, 2)).cpu() / (3.0 * SH_C0)
-            bar.update(len(c))
-    return score
+    """[num_units] float64 sum over ``cams`` and their pixels of the blending weight each unit paints (units
+    outside ``subset``: 0); images are not needed. Each unit model computes its own (:meth:`UnitModel.
+    blending_weight`): a Gaussian's alpha_i T_i (the gradient identity of the module docstring), an anchor's
+    sum over its neural Gaussians."""
+    return units.blending_weight(cams, subset, transform=transform, batch=batch, progress=progress, desc=desc)

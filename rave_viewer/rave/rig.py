@@ -371,20 +371,20 @@ def scene_scale(cams: Cameras) -> float:
 
 
 @torch.no_grad()
-def render_targets(g: Gaussians, cams: Cameras, *, background: Tensor | None = None, backend: str = "auto",
+def render_targets(model, cams: Cameras, *, background: Tensor | None = None, backend: str = "auto",
                    batch: int = 4, progress: bool = True) -> Cameras:
-    """``cams`` with images = the full model's renders, clamped to [0, 1] like photos."""
-    from ..render import render
+    """``cams`` with images = the full model's renders, clamped to [0, 1] like photos. ``model``: a
+    :class:`~rave_viewer.rave.units.UnitModel` (rendered as it is) or Gaussians (with ``background``, ``backend``)."""
+    from .units import GaussianUnits
 
+    if isinstance(model, Gaussians):
+        model = GaussianUnits(model, backend=backend, background=background)
     imgs = []
-    bg = None if background is None else torch.as_tensor(background, dtype=torch.float32).reshape(1, 3)
     with tqdm(total=len(cams), desc="rig: render targets (full model)", unit="view", disable=not progress,
               leave=False) as bar:
         for s in range(0, len(cams), batch):
             c = cams[list(range(s, min(s + batch, len(cams))))]
-            b = None if bg is None else bg.expand(len(c), 3)
-            img, _, _ = render(g, c.viewmats, c.Ks, c.width, c.height, backgrounds=b, backend=backend)
-            imgs.append(img.clamp(0, 1).float().cpu())
+            imgs.append(model.render(c).clamp(0, 1).float().cpu())
             bar.update(len(c))
     return Cameras(cams.viewmats, cams.Ks, cams.width, cams.height, torch.cat(imgs), list(cams.names))
 

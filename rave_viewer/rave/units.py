@@ -42,6 +42,12 @@ class UnitModel(Protocol):
         """The model made of the units at ``index`` (LongTensor [M], in that order)."""
         ...
 
+    def blending_weight(self, cams: Cameras, subset=None, *, transform: Callable | None = None, batch: int = 1,
+                        progress: bool = True, desc: str = "blending weight") -> Tensor:
+        """[num_units] float64: the summed blending weight each unit paints over ``cams`` (units outside
+        ``subset``: 0), the self-distillation score where the loss gradient vanishes (importance.py)."""
+        ...
+
     def with_params(self, params: dict[str, Tensor]) -> "UnitModel":
         """The same kind of model with replaced parameters (same leading dimension)."""
         ...
@@ -105,6 +111,31 @@ class GaussianUnits:
                 continue
             total += g.detach().reshape(self.num_units, -1).double().square().sum(dim=1)
         return total.sqrt()
+
+    def blending_weight(self, cams: Cameras, subset=None, *, transform: Callable | None = None, batch: int = 1,
+                        progress: bool = True, desc: str = "blending weight") -> Tensor:
+        """sum over views and pixels of alpha_i T_i: the render with SH DC = 0 and higher SH = 0 (colour 0.5, no
+        clamp) is linear in c_i with that coefficient, so the SH DC gradient of the image sum divided by SH_C0
+        and the 3 channels is the weight (importance.py's module docstring)."""
+        from tqdm.auto import tqdm
+
+        from ..render.sh import SH_C0
+
+        leaves = {k: v.detach() for k, v in self.params().items()}
+        dc = torch.zeros_like(leaves["sh0"]).requires_grad_(True)
+        leaves["sh0"] = dc
+        leaves["shN"] = torch.zeros_like(leaves["shN"])
+        score = torch.zeros(self.num_units, dtype=torch.float64)
+        n, batch = len(cams), max(1, int(batch))
+        with tqdm(total=n, desc=desc, unit="view", disable=not progress, leave=False) as bar:
+            for s in range(0, n, batch):
+                c = cams[list(range(s, min(s + batch, n)))]
+                img = self.render(c, subset, params=leaves, transform=transform)
+                (g,) = torch.autograd.grad(img.sum(), [dc], allow_unused=True)
+                if g is not None:
+                    score += g.detach().double().sum(dim=(1, 2)).cpu() / (3.0 * SH_C0)
+                bar.update(len(c))
+        return score
 
     def select(self, index: Tensor) -> "GaussianUnits":
         return self._like(self.gaussians.subset(index))

@@ -11,12 +11,12 @@ offsets, scaling, position). With :func:`rave_viewer.rave.importance.importance`
 this is the norm of the gradient summed over the training views, as the authors compute it.
 
 ``transform`` (quantization-aware training) receives and returns the selected anchors' parameter dict,
-before decoding: :func:`rave_viewer.scaffold.qat.fake_quantize_anchors` does what the authors do (8-bit
-features, fp16 positions/offsets/scalings, straight-through).
+before decoding: :func:`rave_viewer.scaffold.qat.fake_quantize_anchors` with the stream's fixed grid does what
+the authors do (8-bit features, fp16 positions/offsets/scalings, straight-through).
 
 Not covered by the protocol: the shared MLPs cannot be fine-tuned by ``rave.finetune`` (``params()`` holds
-per-unit tensors only), and the self-distillation score (``full_model_score="blend"``) needs per-unit SH
-colours, which anchors do not have (importance() raises ValueError for it).
+per-unit tensors only). The self-distillation score (``full_model_score="blend"``) is the accumulated blending
+weight of each anchor's neural Gaussians (:meth:`ScaffoldUnits.blending_weight`).
 """
 
 from __future__ import annotations
@@ -94,6 +94,45 @@ class ScaffoldUnits:
                 continue
             total += g.detach().reshape(self.num_units, -1).double().square().sum(dim=1)
         return total.sqrt()
+
+    def blending_weight(self, cams: Cameras, subset=None, *, transform: Callable | None = None, batch: int = 1,
+                        progress: bool = True, desc: str = "blending weight") -> Tensor:
+        """[num_units] float64: per anchor, the blending weight its neural Gaussians paint, summed over
+        ``cams`` and pixels (anchors outside ``subset``: 0), the anchor analogue of a Gaussian's alpha_i T_i
+        (rave/importance.py). Each view's neural Gaussians are decoded as usual and rendered with colour 0.5
+        (SH DC = 0): the image is linear in each colour with coefficient alpha_ij T_ij, so the DC gradient of the
+        image sum over SH_C0 and the 3 channels is that weight; it is summed into the Gaussians' anchors."""
+        from tqdm.auto import tqdm
+
+        from ..render import render
+        from ..render.sh import SH_C0
+        from ..scene.gaussians import Gaussians
+        from .model import decode_for_camera
+
+        n = self.num_units
+        index = self._pick({"i": torch.arange(n)}, subset)["i"]  # global index of each rendered anchor
+        with torch.no_grad():
+            p = self._pick({k: v.detach() for k, v in self.anchors.items()}, subset)
+            if transform is not None:
+                p = {k: v.detach() for k, v in transform(p).items()}
+        score = torch.zeros(n, dtype=torch.float64)
+        k, device = self.spec.n_offsets, p["anchor"].device
+        bg = None if self.background is None else self.background.to(device).reshape(1, 3)
+        for c in tqdm(range(len(cams)), desc=desc, unit="view", disable=not progress, leave=False):
+            vm, K = cams.viewmats[c].to(device), cams.Ks[c].to(device)
+            with torch.no_grad():
+                ng = decode_for_camera(p, self.mlps, self.spec, vm, K, cams.width, cams.height, cull=self.cull)
+            g = ng.gaussians
+            dc = torch.zeros_like(g.sh0).requires_grad_(True)
+            g = Gaussians(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh0=dc, shN=g.shN)
+            self._counter[0] += 1
+            img, _, _ = render(g, vm[None], K[None], cams.width, cams.height, backgrounds=bg, backend=self.backend)
+            (gr,) = torch.autograd.grad(img.sum(), [dc], allow_unused=True)
+            if gr is None or len(g) == 0:
+                continue
+            owner = ng.anchors.repeat_interleave(k)[ng.mask].cpu()  # local anchor index of each kept Gaussian
+            score.index_add_(0, index[owner], gr.detach().double().sum(dim=(1, 2)).cpu() / (3.0 * SH_C0))
+        return score
 
     def select(self, index: Tensor) -> "ScaffoldUnits":
         return self._like({k: v[index] for k, v in self.anchors.items()})
