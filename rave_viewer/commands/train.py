@@ -42,79 +42,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print every training option with its default and meaning (as YAML) and exit")
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before loading anything, outputs (the PLY, its run JSON, the Ctrl-C checkpoint) that would
-    replace an input (the dataset's own files, the config) or a symlink/special/read-only file."""
-    from ..fileio import check_output
-    from ..train.run import checkpoint_path, run_json_path
+def _backbone(args: argparse.Namespace):
+    """(config module, run module, usage) of ``--model``: each module offers the same functions (load_config,
+    describe; check_output_path, run_json_path, checkpoint_path, train_folder)."""
+    if getattr(args, "model", "3dgs") == "scaffold":
+        from ..scaffold import config
+        from ..scaffold import train as run_mod
 
+        return config, run_mod, "--model scaffold -o scene.scaffold"
+    from ..train import config
+    from ..train import run as run_mod
+
+    return config, run_mod, "-o scene.ply"
+
+
+def check_outputs(args: argparse.Namespace, run_mod) -> None:
+    """Refuse, before loading anything, an output of the wrong file type, or outputs (the model, its run JSON,
+    the Ctrl-C checkpoint) that would replace an input (the dataset's own files, the config) or a
+    symlink/special/read-only file. ``run_mod``: the backbone's run module (see :func:`_backbone`)."""
+    from ..fileio import check_output
+
+    run_mod.check_output_path(args.output, force=args.force)
     inputs = [*dataset_files(args.data_dir), args.config]
-    for out, flag in ((args.output, "-o/--output"), (run_json_path(args.output), "the run record of -o/--output"),
-                      (checkpoint_path(args.output), "the Ctrl-C checkpoint of -o/--output")):
+    for out, flag in ((args.output, "-o/--output"),
+                      (run_mod.run_json_path(args.output), "the run record of -o/--output"),
+                      (run_mod.checkpoint_path(args.output), "the Ctrl-C checkpoint of -o/--output")):
         check_output(out, *inputs, force=args.force, flag=flag)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import RaveError
-    from ..train.config import describe, load_config
-    from ..train.run import train_folder
 
-    if getattr(args, "model", "3dgs") == "scaffold":
-        return _run_scaffold(args)
+    config, run_mod, usage = _backbone(args)
     if args.help_config:
-        sys.stdout.write(describe())
+        sys.stdout.write(config.describe())
         return 0
     if not args.data_dir or not args.output:
-        raise RaveError("usage: rave train DATA_DIR -o scene.ply [--config cfg.yaml] [--steps N] "
+        raise RaveError(f"usage: rave train DATA_DIR {usage} [--config cfg.yaml] [--steps N] "
                         "[--backend auto|cpu|gsplat] [--seed S]")
-    check_outputs(args)
-    cfg = load_config(args.config)
+    check_outputs(args, run_mod)
+    cfg = config.load_config(args.config)
     overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed),
                                    ("downscale", args.downscale)) if v is not None}
     if overrides:
         cfg = cfg.replace(**overrides)
-    result, written = train_folder(args.data_dir, args.output, cfg, config_file=args.config,
-                                   progress=not args.quiet, force=args.force,
-                                   allow_outside_paths=args.allow_outside_paths)
-    if result.interrupted:
-        print(f"interrupted at step {result.steps_done}/{cfg.steps}: checkpoint written to {written}",
-              file=sys.stderr)
-        return 130
-    if args.quiet:
-        return 0
-    m = result.metrics
-    test = "" if m["test_psnr"] is None else f", test PSNR {m['test_psnr']:.2f} dB SSIM {m['test_ssim']:.4f}"
-    print(f"wrote {written} ({len(result.gaussians)} Gaussians, train PSNR {m['train_psnr']:.2f} dB{test}, "
-          f"{result.wall_time_s:.0f} s on {result.backend})")
-    return 0
-
-
-def _run_scaffold(args: argparse.Namespace) -> int:
-    """``rave train --model scaffold``: rave_viewer.scaffold's trainer, config and file format."""
-    from ..errors import RaveError
-    from ..fileio import check_output
-    from ..scaffold.config import describe, load_config
-    from ..scaffold.train import check_output_path, checkpoint_path, run_json_path, train_folder
-
-    if args.help_config:
-        sys.stdout.write(describe())
-        return 0
-    if not args.data_dir or not args.output:
-        raise RaveError("usage: rave train DATA_DIR --model scaffold -o scene.scaffold [--config cfg.yaml] "
-                        "[--steps N] [--backend auto|cpu|gsplat] [--seed S]")
-    check_output_path(args.output, force=args.force)
-    inputs = [*dataset_files(args.data_dir), args.config]
-    for out, flag in ((args.output, "-o/--output"), (run_json_path(args.output), "the run record of -o/--output"),
-                      (checkpoint_path(args.output), "the Ctrl-C checkpoint of -o/--output")):
-        check_output(out, *inputs, force=args.force, flag=flag)
-    cfg = load_config(args.config)
-    overrides = {k: v for k, v in (("steps", args.steps), ("backend", args.backend), ("seed", args.seed),
-                                   ("downscale", args.downscale)) if v is not None}
-    if overrides:
-        cfg = cfg.replace(**overrides)
-    result, written = train_folder(args.data_dir, args.output, cfg, config_file=args.config,
-                                   progress=not args.quiet, force=args.force,
-                                   allow_outside_paths=args.allow_outside_paths)
+    result, written = run_mod.train_folder(args.data_dir, args.output, cfg, config_file=args.config,
+                                           progress=not args.quiet, force=args.force,
+                                           allow_outside_paths=args.allow_outside_paths)
     if result.interrupted:
         print(f"interrupted at step {result.steps_done}/{cfg.steps}: checkpoint written to {written}",
               file=sys.stderr)
@@ -122,6 +96,13 @@ def _run_scaffold(args: argparse.Namespace) -> int:
     if not args.quiet:
         m = result.metrics
         test = "" if m["test_psnr"] is None else f", test PSNR {m['test_psnr']:.2f} dB SSIM {m['test_ssim']:.4f}"
-        print(f"wrote {written} ({len(result.model)} anchors x {result.model.spec.n_offsets} neural Gaussians, "
-              f"train PSNR {m['train_psnr']:.2f} dB{test}, {result.wall_time_s:.0f} s on {result.backend})")
+        print(f"wrote {written} ({_units(result)}, train PSNR {m['train_psnr']:.2f} dB{test}, "
+              f"{result.wall_time_s:.0f} s on {result.backend})")
     return 0
+
+
+def _units(result) -> str:
+    """What a trained model consists of, for the summary line: Gaussians (3DGS) or anchors (Scaffold-GS)."""
+    if hasattr(result, "gaussians"):
+        return f"{len(result.gaussians)} Gaussians"
+    return f"{len(result.model)} anchors x {result.model.spec.n_offsets} neural Gaussians"

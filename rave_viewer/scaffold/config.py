@@ -7,20 +7,19 @@ multiplied by ``steps / 30000`` like :class:`rave_viewer.train.config.TrainConfi
 fields at the top level, or under a ``train:`` key of a recipe (``rave train --model scaffold
 --help-config`` prints them all). Unknown keys, wrong types, NaN/inf and out-of-range values raise
 :class:`RaveError` naming the file and the key; the YAML file itself is read by the 3DGS config's reader
-(:func:`rave_viewer.train.config.read_yaml`: size cap, one-line parse errors).
+and checked by the same code (:mod:`rave_viewer.train.options`: size cap, one-line parse errors).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import RaveError, shown
-from ..train.config import MAX_POINTS, MAX_SEED, MAX_STEPS, RECIPE_KEYS, _f, read_yaml
-from ..yaml_checks import key_text, limit_text
+from ..train.config import MAX_POINTS, MAX_SEED, MAX_STEPS
+from ..train.options import Options
+from ..train.options import option as _f
 
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
 INIT_MODES = ("auto", "points", "random")
@@ -145,90 +144,19 @@ def grow_schedule(cfg: ScaffoldConfig) -> GrowSchedule:
                         update_until=int(cfg.update_until * f))
 
 
+_OPTIONS = Options(ScaffoldConfig, "rave train --model scaffold --help-config")
+
+
 def describe() -> str:
     """Every option with its default and documentation, as YAML comments."""
-    import yaml
-
-    lines = []
-    d = ScaffoldConfig().to_dict()
-    for f in dataclasses.fields(ScaffoldConfig):
-        lines.append(f"# {f.metadata['doc']}")
-        v = yaml.safe_dump(d[f.name], default_flow_style=True).strip().removesuffix("\n...").strip()
-        lines.append(f"{f.name}: {v}")
-    return "\n".join(lines) + "\n"
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(ScaffoldConfig)}
-_HINTS = {k: (list if typing.get_origin(t) is list else t) for k, t in typing.get_type_hints(ScaffoldConfig).items()}
-_TYPES = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list of numbers"}
-
-
-def _check(name: str, value: Any, path) -> Any:
-    """One value converted and checked against its field's type, choices and bounds."""
-    typ, meta, where = _HINTS[name], _FIELDS[name].metadata, f"config key '{name}'"
-
-    def wrong(expected: str):
-        got = "null" if value is None else type(value).__name__
-        raise RaveError(f"{where} must be {expected}, got {got} ({shown(value)})", path)
-
-    number = lambda v: not isinstance(v, bool) and isinstance(v, (int, float))  # noqa: E731
-    if typ is bool and not isinstance(value, bool):
-        wrong(_TYPES[bool])
-    if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-        wrong(_TYPES[int])
-    if typ is str and not isinstance(value, str):
-        wrong(_TYPES[str])
-    if typ is float:
-        if not number(value):
-            wrong(_TYPES[float])
-        if not abs(value) <= 1e300:
-            raise RaveError(f"{where} must be a finite number, got {shown(value)}", path)
-        value = float(value)
-    if typ is list:
-        n = meta["length"]
-        if not isinstance(value, (list, tuple)) or not all(number(v) for v in value) or len(value) != n:
-            wrong(f"a list of {n} numbers")
-        if not all(abs(v) <= 1e300 for v in value):
-            raise RaveError(f"{where} must be finite numbers, got {shown(value)}", path)
-        value = [float(v) for v in value]
-    if meta["choices"] is not None and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {shown(value)}", path)
-    lo, hi = meta["min"], meta["max"]
-    for v in value if isinstance(value, list) else [value]:
-        if not number(v):
-            continue
-        if lo is not None and (v < lo or (meta["min_exclusive"] and v == lo)):
-            raise RaveError(f"{where} must be {'>' if meta['min_exclusive'] else '>='} {lo}, got {shown(v)}", path)
-        if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {limit_text(hi)}, got {shown(v)}", path)
-    return value
+    return _OPTIONS.describe()
 
 
 def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> ScaffoldConfig:
     """A :class:`ScaffoldConfig` from a mapping; unknown keys and bad values raise RaveError naming ``path``."""
-    if not isinstance(d, dict):
-        raise RaveError(f"the training config must be a mapping of option: value, got {type(d).__name__}", path)
-    values = {}
-    for key, value in d.items():
-        if not isinstance(key, str) or key not in _FIELDS:
-            raise RaveError(f"unknown config key '{key_text(key)}' (see `rave train --model scaffold "
-                            "--help-config` for the options)", path)
-        values[key] = _check(key, value, path)
-    return ScaffoldConfig(**values)
+    return _OPTIONS.from_dict(d, path)
 
 
 def load_config(path: str | os.PathLike | None) -> ScaffoldConfig:
     """The config in the YAML file ``path`` (defaults for None or an empty file; a recipe's ``train:`` part)."""
-    if path is None:
-        return ScaffoldConfig()
-    data = read_yaml(path)
-    if data is None:
-        return ScaffoldConfig()
-    if isinstance(data, dict) and "train" in data:
-        for key in data:
-            if key not in RECIPE_KEYS:
-                raise RaveError(f"unknown recipe key '{key_text(key)}' (expected {', '.join(RECIPE_KEYS)})", path)
-        data = data["train"] if data["train"] is not None else {}
-        if not isinstance(data, dict):
-            raise RaveError("recipe key 'train' must be a mapping of option: value", path)
-    return from_dict(data, path)
+    return _OPTIONS.load(path)

@@ -8,10 +8,8 @@ and prunes anchors on the scaled schedule. Ctrl-C stops at a step boundary and k
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,8 @@ from torch import Tensor
 from .. import metrics
 from ..errors import RaveError
 from ..scene.cameras import Cameras
+from ..train import run as _run
+from ..train.run import run_json_path  # noqa: F401 - ``scene.scaffold`` -> ``scene.json`` (the run record)
 from .config import GrowSchedule, ScaffoldConfig, grow_schedule
 from .grow import AnchorOptim, AnchorStrategy
 from .init import auto_voxel_size, init_model
@@ -77,12 +77,11 @@ class ScaffoldResult:
     grown: int = 0
     pruned: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    load_average: tuple[float, ...] = ()  # 1-minute system load at the start and end (other work competing)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready record of the run (config, metrics, anchor counts, timing, versions)."""
-        import platform
-
-        from .. import __version__
+        """JSON-ready record of the run (config, metrics, anchor counts, timing, versions, machine and load)."""
+        from ..train.record import machine, versions
 
         return {
             "format": "rave_viewer.scaffold.train/1",
@@ -100,10 +99,8 @@ class ScaffoldResult:
             "config": self.config.to_dict(),
             "schedule": self.schedule.to_dict(),
             "history": self.history,
-            "versions": {"rave_viewer": __version__, "torch": torch.__version__,
-                         "python": platform.python_version()},
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads()},
+            "versions": versions(),
+            "machine": machine(self.device, self.load_average),
             **self.extra,
         }
 
@@ -141,6 +138,7 @@ def train(dataset, cfg: ScaffoldConfig, *, progress: bool = True,
     """
     from tqdm.auto import tqdm
 
+    from ..train.record import load1
     from ..train.trainer import _StopRequest, _eval_subset, resolve_backend
 
     backend, device = resolve_backend(cfg.backend)
@@ -160,7 +158,7 @@ def train(dataset, cfg: ScaffoldConfig, *, progress: bool = True,
     eval_cams = _eval_subset(test_cams if has_test else train_cams, cfg.eval_max_views)
     split = "test" if has_test else "train"
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, load0 = time.perf_counter(), time.process_time(), load1()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -277,31 +275,22 @@ def train(dataset, cfg: ScaffoldConfig, *, progress: bool = True,
     return ScaffoldResult(model=model, config=cfg, schedule=sched, metrics=res, history=history, steps_done=step,
                           interrupted=interrupted, wall_time_s=time.perf_counter() - t0,
                           cpu_time_s=time.process_time() - c0, backend=backend, device=str(device),
-                          init_mode=init_mode, num_initial=n_init, grown=strategy.grown, pruned=strategy.pruned)
-
-
-def run_json_path(path: str | os.PathLike) -> Path:
-    """``scene.scaffold`` -> ``scene.json`` (the run record)."""
-    return Path(path).with_suffix(".json")
+                          init_mode=init_mode, num_initial=n_init, grown=strategy.grown, pruned=strategy.pruned,
+                          load_average=(load0, load1()))
 
 
 def checkpoint_path(path: str | os.PathLike) -> Path:
     """Where an interrupted run leaves its model: ``scene.scaffold`` -> ``scene.interrupted.scaffold``."""
-    p = Path(path)
-    return p.with_name(p.stem + ".interrupted" + SUFFIX)
+    return _run.checkpoint_path(path, SUFFIX)
 
 
 def check_output_path(out: str | os.PathLike, *, force: bool = False) -> Path:
     """Refuse, before any work, an output that is not a ``.scaffold`` path or that ``check_output`` refuses."""
-    from ..fileio import check_output
-
-    out = Path(out)
-    if out.suffix.lower() != SUFFIX:
-        raise RaveError(f"the output of --model scaffold must be a {SUFFIX} file", out)
-    return check_output(out, force=force)
+    return _run.check_output_path(out, force=force, suffix=SUFFIX, what="the output of --model scaffold")
 
 
 def start_line(dataset, cfg: ScaffoldConfig) -> str:
+    """What a run is about to do: views and their resolution, steps, model size, backend."""
     tr, te = dataset.train, dataset.test
     return (f"training Scaffold-GS on {len(tr)} views at {tr.width}x{tr.height} ({len(te)} test views): "
             f"{cfg.steps:,} steps, {cfg.n_offsets} offsets x {cfg.feat_dim} features, backend {cfg.backend}, "
@@ -314,24 +303,16 @@ def train_folder(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: Scaff
     """Load ``data_dir``, train and write ``out`` (.scaffold) and its run JSON; returns (result, written file).
 
     An interrupted run writes :func:`checkpoint_path` instead (``result.interrupted``)."""
-    from ..fileio import atomic_write_text
-    from ..scene.datasets import load_dataset
-    from ..train.run import _jsonable, check_dataset_folder
     from .io import save
 
     out = check_output_path(out, force=force)
-    check_dataset_folder(data_dir)
-    dataset = load_dataset(data_dir, downscale=cfg.downscale, test_every=cfg.test_every,
-                           background=tuple(cfg.background), allow_outside_paths=allow_outside_paths)
-    if progress:
-        for line in dataset.notes:
-            print(f"note: {line}", file=sys.stderr)
-        print(start_line(dataset, cfg), file=sys.stderr)
+    dataset = _run.load_training_data(data_dir, cfg, start_line, progress=progress,
+                                 allow_outside_paths=allow_outside_paths)
     result = train(dataset, cfg, progress=progress)
     target = checkpoint_path(out) if result.interrupted else out
     summary = result.summary()
     save(result.model, target, extra={"train": {k: summary[k] for k in ("steps_done", "metrics", "config")}})
     summary.update(output=str(target), data_dir=str(data_dir),
                    config_file=None if config_file is None else str(config_file))
-    atomic_write_text(run_json_path(target), json.dumps(_jsonable(summary), indent=1) + "\n")
+    _run.write_run_record(target, summary)
     return result, target

@@ -19,15 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RaveError, shown
-from ..yaml_checks import key_text as _key
-from ..yaml_checks import limit_text as _limit
-from ..yaml_checks import yaml_value_error as _yaml_value_error
+from .options import MAX_CONFIG_BYTES, RECIPE_KEYS, Options, read_yaml
+from .options import option as _f
 
 BACKENDS = ("auto", "cpu", "gsplat", "reference")
 INIT_MODES = ("auto", "points", "random")
@@ -35,17 +32,8 @@ STRATEGIES = ("default", "mcmc")
 MAX_STEPS = 10_000_000  # optimisation steps and step periods (30k is a full 3DGS training)
 MAX_POINTS = 50_000_000  # Gaussians (each ~1 KB with its optimiser state: 50M is ~50 GB)
 MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
-MAX_CONFIG_BYTES = 1 << 20  # a training config or recipe is a few hundred bytes
-
-
-def _f(default, doc: str, *, choices: tuple | None = None, min: float | None = None, max: float | None = None,
-       min_exclusive: bool = False, length: int | None = None):
-    """A dataclass field carrying its documentation and value constraints in ``metadata``."""
-    meta = {"doc": doc, "choices": choices, "min": min, "max": max, "min_exclusive": min_exclusive,
-            "length": length}
-    if isinstance(default, list):
-        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
-    return field(default=default, metadata=meta)
+__all__ = ["MAX_CONFIG_BYTES", "MAX_POINTS", "MAX_SEED", "MAX_STEPS", "PRESETS", "RECIPE_KEYS", "TrainConfig",
+           "describe", "from_dict", "load_config", "read_yaml"]
 
 
 @dataclass
@@ -155,145 +143,17 @@ class TrainConfig:
         return from_dict({**self.to_dict(), **changes})
 
 
+_OPTIONS = Options(TrainConfig, "rave train --help-config")
+
+
 def describe() -> str:
     """Every option with its default and documentation, as YAML comments (``rave train --help-config``)."""
-    lines = []
-    for f in dataclasses.fields(TrainConfig):
-        default = TrainConfig().to_dict()[f.name]
-        lines.append(f"# {f.metadata['doc']}")
-        lines.append(f"{f.name}: {_yaml_scalar(default)}")
-    return "\n".join(lines) + "\n"
-
-
-def _yaml_scalar(v) -> str:
-    import yaml
-
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("\n...").strip()
-
-
-_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-               list: "a list of numbers"}
-
-
-def _check(name: str, value: Any, path) -> Any:
-    """Convert/validate one value for field ``name``; RaveError naming ``path`` and the key otherwise."""
-    fld = _FIELDS[name]
-    typ = _HINTS[name]
-    meta = fld.metadata
-    where = f"config key '{name}'"
-    if value is None and name in _OPTIONAL:
-        return None
-
-    def wrong(expected: str):
-        got = "null" if value is None else type(value).__name__
-        raise RaveError(f"{where} must be {expected}, got {got} ({shown(value)})", path)
-
-    if typ is bool:
-        if not isinstance(value, bool):
-            wrong(_TYPE_NAMES[bool])
-    elif typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            wrong(_TYPE_NAMES[int])
-    elif typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            wrong(_TYPE_NAMES[float])
-        if not abs(value) <= 1e300:  # NaN, inf, and ints a float cannot hold
-            raise RaveError(f"{where} must be a finite number, got {shown(value)}", path)
-        value = float(value)
-    elif typ is str:
-        if not isinstance(value, str):
-            wrong(_TYPE_NAMES[str])
-    elif typ is list:
-        n = meta["length"]
-        expected = f"a list of {n} numbers" if n else _TYPE_NAMES[list]
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                       for v in value):
-            wrong(expected)
-        if n is not None and len(value) != n:
-            raise RaveError(f"{where} must be {expected}, got {len(value)} value(s)", path)
-        if not all(abs(v) <= 1e300 for v in value):
-            raise RaveError(f"{where} must be finite numbers, got {shown(value)}", path)
-        value = [float(v) for v in value]
-    else:  # pragma: no cover - a field type this checker does not know
-        raise TypeError(f"unsupported config field type {typ!r} for {name}")
-
-    if meta["choices"] is not None and value not in meta["choices"]:
-        raise RaveError(f"{where} must be one of {', '.join(meta['choices'])}, got {shown(value)}", path)
-    lo, hi = meta["min"], meta["max"]
-    for v in value if isinstance(value, list) else [value]:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if lo is not None and (v < lo or (meta["min_exclusive"] and v == lo)):
-            op = ">" if meta["min_exclusive"] else ">="
-            raise RaveError(f"{where} must be {op} {lo}, got {shown(v)}", path)
-        if hi is not None and v > hi:
-            raise RaveError(f"{where} must be <= {_limit(hi)}, got {shown(v)}", path)
-    return value
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-def _plain(t):
-    """The field type without ``| None``, lists as ``list``."""
-    args = [a for a in typing.get_args(t) if a is not type(None)]
-    t = args[0] if len(args) == 1 and type(None) in typing.get_args(t) else t
-    return list if typing.get_origin(t) is list else t
-
-
-_HINTS = {k: _plain(t) for k, t in typing.get_type_hints(TrainConfig).items()}
-#: Fields that may be empty (None: decided at run time, e.g. opacity_reset's auto).
-_OPTIONAL = {k for k, t in typing.get_type_hints(TrainConfig).items() if type(None) in typing.get_args(t)}
+    return _OPTIONS.describe()
 
 
 def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from a mapping; unknown keys and bad values raise RaveError naming ``path``."""
-    if not isinstance(d, dict):
-        raise RaveError(f"the training config must be a mapping of option: value, got {type(d).__name__}",
-                        path)
-    values = {}
-    for key, value in d.items():
-        if not isinstance(key, str) or key not in _FIELDS:
-            raise RaveError(f"unknown config key '{_key(key)}' (see `rave train --help-config` for the "
-                            "options)", path)
-        values[key] = _check(key, value, path)
-    cfg = TrainConfig(**values)
-    if cfg.sh_degree_interval <= 0:  # pragma: no cover - guarded by min above
-        raise RaveError("config key 'sh_degree_interval' must be >= 1", path)
-    return cfg
-
-
-#: Keys allowed beside ``train:`` in a recipe file (the demo scenes in ``assets/``).
-RECIPE_KEYS = ("name", "description", "scene", "train")
-
-
-def read_yaml(path: str | os.PathLike) -> Any:
-    """Parse a YAML file with one-line RaveErrors for missing, unreadable or malformed files."""
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise RaveError("config file not found", path)
-    if path.is_dir():
-        raise RaveError("is a folder, expected a YAML file", path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise RaveError(f"is too large for a config file ({size:,} bytes; at most {MAX_CONFIG_BYTES:,})", path)
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RaveError(f"cannot read config file: {e.strerror or e}", path) from None
-    except UnicodeDecodeError:
-        raise RaveError("cannot read config file: not UTF-8 text", path) from None
-    try:
-        return yaml.safe_load(text)
-    except RecursionError:
-        raise RaveError("invalid YAML: nested too deeply", path) from None
-    except (ValueError, OverflowError) as e:  # a constructor's int()/date(): 5000 digits, a 13th month
-        raise RaveError(f"invalid YAML: {_yaml_value_error(e)}", path) from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "malformed YAML"
-        raise RaveError(f"invalid YAML{where}: {problem}", path) from None
+    return _OPTIONS.from_dict(d, path)
 
 
 #: Named recipes ``rave train --config NAME`` accepts instead of a file (a file of that name wins). ``capture``:
@@ -318,14 +178,4 @@ def load_config(path: str | os.PathLike | None) -> TrainConfig:
         return TrainConfig()
     if str(path) in PRESETS and not Path(path).exists():
         return from_dict(dict(PRESETS[str(path)]), f"preset {path}")
-    data = read_yaml(path)
-    if data is None:
-        return TrainConfig()
-    if isinstance(data, dict) and "train" in data:
-        for key in data:
-            if key not in RECIPE_KEYS:
-                raise RaveError(f"unknown recipe key '{_key(key)}' (expected {', '.join(RECIPE_KEYS)})", path)
-        data = data["train"] if data["train"] is not None else {}
-        if not isinstance(data, dict):
-            raise RaveError("recipe key 'train' must be a mapping of option: value", path)
-    return from_dict(data, path)
+    return _OPTIONS.load(path)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import RaveError
 from ..fileio import atomic_write_text, check_output
 from .config import TrainConfig
+from .record import jsonable as _jsonable
 from .trainer import TrainResult, train
 
 
@@ -20,18 +20,20 @@ def run_json_path(ply_path: str | os.PathLike) -> Path:
     return Path(ply_path).with_suffix(".json")
 
 
-def checkpoint_path(ply_path: str | os.PathLike) -> Path:
-    """Where an interrupted run leaves its model: ``scene.ply`` -> ``scene.interrupted.ply``."""
+def checkpoint_path(ply_path: str | os.PathLike, suffix: str = ".ply") -> Path:
+    """Where an interrupted run leaves its model: ``scene.ply`` -> ``scene.interrupted.ply`` (``suffix``: the
+    model file's type, e.g. ``.scaffold``)."""
     p = Path(ply_path)
-    return p.with_name(p.stem + ".interrupted.ply")
+    return p.with_name(p.stem + ".interrupted" + suffix)
 
 
-def check_output_path(out: str | os.PathLike, *, force: bool = False) -> Path:
-    """Refuse, before any work, an output that is not a ``.ply`` file path or that
-    :func:`~rave_viewer.fileio.check_output` refuses (read-only, symlink, FIFO unless ``force``)."""
+def check_output_path(out: str | os.PathLike, *, force: bool = False, suffix: str = ".ply",
+                      what: str = "the output") -> Path:
+    """Refuse, before any work, an output that is not a ``suffix`` file path (the message names it as ``what``)
+    or that :func:`~rave_viewer.fileio.check_output` refuses (read-only, symlink, FIFO unless ``force``)."""
     out = Path(out)
-    if out.suffix.lower() != ".ply":
-        raise RaveError("the output must be a .ply file", out)
+    if out.suffix.lower() != suffix:
+        raise RaveError(f"{what} must be a {suffix} file", out)
     return check_output(out, force=force)
 
 
@@ -55,15 +57,27 @@ def check_dataset_folder(data_dir: str | os.PathLike) -> Path:
     return p
 
 
-def _jsonable(x: Any) -> Any:
-    """Replace NaN/inf (not valid JSON) by None, recursively."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return x
+def load_training_data(data_dir: str | os.PathLike, cfg, line: Callable[[Any, Any], str], *, progress: bool,
+                       allow_outside_paths: bool):
+    """The dataset of a run (``cfg``: a training config with ``downscale``, ``test_every``, ``background``);
+    with ``progress`` its notes and ``line(dataset, cfg)`` (what the run will do) go to stderr."""
+    from ..scene.datasets import load_dataset
+
+    check_dataset_folder(data_dir)
+    dataset = load_dataset(data_dir, downscale=cfg.downscale, test_every=cfg.test_every,
+                           background=tuple(cfg.background), allow_outside_paths=allow_outside_paths)
+    if progress:
+        for note in dataset.notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(line(dataset, cfg), file=sys.stderr)
+    return dataset
+
+
+def write_run_record(model_path: str | os.PathLike, summary: dict[str, Any]) -> Path:
+    """Write a run's summary (NaN/inf as null) atomically to :func:`run_json_path` of ``model_path``."""
+    js = run_json_path(model_path)
+    atomic_write_text(js, json.dumps(_jsonable(summary), indent=1) + "\n")
+    return js
 
 
 def write_outputs(result: TrainResult, ply_path: str | os.PathLike, **record: Any) -> Path:
@@ -74,9 +88,7 @@ def write_outputs(result: TrainResult, ply_path: str | os.PathLike, **record: An
     write_ply(result.gaussians, ply_path)
     summary = result.summary()
     summary.update({"output": str(ply_path), **record})
-    js = run_json_path(ply_path)
-    atomic_write_text(js, json.dumps(_jsonable(summary), indent=1) + "\n")
-    return js
+    return write_run_record(ply_path, summary)
 
 
 def train_folder(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, *,
@@ -91,16 +103,9 @@ def train_folder(data_dir: str | os.PathLike, out: str | os.PathLike, cfg: Train
     ``allow_outside_paths``: see :func:`~rave_viewer.scene.datasets.load_dataset`. With ``progress``, one
     :func:`start_line` goes to stderr before training.
     """
-    from ..scene.datasets import load_dataset
-
     out = check_output_path(out, force=force)
-    check_dataset_folder(data_dir)
-    dataset = load_dataset(data_dir, downscale=cfg.downscale, test_every=cfg.test_every,
-                           background=tuple(cfg.background), allow_outside_paths=allow_outside_paths)
-    if progress:
-        for line in dataset.notes:
-            print(f"note: {line}", file=sys.stderr)
-        print(start_line(dataset, cfg), file=sys.stderr)
+    dataset = load_training_data(data_dir, cfg, start_line, progress=progress,
+                                 allow_outside_paths=allow_outside_paths)
     result = train(dataset, cfg, progress=progress)
     target = checkpoint_path(out) if result.interrupted else out
     write_outputs(result, target, data_dir=str(data_dir),
