@@ -36,7 +36,6 @@ is decoded; numbers must be finite. Any input gives a :class:`Dataset` or one :c
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import numbers
 import os
@@ -53,6 +52,7 @@ import torch
 from torch import Tensor
 
 from ..errors import RaveError
+from ..jsonio import read_json
 from .cameras import Cameras
 from .colmap import _show, find_model_files, read_model
 from .undistort import Distortion, DistortionError, Remap, undistorted_K
@@ -66,7 +66,6 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 #: Largest ``downscale`` factor accepted (any larger one leaves a few pixels of any photo).
 MAX_DOWNSCALE = 1024
 #: Longest integer literal accepted in a transforms.json (a float64 holds at most 309 digits).
-_MAX_JSON_INT_DIGITS = 320
 _OUTSIDE_HINT = "refused so a dataset cannot pull in other files (allow with --allow-outside-paths)"
 
 
@@ -372,24 +371,7 @@ def _scaled_K(K: np.ndarray, ref_w: float, ref_h: float) -> Callable[[int, int],
 
 
 def _read_json(path: Path) -> dict:
-    def constant(name: str):
-        raise RaveError(f"invalid JSON: {name} is not a number in standard JSON", path)
-
-    def integer(text: str) -> int:
-        if len(text) > _MAX_JSON_INT_DIGITS:
-            raise RaveError(f"invalid JSON: an integer of {len(text)} digits is too large for a number", path)
-        return int(text)
-
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=constant, parse_int=integer)
-    except json.JSONDecodeError as e:
-        raise RaveError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}", path) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RaveError(f"cannot read file: {getattr(e, 'strerror', None) or e}", path) from None
-    except RecursionError:
-        raise RaveError("invalid JSON: nested too deeply", path) from None
-    except ValueError as e:  # anything else the parser refuses
-        raise RaveError(f"invalid JSON: {e}", path) from None
+    meta = read_json(path, "invalid JSON")
     if not isinstance(meta, dict):
         raise RaveError("expected a JSON object with a 'frames' list", path)
     if "frames" not in meta:
