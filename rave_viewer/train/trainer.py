@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -17,6 +16,7 @@ from .. import metrics
 from ..errors import RaveError
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
+from . import record
 from .config import TrainConfig
 from .init import add_sky, init_gaussians, initial_points
 from .optim import make_optimizers, make_splats, means_scheduler, splats_to_gaussians
@@ -78,11 +78,7 @@ class TrainResult:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record of the run (config, metrics, count, timing, versions, machine)."""
-        import platform
-
         import gsplat
-
-        from .. import __version__
 
         return {
             "format": "rave_viewer.train.run/1",
@@ -99,12 +95,8 @@ class TrainResult:
             "config": self.config.to_dict(),
             "schedule": self.schedule.to_dict(),
             "history": self.history,
-            "versions": {"rave_viewer": __version__, "torch": torch.__version__, "gsplat": gsplat.__version__,
-                         "python": platform.python_version()},
-            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                        "cuda": torch.cuda.get_device_name() if self.device.startswith("cuda") else None,
-                        "load_average_1min": [round(v, 2) for v in self.load_average]},
+            "versions": record.versions(gsplat=gsplat.__version__),
+            "machine": record.machine(self.device, self.load_average),
             **self.extra,
         }
 
@@ -140,13 +132,6 @@ def _eval_subset(cams: Cameras, k: int) -> Cameras:
         return cams
     idx = sorted({int(round(i * (n - 1) / (k - 1))) for i in range(k)}) if k > 1 else [0]
     return cams[idx]
-
-
-def _load1() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return float("nan")
 
 
 def _consistent(splats) -> bool:
@@ -190,7 +175,7 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
     eval_split = "test" if has_test else "train"
 
     rng_devices = [device] if device.type == "cuda" else []
-    t0, c0, load0 = time.perf_counter(), time.process_time(), _load1()
+    t0, c0, load0 = time.perf_counter(), time.process_time(), record.load1()
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(cfg.seed)  # gsplat's split() and MCMC sampling draw from the global RNG
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -320,6 +305,6 @@ def train(dataset, cfg: TrainConfig, *, progress: bool = True,
                        steps_done=steps_done, interrupted=interrupted, wall_time_s=wall, cpu_time_s=cpu,
                        backend=backend,
                        device=str(device), init_mode=init_mode, num_initial=len(g0),
-                       num_sky=n_sky, load_average=(load0, _load1()),
+                       num_sky=n_sky, load_average=(load0, record.load1()),
                        extra={"resolution": {"width": int(train_cams.width), "height": int(train_cams.height)},
                               "opacity_reset": bool(reset_opacity)})
