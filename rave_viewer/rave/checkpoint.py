@@ -21,6 +21,12 @@ checked by safetensors itself, whose errors are wrapped. Every problem is one :c
 file; a clean load encodes. The optional build record ``meta`` is the exception: a known field of the wrong shape
 (``stages``, ``total_seconds``, ``config``, ``sources``, ``rd_views``, ...) is dropped and named in
 :attr:`RaveCheckpoint.unreadable_meta`, so an odd record never makes the model unusable.
+
+Units: the selection API (``select``, ``prefix_bytes``, ``level_of``, ``rate_range`` ...) lives in
+:class:`RankedCheckpoint`, shared by this module's Gaussian checkpoint and the Scaffold-GS anchor checkpoint
+(:mod:`rave_viewer.rave.anchor_checkpoint`, ``unit_type`` "anchors", checkpoint format version 2: older readers
+say "newer"). :func:`load_checkpoint` returns the class the file's ``unit_type`` names (absent: Gaussians);
+:func:`save_checkpoint` writes either.
 """
 
 from __future__ import annotations
@@ -31,74 +37,39 @@ import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from ..jsonio import strict_loads
-from ..errors import RaveError
+from ..errors import RaveError, shown
 from ..fileio import atomic_write_bytes
 from ..scene.cameras import Cameras
 from ..scene.gaussians import FIELDS, Gaussians
 from . import selection
 
 FORMAT = "rave-ckpt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of Gaussian checkpoints
+#: The checkpoint format version each unit type is written with (and the newest this version reads).
+UNIT_FORMAT_VERSIONS = {"gaussians": FORMAT_VERSION, "anchors": 2}
 RD_KEYS = ("count", "bytes", "psnr", "ssim")
 
 
-@dataclass(eq=False)
-class RaveCheckpoint:
-    """A RAVE model: every operating point with k Gaussians is ``gaussians.prefix(k)`` (see CONTRACTS.md).
+class RankedCheckpoint:
+    """Selection over the prefixes of ranked units, whatever the units are (Gaussians, anchors).
 
-    Attributes:
-        gaussians: fine-tuned Gaussians in ranked order.
-        order: [N] int64 ranked order as indices into the input model's Gaussians (a permutation).
-        level_sizes: |G_1| < … < |G_L| = N.  level_rates: exact .rave bytes of each level prefix.
-        quant, bounds [2, 3], codec, chunk_size: the codec settings of every prefix's stream.
-        rd: {"count", "bytes", "psnr", "ssim"} lists, increasing count, means over the test views.
-        test_cameras: test views with images [C, H, W, 3] float32 (downscaled if large).
-        meta: format_version, build config, ranking mode, timings, source files.
-        chunk_rates: [M + 1] exact bytes of the prefixes ending at chunk boundaries 0, c, 2c, …, N (None:
-            computed on first use).
-        interpolate: False for the naive multi-anchor ablation (selection snaps to levels).
-        unreadable_meta: names of the ``meta`` fields a loaded file held in a malformed shape (dropped).
+    A subclass has ``level_sizes``, ``level_rates``, ``chunk_size``, ``chunk_rates``, ``rd``, ``interpolate``,
+    ``_psnr_max``, ``__len__`` and ``encoder()`` (a progressive encoder with ``size_of_prefix`` and
+    ``partial_chunk_size``), and says what it holds in ``unit_type`` / ``unit_label``.
     """
 
-    gaussians: Gaussians
-    order: Tensor
-    level_sizes: list[int]
-    level_rates: list[int]
-    quant: object
-    bounds: Tensor
-    codec: str
-    chunk_size: int
-    rd: dict
-    test_cameras: Cameras
-    meta: dict = field(default_factory=dict)
-    chunk_rates: list[int] | None = None
-    interpolate: bool = True
-    unreadable_meta: tuple[str, ...] = ()
-    _encoder: object = field(default=None, repr=False, compare=False)
-    _decoded: Gaussians | None = field(default=None, repr=False, compare=False)
-    _psnr_max: tuple | None = field(default=None, repr=False, compare=False)
-
-    # -- sizes ----------------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.gaussians)
+    unit_type: ClassVar[str] = ""
+    unit_label: ClassVar[str] = "units"
 
     @property
     def num_levels(self) -> int:
         return len(self.level_sizes)
-
-    def encoder(self):
-        """The cached :class:`~rave_viewer.codec.ProgressiveEncoder` over the ranked Gaussians."""
-        if self._encoder is None:
-            from ..codec import ProgressiveEncoder
-
-            self._encoder = ProgressiveEncoder(self.gaussians, self.quant, codec=self.codec,
-                                               chunk_size=self.chunk_size, bounds=self.bounds)
-        return self._encoder
 
     def _chunk_table(self) -> list[int]:
         if self.chunk_rates is None:
@@ -106,7 +77,7 @@ class RaveCheckpoint:
         return self.chunk_rates
 
     def prefix_bytes(self, k: int) -> int:
-        """Exact .rave size of the first ``k`` Gaussians.
+        """Exact .rave size of the first ``k`` units.
 
         With the chunk table: a table lookup at chunk boundaries, else the boundary below plus one index entry
         and the compressed partial chunk (only that chunk is compressed, whatever k and N are).
@@ -124,17 +95,6 @@ class RaveCheckpoint:
             return int(self.chunk_rates[-(-k // self.chunk_size)])
         return int(self.chunk_rates[full]) + INDEX_ENTRY_SIZE + self.encoder().partial_chunk_size(k)
 
-    def decoded_gaussians(self) -> Gaussians:
-        """What a receiver decodes (quantized with the fixed grid, dequantized), in ranked order; cached."""
-        if self._decoded is None:
-            from ..codec import dequantize, quantize
-
-            q = self._encoder.quantized if self._encoder is not None else quantize(self.gaussians, self.quant,
-                                                                                   self.bounds)
-            self._decoded = dequantize(q)
-        return self._decoded
-
-    # -- selection ------------------------------------------------------------------------------------
     def select(self, *, rate: float | str | None = None, count: int | None = None,
                psnr: float | None = None, exact: bool = True, cap: bool = False) -> int:
         """Prefix length k for exactly one target: ``rate`` (bytes or "2.5MB"), ``count`` or ``psnr`` (dB).
@@ -169,7 +129,7 @@ class RaveCheckpoint:
         if self._psnr_max is None or self._psnr_max[0] is not self.rd["psnr"]:
             self._psnr_max = (self.rd["psnr"], selection.psnr_running_max(self.rd["psnr"]))
         k = selection.select_by_psnr(self.rd, psnr, running_max=self._psnr_max[1])
-        if not self.interpolate:  # the smallest level holding k Gaussians (so it reaches the target too)
+        if not self.interpolate:  # the smallest level holding k units (so it reaches the target too)
             import bisect
 
             k = int(self.level_sizes[min(bisect.bisect_left(self.level_sizes, k), len(self.level_sizes) - 1)])
@@ -185,6 +145,78 @@ class RaveCheckpoint:
         """(R(G_1), R(G_L)) in bytes: the valid range of target rates."""
         return int(self.level_rates[0]), int(self.level_rates[-1])
 
+    def _payload(self) -> tuple[dict[str, Tensor], dict, dict]:
+        """(unit tensors, unit fields of the JSON document, quantization dict) for :func:`save_checkpoint`."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
+class RaveCheckpoint(RankedCheckpoint):
+    """A RAVE model: every operating point with k Gaussians is ``gaussians.prefix(k)`` (see CONTRACTS.md).
+
+    Attributes:
+        gaussians: fine-tuned Gaussians in ranked order.
+        order: [N] int64 ranked order as indices into the input model's Gaussians (a permutation).
+        level_sizes: |G_1| < … < |G_L| = N.  level_rates: exact .rave bytes of each level prefix.
+        quant, bounds [2, 3], codec, chunk_size: the codec settings of every prefix's stream.
+        rd: {"count", "bytes", "psnr", "ssim"} lists, increasing count, means over the test views.
+        test_cameras: test views with images [C, H, W, 3] float32 (downscaled if large).
+        meta: format_version, build config, ranking mode, timings, source files.
+        chunk_rates: [M + 1] exact bytes of the prefixes ending at chunk boundaries 0, c, 2c, …, N (None:
+            computed on first use).
+        interpolate: False for the naive multi-anchor ablation (selection snaps to levels).
+        unreadable_meta: names of the ``meta`` fields a loaded file held in a malformed shape (dropped).
+    """
+
+    gaussians: Gaussians
+    order: Tensor
+    level_sizes: list[int]
+    level_rates: list[int]
+    quant: object
+    bounds: Tensor
+    codec: str
+    chunk_size: int
+    rd: dict
+    test_cameras: Cameras
+    meta: dict = field(default_factory=dict)
+    chunk_rates: list[int] | None = None
+    interpolate: bool = True
+    unreadable_meta: tuple[str, ...] = ()
+    _encoder: object = field(default=None, repr=False, compare=False)
+    _decoded: Gaussians | None = field(default=None, repr=False, compare=False)
+    _psnr_max: tuple | None = field(default=None, repr=False, compare=False)
+
+    unit_type: ClassVar[str] = "gaussians"
+    unit_label: ClassVar[str] = "Gaussians"
+
+    def __len__(self) -> int:
+        return len(self.gaussians)
+
+    def encoder(self):
+        """The cached :class:`~rave_viewer.codec.ProgressiveEncoder` over the ranked Gaussians."""
+        if self._encoder is None:
+            from ..codec import ProgressiveEncoder
+
+            self._encoder = ProgressiveEncoder(self.gaussians, self.quant, codec=self.codec,
+                                               chunk_size=self.chunk_size, bounds=self.bounds)
+        return self._encoder
+
+    def decoded_gaussians(self) -> Gaussians:
+        """What a receiver decodes (quantized with the fixed grid, dequantized), in ranked order; cached."""
+        if self._decoded is None:
+            from ..codec import dequantize, quantize
+
+            q = self._encoder.quantized if self._encoder is not None else quantize(self.gaussians, self.quant,
+                                                                                   self.bounds)
+            self._decoded = dequantize(q)
+        return self._decoded
+
+    def _payload(self) -> tuple[dict[str, Tensor], dict, dict]:
+        g = self.gaussians
+        tensors = {f"gaussians.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in g.items()}
+        tensors["bounds"] = self.bounds.detach().to("cpu", torch.float32).reshape(2, 3).contiguous()
+        return tensors, {"n": len(g), "sh_degree": g.sh_degree}, self.quant.to_dict()
+
 
 def chunk_rate_table(encoder, n: int, chunk_size: int) -> list[int]:
     """Exact sizes of the prefixes 0, c, 2c, …, N (compresses every chunk once)."""
@@ -197,15 +229,13 @@ def _uint8(images: Tensor) -> Tensor:
     return (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().contiguous()
 
 
-def save_checkpoint(ckpt: RaveCheckpoint, path: str | os.PathLike) -> int:
-    """Write ``ckpt`` to ``path`` (safetensors, atomic temp + rename); returns the bytes written."""
+def save_checkpoint(ckpt: RankedCheckpoint, path: str | os.PathLike) -> int:
+    """Write ``ckpt`` (Gaussians or anchors) to ``path`` (safetensors, atomic temp + rename); returns the bytes
+    written."""
     from safetensors.torch import save
 
-    g = ckpt.gaussians
-    n = len(g)
-    tensors = {f"gaussians.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in g.items()}
+    tensors, unit_doc, quant = ckpt._payload()
     tensors["order"] = ckpt.order.detach().to("cpu", torch.int64).contiguous()
-    tensors["bounds"] = ckpt.bounds.detach().to("cpu", torch.float32).reshape(2, 3).contiguous()
     chunk_rates = ckpt.chunk_rates if ckpt.chunk_rates is not None else ckpt._chunk_table()
     tensors["chunk_rates"] = torch.tensor(chunk_rates, dtype=torch.int64)
     cams = ckpt.test_cameras
@@ -213,14 +243,15 @@ def save_checkpoint(ckpt: RaveCheckpoint, path: str | os.PathLike) -> int:
     tensors["test.Ks"] = cams.Ks.detach().to("cpu", torch.float32).contiguous()
     if cams.images is not None:
         tensors["test.images"] = _uint8(cams.images)
+    unit = {} if ckpt.unit_type == "gaussians" else {"unit_type": ckpt.unit_type}
     doc = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "n": n,
-        "sh_degree": g.sh_degree,
+        "format_version": UNIT_FORMAT_VERSIONS[ckpt.unit_type],
+        **unit,
+        **unit_doc,
         "level_sizes": [int(x) for x in ckpt.level_sizes],
         "level_rates": [int(x) for x in ckpt.level_rates],
-        "quant": ckpt.quant.to_dict(),
+        "quant": quant,
         "codec": ckpt.codec,
         "chunk_size": int(ckpt.chunk_size),
         "interpolate": bool(ckpt.interpolate),
@@ -289,12 +320,18 @@ def _doc(header: dict, path) -> dict:
     v = doc.get("format_version")
     if not _is_int(v):
         raise RaveError("has no checkpoint format version", path)
-    if v > FORMAT_VERSION:
+    unit = doc.get("unit_type", "gaussians")
+    newest = max(UNIT_FORMAT_VERSIONS.values())
+    if v > newest or (unit == "gaussians" and v > FORMAT_VERSION):
+        reads = FORMAT_VERSION if unit == "gaussians" and v <= newest else newest
         raise RaveError(f"was written by a newer rave_viewer (checkpoint format {v}; this version reads "
-                        f"{FORMAT_VERSION}): upgrade rave_viewer", path)
-    if v != FORMAT_VERSION:
-        raise RaveError(f"has unsupported checkpoint format version {v} (this version reads {FORMAT_VERSION})",
-                        path)
+                        f"{reads}): upgrade rave_viewer", path)
+    if unit not in UNIT_FORMAT_VERSIONS:
+        raise RaveError(f"holds units of an unknown type {shown(unit)} (this version reads "
+                        f"{', '.join(UNIT_FORMAT_VERSIONS)})", path)
+    if v != UNIT_FORMAT_VERSIONS[unit]:
+        raise RaveError(f"has unsupported checkpoint format version {v} (this version reads "
+                        f"{UNIT_FORMAT_VERSIONS[unit]} for {unit})", path)
     return doc
 
 
@@ -403,15 +440,14 @@ def clean_meta(meta: object) -> tuple[dict, tuple[str, ...]]:
     return out, tuple(bad)
 
 
-def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
+def load_checkpoint(path: str | os.PathLike) -> RankedCheckpoint:
     """Read and validate a ``.ckpt``; any problem (pickle, version, missing tensors, lengths, types) -> RaveError.
 
-    A malformed known field of the optional ``meta`` record is dropped and named in ``unreadable_meta``.
+    Returns a :class:`RaveCheckpoint`, or an :class:`~rave_viewer.rave.anchor_checkpoint.AnchorCheckpoint` for
+    a file whose ``unit_type`` is "anchors". A malformed known field of the optional ``meta`` record is dropped
+    and named in ``unreadable_meta``.
     """
     from safetensors.torch import load
-
-    from ..codec import CODECS, QuantConfig
-    from ..codec.container import MAX_CHUNK_SIZE
 
     p = Path(path)
     try:
@@ -431,10 +467,26 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
             raise
         raise RaveError(f"is a corrupt checkpoint ({' '.join(str(e).split())[:200]})", path) from None
 
-    missing = [k for k in [*(f"gaussians.{f}" for f in FIELDS), "order", "bounds", "chunk_rates",
-                           "test.viewmats", "test.Ks"] if k not in t]
+    if doc.get("unit_type", "gaussians") == "anchors":
+        from .anchor_checkpoint import AnchorCheckpoint, load_anchor_units
+
+        cls, required, parse = AnchorCheckpoint, ("anchors.anchor",), load_anchor_units
+    else:
+        cls, required, parse = RaveCheckpoint, (*(f"gaussians.{f}" for f in FIELDS), "bounds"), _gaussian_units
+    missing = [k for k in [*required, *COMMON_TENSORS] if k not in t]
     if missing:
         raise RaveError(f"checkpoint lacks the tensor(s) {', '.join(missing)}", path)
+    units, n = parse(t, doc, path)
+    return cls(**units, **_common_fields(t, doc, n, cls.unit_label, path))
+
+
+COMMON_TENSORS = ("order", "chunk_rates", "test.viewmats", "test.Ks")
+
+
+def _gaussian_units(t: dict[str, Tensor], doc: dict, path) -> tuple[dict, int]:
+    """The Gaussian checkpoint's own fields (``gaussians``, ``bounds``, ``quant``) and its unit count."""
+    from ..codec import QuantConfig
+
     for f in FIELDS:
         if not t[f"gaussians.{f}"].is_floating_point():
             raise RaveError(f"checkpoint tensor 'gaussians.{f}' has dtype {t[f'gaussians.{f}'].dtype}, expected "
@@ -448,12 +500,29 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
         raise RaveError(f"checkpoint says SH degree {doc['sh_degree']} but its Gaussians have degree "
                         f"{g.sh_degree}", path)
 
+    bounds = _float_tensor(t, "bounds", (2, 3), path)
+    if (bounds[1] < bounds[0]).any():
+        raise RaveError("checkpoint 'bounds' must be (min, max) with min <= max on every axis", path)
+    quant_d = _get(doc, "quant", dict, path)
+    try:
+        quant = QuantConfig.from_dict(quant_d)
+    except RaveError as e:
+        raise RaveError(f"checkpoint quantization settings: {e}", path) from None
+    return {"gaussians": g, "bounds": bounds, "quant": quant}, n
+
+
+def _common_fields(t: dict[str, Tensor], doc: dict, n: int, label: str, path) -> dict:
+    """The fields every checkpoint has (order, levels, chunk table, codec, RD table, test views, meta), checked
+    against its ``n`` units (called ``label`` in messages)."""
+    from ..codec import CODECS
+    from ..codec.container import MAX_CHUNK_SIZE
+
     order = t["order"]
     if order.dtype != torch.int64 or tuple(order.shape) != (n,):
         raise RaveError(f"checkpoint 'order' has shape {tuple(order.shape)} {order.dtype}, expected ({n},) int64",
                         path)
     if not torch.equal(torch.sort(order).values, torch.arange(n)):
-        raise RaveError("checkpoint 'order' is not a permutation of the Gaussians", path)
+        raise RaveError(f"checkpoint 'order' is not a permutation of the {label}", path)
 
     sizes = _int_list(doc, "level_sizes", path)
     rates = _int_list(doc, "level_rates", path)
@@ -464,9 +533,6 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
     if any(b <= a for a, b in zip(rates, rates[1:])) or rates[0] <= 0:
         raise RaveError("checkpoint level rates must be positive and increasing", path)
 
-    bounds = _float_tensor(t, "bounds", (2, 3), path)
-    if (bounds[1] < bounds[0]).any():
-        raise RaveError("checkpoint 'bounds' must be (min, max) with min <= max on every axis", path)
     chunk_size = _get(doc, "chunk_size", int, path)
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise RaveError(f"checkpoint chunk size must be 1..{MAX_CHUNK_SIZE}, got {chunk_size}", path)
@@ -474,23 +540,18 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
     m = -(-n // chunk_size)
     if cr.dtype != torch.int64 or tuple(cr.shape) != (m + 1,):
         raise RaveError(f"checkpoint 'chunk_rates' has shape {tuple(cr.shape)} {cr.dtype}, expected ({m + 1},) "
-                        f"int64 for {n} Gaussians in chunks of {chunk_size}", path)
+                        f"int64 for {n} {label} in chunks of {chunk_size}", path)
     chunk_rates = cr.tolist()
     if chunk_rates[0] <= 0 or any(b <= a for a, b in zip(chunk_rates, chunk_rates[1:])):
         raise RaveError("checkpoint 'chunk_rates' must be positive and increase strictly", path)
     if chunk_rates[-1] != rates[-1]:
-        raise RaveError(f"checkpoint rate of all Gaussians differs between the level table ({rates[-1]}) and the "
+        raise RaveError(f"checkpoint rate of all {label} differs between the level table ({rates[-1]}) and the "
                         f"chunk table ({chunk_rates[-1]})", path)
     for i, (k, r) in enumerate(zip(sizes, rates)):
         if k % chunk_size == 0 and r != chunk_rates[k // chunk_size]:
             raise RaveError(f"checkpoint rate of level {i + 1} ({r}) differs from its chunk table entry "
                             f"({chunk_rates[k // chunk_size]})", path)
 
-    quant_d = _get(doc, "quant", dict, path)
-    try:
-        quant = QuantConfig.from_dict(quant_d)
-    except RaveError as e:
-        raise RaveError(f"checkpoint quantization settings: {e}", path) from None
     codec = _get(doc, "codec", str, path)
     if codec not in CODECS:
         raise RaveError(f"checkpoint uses the unknown codec '{codec[:40]}'", path)
@@ -543,25 +604,23 @@ def load_checkpoint(path: str | os.PathLike) -> RaveCheckpoint:
     cams = Cameras(vm, Ks, w, h, images, list(names))
     meta, unreadable = clean_meta(doc.get("meta"))
     meta = {**meta, "format_version": doc["format_version"]}
-    return RaveCheckpoint(
-        gaussians=g, order=order, level_sizes=sizes, level_rates=rates, quant=quant, bounds=bounds,
-        codec=codec, chunk_size=chunk_size, rd=rd, test_cameras=cams, meta=meta, chunk_rates=chunk_rates,
-        interpolate=interpolate, unreadable_meta=unreadable,
-    )
+    return dict(order=order, level_sizes=sizes, level_rates=rates, codec=codec, chunk_size=chunk_size, rd=rd,
+                test_cameras=cams, meta=meta, chunk_rates=chunk_rates, interpolate=interpolate,
+                unreadable_meta=unreadable)
 
 
 # -- encode a prefix ------------------------------------------------------------------------------------
-def checkpoint_encoder(ckpt_path: str | os.PathLike | RaveCheckpoint, *, rate: float | str | None = None,
+def checkpoint_encoder(ckpt_path: str | os.PathLike | RankedCheckpoint, *, rate: float | str | None = None,
                        count: int | None = None, psnr: float | None = None, nearest: bool = False,
                        progress: bool | None = None):
-    """(ProgressiveEncoder over the ranked Gaussians, k) for the operating point chosen by at most one of
+    """(progressive encoder over the ranked units, k) for the operating point chosen by at most one of
     ``rate`` (bytes, or "2.5MB" / "800KB" / "2.5MiB"), ``count`` or ``psnr`` (dB); none given -> k = N.
 
     A rate is a cap: the largest prefix whose exact .rave size is <= the rate (verified with the encoder's own
     sizes), unless ``nearest`` or a leading ``~`` ("~2.5MB") asks for the nearest point (Eq. 3).
     The codec settings (quantization, codec, chunk size) are the checkpoint's own. ``progress``: show (True)
     or hide (False) the encoder's compression bar from now on; None keeps the encoder's setting."""
-    ckpt = ckpt_path if isinstance(ckpt_path, RaveCheckpoint) else load_checkpoint(ckpt_path)
+    ckpt = ckpt_path if isinstance(ckpt_path, RankedCheckpoint) else load_checkpoint(ckpt_path)
     if progress is not None:
         ckpt.encoder().progress = bool(progress)
     if sum(x is not None for x in (rate, count, psnr)) > 1:
@@ -583,11 +642,11 @@ def checkpoint_encoder(ckpt_path: str | os.PathLike | RaveCheckpoint, *, rate: f
         k = ckpt.select(rate=target, cap=True)
         if enc.size_of_prefix(k) > target:
             raise RaveError(f"its stored sizes disagree with its encoding: no prefix found that fits in "
-                            f"{target:,} bytes", None if isinstance(ckpt_path, RaveCheckpoint) else ckpt_path)
+                            f"{target:,} bytes", None if isinstance(ckpt_path, RankedCheckpoint) else ckpt_path)
     return enc, k
 
 
-def encode_checkpoint(ckpt_path: str | os.PathLike | RaveCheckpoint, out: str | os.PathLike, *,
+def encode_checkpoint(ckpt_path: str | os.PathLike | RankedCheckpoint, out: str | os.PathLike, *,
                       rate: float | str | None = None, count: int | None = None,
                       psnr: float | None = None, nearest: bool = False, progress: bool | None = None) -> dict:
     """Write the operating point of a ``.ckpt`` chosen by ``rate`` / ``count`` / ``psnr`` as a ``.rave`` file.
@@ -596,7 +655,7 @@ def encode_checkpoint(ckpt_path: str | os.PathLike | RaveCheckpoint, out: str | 
     point (:func:`checkpoint_encoder`). Returns {"count", "bytes", "level", "target_bytes" (rate target or
     None), "cap" (True when the rate was a cap)}.
     """
-    ckpt = ckpt_path if isinstance(ckpt_path, RaveCheckpoint) else load_checkpoint(ckpt_path)
+    ckpt = ckpt_path if isinstance(ckpt_path, RankedCheckpoint) else load_checkpoint(ckpt_path)
     enc, k = checkpoint_encoder(ckpt, rate=rate, count=count, psnr=psnr, nearest=nearest, progress=progress)
     target, tilde = selection.parse_rate_target(rate) if rate is not None else (None, False)
     is_cap = target is not None and not (nearest or tilde)
