@@ -1,4 +1,5 @@
-"""`rave build`: turn a trained 3DGS PLY and its dataset into a rate-adaptive RAVE checkpoint (.ckpt)."""
+"""`rave build`: turn a trained model (3DGS .ply or Scaffold-GS .scaffold) and its dataset into a rate-adaptive
+RAVE checkpoint (.ckpt)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from ..rave.config import (MAX_CHUNK_SIZE, MAX_LEVELS, MAX_RIG_VIEWS, MAX_STEPS,
                            BuildConfig)
 from ._args import add_force, dataset_files, float_in, int_in
 
-HELP = ("build a rate-adaptive RAVE checkpoint (.ckpt) from a trained .ply and its dataset, or without one "
+HELP = ("build a rate-adaptive RAVE checkpoint (.ckpt) from a trained model (3DGS .ply: Gaussians ranked; "
+        "Scaffold-GS .scaffold: anchors ranked) and its dataset, or without one "
         "from the model's own renders on a camera rig around it")
 
 #: Help text of --allow-outside-paths (also used by ``rave train``).
@@ -51,7 +53,11 @@ def default_steps_text() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BuildConfig()
     max_down = BuildConfig.__dataclass_fields__["downscale"].metadata["max"]
-    p.add_argument("ply", nargs="?", help="trained 3DGS model (.ply)")
+    p.add_argument("ply", nargs="?", metavar="MODEL",
+                   help="trained model: a 3DGS .ply (the ranked unit is the Gaussian) or a Scaffold-GS .scaffold "
+                        "from `rave train --model scaffold` (the ranked unit is the anchor: 8-bit features and "
+                        "fp16 geometry, MLP weights once in the stream header; --quality and the 3DGS learning "
+                        "rates do not apply, the fine-tuning uses Scaffold-GS's end-of-training rates)")
     p.add_argument("--data", metavar="DATA_DIR",
                    help="dataset folder the model was trained on (COLMAP or transforms.json); without it the "
                         "build self-distils: a camera rig around the scene (--rig-*) or --cameras, with the full "
@@ -165,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print(describe(), end="")
         return 0
-    missing = [name for name, v in (("the model .ply", args.ply), ("-o OUT.ckpt", args.output)) if not v]
+    missing = [name for name, v in (("the model (.ply or .scaffold)", args.ply), ("-o OUT.ckpt", args.output)) if not v]
     if missing:
         raise RaveError(f"rave build needs {', '.join(missing)}")
     if args.cameras and args.data:

@@ -1,8 +1,9 @@
 """Rate-distortion curves: quality (PSNR, SSIM) on test views of prefixes of one ranked model, or of separate models.
 
-A curve is a list of operating points (Gaussian count, exact ``.rave`` bytes, mean test-view PSNR and SSIM).
-What is rendered is what a receiver decodes: the codec's dequantized Gaussians (:func:`decoded_gaussians`), so
-the quality belongs to the byte count next to it.
+A curve is a list of operating points (unit count, exact ``.rave`` bytes, mean test-view PSNR and SSIM).
+What is rendered is what a receiver decodes: the checkpoint's decoded units (its backbone's
+:func:`~rave_viewer.rave.backbone.decoded_units`: dequantized Gaussians, or decoded anchors with their MLPs),
+so the quality belongs to the byte count next to it; prefixes of either kind go through the same code.
 """
 
 from __future__ import annotations
@@ -114,29 +115,38 @@ def rate_grid(ckpt, n: int) -> list[int]:
     return sorted(counts)
 
 
+def as_units(model, *, backend: str = "auto", backgrounds: Tensor | None = None):
+    """``model`` as a :class:`~rave_viewer.rave.units.UnitModel`: Gaussians are wrapped, unit models pass."""
+    from ..rave.units import GaussianUnits
+
+    if isinstance(model, Gaussians):
+        return GaussianUnits(model, backend=backend, background=backgrounds)
+    return model
+
+
 @torch.no_grad()
 def view_quality(
-    gaussians: Gaussians,
+    model,
     cams: Cameras,
     *,
     backend: str = "auto",
     backgrounds: Tensor | None = None,
     batch: int = 4,
+    subset=None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-view PSNR [C] and SSIM [C] of ``gaussians`` rendered from ``cams`` against ``cams.images``.
+    """Per-view PSNR [C] and SSIM [C] of ``model`` (Gaussians, or any unit model such as decoded anchors; its
+    units ``subset``, None = all) rendered from ``cams`` against ``cams.images``.
 
-    backgrounds: [3] colour behind the scene (default black, the dataset default).
+    backgrounds: [3] colour behind the scene for Gaussians (default black, the dataset default; a unit model
+    renders with its own).
     """
-    from ..render import render
-
     if cams.images is None or len(cams) == 0:
         raise RaveError("no test views with images to evaluate on")
+    units = as_units(model, backend=backend, backgrounds=backgrounds)
     ps, ss = [], []
     for s in range(0, len(cams), batch):
         c = cams[list(range(s, min(s + batch, len(cams))))]
-        bg = None if backgrounds is None else backgrounds.reshape(1, 3).expand(len(c), 3).contiguous()
-        img, _, _ = render(gaussians, c.viewmats, c.Ks, c.width, c.height, backgrounds=bg, backend=backend)
-        img = img.clamp(0.0, 1.0)
+        img = units.render(c, subset).clamp(0.0, 1.0)
         gt = c.images.to(img)
         ps.append(metrics.psnr(img, gt))
         ss.append(metrics.ssim(img, gt))
@@ -144,7 +154,7 @@ def view_quality(
 
 
 def evaluate_prefixes(
-    gaussians: Gaussians,
+    model,
     counts: Sequence[int],
     bytes_of: Callable[[int], int],
     cams: Cameras,
@@ -155,15 +165,16 @@ def evaluate_prefixes(
     progress: bool = True,
     desc: str | None = None,
 ) -> RDCurve:
-    """RD curve of the prefixes ``gaussians.prefix(k)`` for k in ``counts`` (one continuous method)."""
+    """RD curve of the first k units of ``model`` (ranked Gaussians or a unit model) for k in ``counts``."""
+    units = as_units(model, backend=backend, backgrounds=backgrounds)
     counts = sorted(int(k) for k in counts)
     if not counts:
         raise RaveError("no operating points to evaluate")
-    if counts[0] < 1 or counts[-1] > len(gaussians):
-        raise RaveError(f"prefix lengths must be in [1, {len(gaussians)}], got {counts[0]}..{counts[-1]}")
+    if counts[0] < 1 or counts[-1] > units.num_units:
+        raise RaveError(f"prefix lengths must be in [1, {units.num_units}], got {counts[0]}..{counts[-1]}")
     ps, ss, bs = [], [], []
     for k in tqdm(counts, desc=desc or f"eval {label}", unit="rate", disable=not progress, leave=False):
-        p, s = view_quality(gaussians.prefix(k), cams, backend=backend, backgrounds=backgrounds)
+        p, s = view_quality(units, cams, subset=k)
         ps.append(metrics.mean(p))
         ss.append(metrics.mean(s))
         bs.append(int(bytes_of(k)))
@@ -207,14 +218,17 @@ def evaluate_checkpoint(
     cams = ckpt.test_cameras if cams is None else cams
     if backgrounds is None:
         backgrounds = checkpoint_background(ckpt)
+    from ..rave.backbone import decoded_units, for_object
+
     counts = rate_grid(ckpt, n_rates)
-    g = decoded_gaussians(ckpt)
-    curve = evaluate_prefixes(g, counts, ckpt.prefix_bytes, cams, label=label, backend=backend,
+    units = decoded_units(ckpt, backend=backend, background=backgrounds)
+    curve = evaluate_prefixes(units, counts, ckpt.prefix_bytes, cams, label=label, backend=backend,
                               backgrounds=backgrounds, progress=progress)
     curve.meta.update({
         "n_rates_requested": int(n_rates),
         "level_sizes": [int(x) for x in ckpt.level_sizes],
         "level_rates": [int(x) for x in ckpt.level_rates],
         "ranking": (ckpt.meta or {}).get("ranking", (ckpt.meta or {}).get("config", {}).get("ranking")),
+        "backbone": for_object(ckpt).name,
     })
     return curve

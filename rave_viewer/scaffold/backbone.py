@@ -121,18 +121,9 @@ class ScaffoldBackbone:
 
     @classmethod
     def decoded_units(cls, ckpt, *, backend="auto", background=None) -> ScaffoldUnits:
-        """The decoded anchors (the stream's grid: :func:`fake_quantize_anchors` is bit-identical to decoding)
-        with the checkpoint's MLPs, in ranked order."""
-        from .model import ScaffoldMLPs, ScaffoldSpec
-        from .qat import fake_quantize_anchors
-
-        spec = ScaffoldSpec(**ckpt.spec)
-        mlps = ScaffoldMLPs(spec)
-        mlps.load_state_dict(ckpt.mlps)
-        with torch.no_grad():
-            dec = fake_quantize_anchors({f: ckpt.anchors[f] for f in ANCHOR_FIELDS}, ckpt.quant)
-        model = ScaffoldModel(spec, {f: dec[f].detach() for f in ANCHOR_FIELDS}, mlps)
-        return ScaffoldUnits(model, backend=backend, background=background)
+        """The decoded anchors (the stream's fixed grid, bit-identical to decoding) with the checkpoint's MLPs,
+        in ranked order."""
+        return ScaffoldUnits(ckpt.model(decoded=True), backend=backend, background=background)
 
     def save_checkpoint(self, ckpt, path: str | os.PathLike) -> int:
         from ..rave.anchor_checkpoint import save_checkpoint
