@@ -8,7 +8,10 @@ control panel (after the control itself has handled it: React listens on the app
 
 The same script maps :data:`SHORTCUTS` to clicks on the panel's buttons of the same label, when the focus is
 on the scene (not in a text field), so every shortcut is also an ordinary button and goes through the panel.
-Without WebGL (which viser needs for everything it draws) the script puts one line on the page saying so.
+Without WebGL the script puts one line on the page saying so (:data:`NO_WEBGL`). viser needs WebGL for the
+panel too: its GUI messages are handled inside the 3D canvas' render loop, and it registers a tab only after the
+canvas sent a first camera message, so such a page gets no panel, and the server never renders for it (other
+tabs are not affected; ``tests/viewer/test_viewer_e2e_views.py`` runs Chromium with WebGL switched off).
 The script is injected by wrapping viser's HTTP handler, *inside* the security gate: the gate's checks run
 first (see :mod:`~rave_viewer.viewer.gate`), and only the page (``/`` or ``/index.html``) is changed.
 """
@@ -31,6 +34,10 @@ SHORTCUTS = (
 )
 MOVEMENT_CODES = ("KeyW", "KeyA", "KeyS", "KeyD", "KeyQ", "KeyE", "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight")
 MARKER = b"<!-- rave-viewer keys -->"
+NO_WEBGL = (
+    "This browser cannot do WebGL, which the viewer's page needs (viser draws the 3D view and runs its panel "
+    "with it): turn on hardware acceleration or use another browser. The server keeps running."
+)
 
 _JS = """
 (() => {
@@ -58,8 +65,7 @@ _JS = """
     if (c.getContext("webgl2") || c.getContext("webgl")) return;
     const d = document.createElement("div");
     d.id = "rave-no-webgl";
-    d.textContent = "This browser cannot do WebGL, which the 3D view needs (server frames and browser " +
-      "rendering alike): turn on hardware acceleration or use another browser. The viewer keeps running.";
+    d.textContent = %(no_webgl)s;
     d.style.cssText = "position:fixed;top:0;left:0;right:0;z-index:99999;padding:12px;background:#b00020;" +
       "color:#fff;font:14px sans-serif";
     document.body.appendChild(d);
@@ -73,6 +79,7 @@ def script() -> bytes:
     js = _JS % {
         "move": json.dumps(list(MOVEMENT_CODES)),
         "shortcuts": json.dumps({k: label for k, label, _ in SHORTCUTS}),
+        "no_webgl": json.dumps(NO_WEBGL),
     }
     return MARKER + b"<script>" + js.encode() + b"</script>"
 
@@ -129,4 +136,4 @@ def keys_on_page() -> Iterator[None]:
         wss.serve = outer
 
 
-__all__ = ["MOVEMENT_CODES", "SHORTCUTS", "inject", "keys_on_page", "script", "wrap"]
+__all__ = ["MOVEMENT_CODES", "NO_WEBGL", "SHORTCUTS", "inject", "keys_on_page", "script", "wrap"]

@@ -33,8 +33,9 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
 
 
-def launch_chromium(playwright, user_data_dir: str | None = None):
-    """A headless Chromium context (fresh profile, downloads accepted) from the system binary.
+def launch_chromium(playwright, user_data_dir: str | None = None, extra_args: tuple[str, ...] = ()):
+    """A headless Chromium context (fresh profile, downloads accepted) from the system binary; ``extra_args``:
+    more command-line switches (e.g. ``--disable-webgl``).
 
     Returns (context, cleanup) where ``cleanup()`` closes it and removes the temporary profile.
     """
@@ -46,7 +47,7 @@ def launch_chromium(playwright, user_data_dir: str | None = None):
         tmp = tempfile.mkdtemp(prefix="rave-chromium-")
         user_data_dir = tmp
     ctx = playwright.chromium.launch_persistent_context(
-        user_data_dir, executable_path=exe, args=CHROMIUM_ARGS, headless=True, accept_downloads=True,
+        user_data_dir, executable_path=exe, args=CHROMIUM_ARGS + list(extra_args), headless=True, accept_downloads=True,
         viewport={"width": 1280, "height": 800},
     )  # fmt: skip
 

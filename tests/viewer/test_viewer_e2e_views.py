@@ -20,18 +20,23 @@ BLOCK = 256  # splat node size for the test scene (1,500 Gaussians), so a rate c
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     _need_browser()
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
     from rave_viewer.viewer.screenshot import launch_chromium
 
-    with sync_playwright() as p:
-        ctx, cleanup = launch_chromium(p)
-        try:
-            yield ctx
-        finally:
-            cleanup()
+    ctx, cleanup = launch_chromium(playwright)
+    try:
+        yield ctx
+    finally:
+        cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -290,4 +295,41 @@ def test_what_the_slider_adds_changes_pixels_in_chromium_only_where_the_added_ga
         px = after[changed].astype(int)
         assert (px[:, 0] + px[:, 2] - 2 * px[:, 1]).mean() > 60  # and what changed turned magenta
     finally:
+        page.close()
+
+
+def test_a_browser_without_webgl_gets_a_message_and_the_rest_keeps_working(playwright, browser, app, monkeypatch):
+    """Chromium with WebGL switched off: the page says why nothing draws (viser's panel needs WebGL too), the server
+    never renders for it, and a normal tab next to it keeps its frames, its slider and its exports; a failing
+    export is a message in that tab's page."""
+    from rave_viewer.viewer.page_script import NO_WEBGL
+    from rave_viewer.viewer.screenshot import launch_chromium
+
+    page, cs = _open(browser, app)
+    ctx2, cleanup2 = launch_chromium(playwright, extra_args=("--disable-webgl", "--disable-3d-apis"))
+    try:
+        tabs = set(app.clients)
+        dark = ctx2.new_page()
+        dark.goto(app.url)
+        dark.locator("#rave-no-webgl").wait_for(timeout=60_000)
+        assert dark.locator("#rave-no-webgl").inner_text() == NO_WEBGL
+        assert dark.evaluate("window.__raveKeys !== undefined")  # (the page script ran)
+        dark.wait_for_timeout(1500)
+        assert set(app.clients) == tabs  # no tab (and no renders) for a page that cannot draw
+        # the normal tab keeps working: a rate step gives a new frame
+        for _ in range(2):
+            k, n = cs.session.k, cs.delivered_frames
+            page.get_by_role("button", name="Rate up ]").click()
+            _wait(lambda: cs.session.k > k and cs.delivered_frames > n, 60, "a frame for the new rate")
+        # a failing export ("Export at this rate") is a notification; the tab keeps working
+        monkeypatch.setattr(app.source, "encode_prefix", lambda k: (_ for _ in ()).throw(OSError("disk full (injected)")))
+        page.get_by_role("button", name="Export at this rate").click()
+        page.get_by_text("disk full (injected)").first.wait_for(timeout=30_000)
+        monkeypatch.undo()
+        k, n = cs.session.k, cs.delivered_frames
+        page.get_by_role("button", name="Rate down [").click()
+        _wait(lambda: cs.session.k < k and cs.delivered_frames > n, 60, "a frame after the failed export")
+        assert dark.locator("#rave-no-webgl").is_visible()
+    finally:
+        cleanup2()
         page.close()
