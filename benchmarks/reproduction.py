@@ -14,7 +14,10 @@ Variants, all from the same pretrained model, views and settings:
   pruning) fine-tuned alone with the same quantization-aware fine-tuning and the same number of steps
   (one training per point, as the fixed-rate methods of Fig. 3 need).
 
-Every quality figure is the mean PSNR/SSIM over the test views of the decoded (quantized) Gaussians; sizes are
+Either backbone: ``--scene`` takes a 3DGS ``.ply`` (Gaussians ranked) or a Scaffold-GS ``.scaffold`` (anchors
+ranked); the demo run also picks up ``trained_scenes/*.scaffold`` (reported as ``<name>_scaffold``).
+
+Every quality figure is the mean PSNR/SSIM over the test views of the decoded (quantized) units; sizes are
 exact ``.rave`` bytes. Build cost = rendered views (a forward plus its backward counts once) and seconds of
 the stages levels + fine-tuning + ranking + rates; evaluating the RD table is not counted.
 
@@ -47,7 +50,7 @@ import torch  # noqa: E402
 
 from _machine import machine  # noqa: E402
 from rave_viewer.errors import RaveError  # noqa: E402
-from rave_viewer.eval import RDCurve, anchor_sag, bd, evaluate_models, smoothness  # noqa: E402
+from rave_viewer.eval import RDCurve, anchor_sag, bd, smoothness  # noqa: E402
 from rave_viewer.eval.plot import PALETTE, Series, line_plot  # noqa: E402
 from rave_viewer.eval.report import fmt_bytes  # noqa: E402
 from rave_viewer.fileio import atomic_write_text  # noqa: E402
@@ -90,12 +93,14 @@ PRESETS = {
 
 # -- inputs ---------------------------------------------------------------------------------------------------
 def demo_scenes() -> list[tuple[str, Path, Path]]:
-    """(name, ply, dataset dir) of the trained demo scenes, their datasets regenerated from assets/ if needed."""
+    """(name, model, dataset dir) of the trained demo scenes (.ply, and .scaffold as ``<name>_scaffold``), their
+    datasets regenerated from assets/ if needed."""
     found = []
-    for ply in sorted((ROOT / "trained_scenes").glob("*.ply")):
+    models = sorted((ROOT / "trained_scenes").glob("*.ply")) + sorted((ROOT / "trained_scenes").glob("*.scaffold"))
+    for ply in models:
         data = _dataset_for(ply)
         if data is not None:
-            found.append((ply.stem, ply, data))
+            found.append((ply.stem + ("_scaffold" if ply.suffix == ".scaffold" else ""), ply, data))
         else:
             print(f"skipping {ply}: cannot find or regenerate its dataset (pass --scene/--data)", file=sys.stderr)
     return found
@@ -140,11 +145,14 @@ def _from_ckpt(label: str, ck) -> RDCurve:
 
 
 def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RDCurve, dict]:
-    """One model per rate: G_l of ``b``'s hierarchy fine-tuned alone (QAT, ``steps`` steps), encoded, evaluated."""
-    from rave_viewer.codec import ProgressiveEncoder, dequantize, quantize
+    """One model per rate: G_l of ``b``'s hierarchy fine-tuned alone (QAT, ``steps`` steps), encoded, evaluated.
+    Works for any backbone: the encoder, checkpoint and decoded units are the builder's backbone's."""
+    from rave_viewer.eval.rd import view_quality
+    from rave_viewer.rave.backbone import decoded_units
     from rave_viewer.rave.finetune import finetune
 
     c = b.cfg
+    bb = b.backbone
     lv = b.levels()
     units = b.units.select(lv.order)
     pts = {"count": [], "bytes": [], "psnr": [], "ssim": []}
@@ -155,20 +163,20 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
         t0, r0 = time.perf_counter(), b.units.renders
         tuned, _ = finetune(sub, b.train, [k], steps=steps, lrs=b.lrs, weights=[1.0], seed=c.seed,
                             transform=b.fake_quantize if c.qat else None, progress=progress)
-        g = tuned.gaussians
-        nbytes = ProgressiveEncoder(g, b.quant, codec=c.codec, chunk_size=c.chunk_size, bounds=b.bounds,
-                                    progress=progress).size_of_prefix(k)
+        enc = bb.encoder(tuned, c, progress=progress)
+        nbytes = enc.size_of_prefix(k)
         dt, dr = time.perf_counter() - t0, b.units.renders - r0
         t_ft, r_ft = t_ft + dt, r_ft + dr
-        dec = dequantize(quantize(g, b.quant, b.bounds))  # what a receiver decodes
-        q = evaluate_models([(dec, nbytes)], b.test, label="fixed", backend=c.backend, backgrounds=b.background,
-                            progress=False)
-        p, s = q.psnr[0], q.ssim[0]
+        ck = bb.checkpoint(tuned, enc, order=torch.arange(k), level_sizes=[k], level_rates=[int(nbytes)],
+                           chunk_rates=None, cfg=c, test_cameras=b.test)
+        dec = decoded_units(ck, backend=c.backend, background=b.background)  # what a receiver decodes
+        ps, ss = view_quality(dec, b.test)
+        p, s = float(ps.mean()), float(ss.mean())
         for key, v in zip(("count", "bytes", "psnr", "ssim"), (k, int(nbytes), p, s)):
             pts[key].append(v)
         per.append({"level": li + 1, "count": k, "bytes": int(nbytes), "psnr": p, "seconds": round(dt, 2),
                     "renders": dr})
-        print(f"  fixed-rate G_{li + 1}: {k} Gaussians, {fmt_bytes(nbytes)}, {p:.3f} dB ({dt:.0f} s)")
+        print(f"  fixed-rate G_{li + 1}: {k} {bb.unit_label}, {fmt_bytes(nbytes)}, {p:.3f} dB ({dt:.0f} s)")
     curve = RDCurve("fixed-rate", pts["count"], pts["bytes"], pts["psnr"], pts["ssim"], continuous=False,
                     meta={"points": per})
     lv_cost = b.stages.get("levels", {"renders": 0, "seconds": 0.0})
@@ -180,13 +188,13 @@ def fixed_rate(b, levels_idx: list[int], steps: int, progress: bool) -> tuple[RD
 
 def run_scene(name: str, ply: Path, data: Path, s: dict, args, have: frozenset = frozenset()) -> dict:
     """Build and evaluate the requested variants of one scene (``have``: labels already measured, skipped)."""
-    from rave_viewer.rave import BuildConfig
+    from rave_viewer.rave import BuildConfig, backbone
     from rave_viewer.rave.build import DEFAULT_STEPS, Builder, downscale_cameras, training_steps
     from rave_viewer.scene.datasets import load_dataset
-    from rave_viewer.scene.ply import read_ply
 
     t_start = time.perf_counter()
-    g = read_ply(ply)
+    bb = backbone.for_file(ply).load(ply)  # .ply: Gaussians; .scaffold: anchors
+    info = bb.meta()
     ds = load_dataset(data)
     train = downscale_cameras(_every(ds.train, s["train_views"]), s["max_side"])
     test = downscale_cameras(_every(ds.test, s["test_views"]), s["max_side"])
@@ -195,11 +203,12 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args, have: frozenset =
     s = dict(s, steps=s["steps"] if s["steps"] is not None else (training_steps(ply) or DEFAULT_STEPS))
     cfg = BuildConfig(num_levels=s["levels"], steps=s["steps"], rd_points=s["rd_points"], backend=args.backend,
                       seed=args.seed)
-    print(f"\n== {name}: {len(g)} Gaussians (SH {g.sh_degree}), {len(train)} train / {len(test)} test views at "
+    what = f"SH {info['sh_degree']}" if "sh_degree" in info else bb.name
+    print(f"\n== {name}: {len(bb)} {bb.unit_label} ({what}), {len(train)} train / {len(test)} test views at "
           f"{train.width}x{train.height}, {s['steps']} fine-tuning steps")
     progress = not args.no_progress
-    b = Builder(g, train, test, cfg, scene_scale=ds.scene_scale, progress=progress,
-                sources={"ply": str(ply), "data": str(data)})
+    b = Builder(bb, train, test, cfg, scene_scale=ds.scene_scale, progress=progress,
+                sources={bb.source_key: str(ply), "data": str(data)})
     curves, costs, extra = {}, {}, {}
 
     def add(label, ck):
@@ -228,13 +237,14 @@ def run_scene(name: str, ply: Path, data: Path, s: dict, args, have: frozenset =
     if "authors" in variants:
         add(AUTHORS, b.variant(level_sampling="authors").checkpoint("context"))
     if "anchors" in variants:
-        b50 = Builder(g, train, test, cfg.replace(anchors=s["anchors"]), scene_scale=ds.scene_scale,
+        b50 = Builder(bb, train, test, cfg.replace(anchors=s["anchors"]), scene_scale=ds.scene_scale,
                       progress=progress)
         add(f"{s['anchors']} anchors", b50.checkpoint())
 
     return {
         "scene": name, "ply": str(ply), "data": str(data), "mode": args.mode, "settings": s,
-        "gaussians": len(g), "sh_degree": g.sh_degree, "train_views": len(train), "test_views": len(test),
+        "gaussians": len(bb), "units": bb.unit_label, "backbone": bb.name, "sh_degree": info.get("sh_degree"),
+        "train_views": len(train), "test_views": len(test),
         "width": train.width, "height": train.height, "levels": list(b.sizes),
         "backend": resolve_backend(args.backend), "config": b.cfg.to_dict(),
         "curves": {k: v.to_dict() for k, v in curves.items()},
@@ -409,7 +419,7 @@ def plots(res: dict, out_dir: Path) -> dict[str, str]:
     cv = {k: RDCurve.from_dict(v) for k, v in res["curves"].items()}
     stem = f"reproduction_{res['scene']}"
     files = {}
-    note = (f"{res['scene']}: {res['gaussians']} Gaussians, {res['test_views']} test views at "
+    note = (f"{res['scene']}: {res['gaussians']} {res.get('units', 'Gaussians')}, {res['test_views']} test views at "
             f"{res['width']}x{res['height']}, {res['settings']['steps']} fine-tuning steps ({res['mode']} run)")
 
     def series(keys, key="psnr"):
@@ -448,7 +458,9 @@ def scene_section(res: dict, an: dict, files: dict) -> str:
     cv = {k: RDCurve.from_dict(v) for k, v in res["curves"].items()}
     m = res["machine"]
     L = [f"## Scene `{res['scene']}` ({res['mode']} run, {res['date']})", ""]
-    L.append(f"Model `{res['ply']}`: {res['gaussians']} Gaussians, SH degree {res['sh_degree']}; dataset "
+    kind = (f"SH degree {res['sh_degree']}" if res.get("sh_degree") is not None else
+            f"backbone {res.get('backbone')}")
+    L.append(f"Model `{res['ply']}`: {res['gaussians']} {res.get('units', 'Gaussians')}, {kind}; dataset "
              f"`{res['data']}`: {res['train_views']} training and {res['test_views']} test views at "
              f"{res['width']}x{res['height']} px. Levels |G_l| = {res['levels']}. Fine-tuning: "
              f"{res['settings']['steps']} steps for every fine-tuned variant (and for each fixed-rate model). "
@@ -496,7 +508,7 @@ def scene_section(res: dict, an: dict, files: dict) -> str:
         L.append(f"- {k}: {st}")
     if "fixed-rate" in cv:
         L += ["", "Fixed-rate points: " + "; ".join(
-            f"G_{p['level']} {p['count']} Gaussians {fmt_bytes(p['bytes'])} {p['psnr']:.3f} dB"
+            f"G_{p['level']} {p['count']} {res.get('units', 'Gaussians')} {fmt_bytes(p['bytes'])} {p['psnr']:.3f} dB"
             for p in cv["fixed-rate"].meta.get("points", []))]
     L += ["", f"Re-run: `{res['command']}`", ""]
     return "\n".join(L)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-import torch
 from torch import Tensor
 
 from .model import ANCHOR_FIELDS, ScaffoldModel
