@@ -28,8 +28,14 @@ from ..codec.container import DEFAULT_MAX_GAUSSIANS
 from ..errors import RaveError
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
+from .loading import PROGRESS_MIN_BYTES, LoadProgress
 
 KINDS = ("ckpt", "rave", "ply")
+LOAD_STEPS = {  # what the progress bar names while a file of each kind opens (see .loading)
+    "ckpt": ["loading the checkpoint", "decoding (quantize, dequantize)"],
+    "rave": ["decoding the stream"],
+    "ply": ["parsing the .ply"],
+}
 MODES = ("rate", "count", "psnr")  # what the slider targets
 MODE_LABELS = {"rate": "rate", "count": "Gaussian count", "psnr": "PSNR"}
 START_DB_BELOW_BEST = 0.5  # dB: a new tab starts no further below the best PSNR point than this
@@ -291,10 +297,13 @@ def _sniff(path: Path) -> str:
     raise RaveError("not a .ckpt, .rave or .ply file (unknown format)", path)
 
 
-def _open_ckpt(path: Path) -> ViewSource:
+def _open_ckpt(path: Path, lp: LoadProgress | None = None) -> ViewSource:
     from ..rave.checkpoint import load_checkpoint
 
+    lp = lp or LoadProgress(path, [], enabled=False)
+    lp.step("loading the checkpoint")
     ckpt = load_checkpoint(path)
+    lp.step("decoding (quantize, dequantize)")
     cams = ckpt.test_cameras if ckpt.test_cameras is not None and len(ckpt.test_cameras) else None
     if cams is not None and cams.images is None:
         cams = None
@@ -307,10 +316,13 @@ def _with_warnings(note: str, caught: list) -> str:
     return note + "".join(f" Warning: {' '.join(str(w.message).split())}." for w in caught)
 
 
-def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
+def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
+               lp: LoadProgress | None = None) -> ViewSource:  # fmt: skip
     from ..codec import decode
     from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
 
+    if lp is not None:
+        lp.step("decoding the stream")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dec = decode(path, max_gaussians=max_gaussians)
@@ -334,9 +346,11 @@ def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) ->
     return src
 
 
-def _open_ply(path: Path) -> ViewSource:
+def _open_ply(path: Path, lp: LoadProgress | None = None) -> ViewSource:
     from ..scene.ply import read_ply
 
+    if lp is not None:
+        lp.step("parsing the .ply")
     with warnings.catch_warnings(record=True) as caught:  # repairs, drops, ignored extras: shown in the panel
         warnings.simplefilter("always")
         g = read_ply(path)
@@ -345,11 +359,14 @@ def _open_ply(path: Path) -> ViewSource:
     return ViewSource(path=path, kind="ply", gaussians=g, note=_with_warnings(PLY_NOTE, caught))
 
 
-def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS) -> ViewSource:
+def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
+                progress: bool | None = None, progress_min_bytes: int = PROGRESS_MIN_BYTES) -> ViewSource:
     """Open ``path`` for viewing; any problem (missing, truncated, wrong format) is one RaveError naming it.
 
     ``max_gaussians`` bounds what a .rave stream may declare (None: no limit; see ``codec.decode``).
-    An http(s):// URL is a stream on a web host, fetched by byte ranges (viewer/remote.py)."""
+    An http(s):// URL is a stream on a web host, fetched by byte ranges (viewer/remote.py).
+    ``progress``: tqdm bars on stderr while a local file is read and decoded (None: for files of at least
+    ``progress_min_bytes``; see :mod:`.loading`)."""
     if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
         from .remote import open_remote
 
@@ -359,14 +376,23 @@ def open_source(path: str | os.PathLike, max_gaussians: int | None = DEFAULT_MAX
         raise RaveError("no such file", path)
     if path.is_dir():
         raise RaveError("is a directory, expected a .ckpt, .rave or .ply file", path)
+    lp, src = None, None
     try:
         kind = _sniff(path)
-        src = _open_rave(path, max_gaussians) if kind == "rave" else {"ckpt": _open_ckpt, "ply": _open_ply}[kind](path)
+        lp = LoadProgress(path, LOAD_STEPS[kind], min_bytes=progress_min_bytes, enabled=progress)
+        lp.read()
+        if kind == "rave":
+            src = _open_rave(path, max_gaussians, lp)
+        else:
+            src = {"ckpt": _open_ckpt, "ply": _open_ply}[kind](path, lp)
     except RaveError:
         raise
     except (OSError, ValueError, KeyError, EOFError) as e:  # a loader that let a low-level error through
         msg = " ".join(str(e).split()) or type(e).__name__
         raise RaveError(f"cannot open as .{path.suffix.lstrip('.') or '?'} ({msg})", path) from None
+    finally:
+        if lp is not None:
+            lp.close(ok=src is not None)
     src.gaussians = src.gaussians.detach().float()
     return src
 
