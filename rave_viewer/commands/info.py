@@ -1,4 +1,5 @@
-"""`rave info`: a readable summary of a RAVE checkpoint (levels, rates, RD range, build settings and cost).
+"""`rave info`: a readable summary of a RAVE checkpoint (levels, rates, RD range, build settings and cost) or
+of a .rave stream, of Gaussians or of Scaffold-GS anchors (unit type, anchors, MLP bytes, version).
 
 The build record (``meta``) is informative only: a field of an odd shape is shown as "unreadable" (and named in
 one warning line on stderr) instead of making the summary fail.
@@ -11,7 +12,7 @@ import json
 import sys
 
 HELP = ("summarise a RAVE checkpoint (.ckpt: levels, rates, quality range, build settings) or a .rave stream "
-        "(format version, Gaussians, codec, quantization, chunks)")
+        "(format version, unit type, Gaussians or anchors, codec, quantization, chunks)")
 UNREADABLE = "unreadable"
 #: Build-record fields the summary shows.
 SHOWN_META = ("ranking", "finetune", "rd_views", "stages", "total_seconds", "config", "sources")
@@ -41,16 +42,13 @@ def summary(ckpt) -> dict:
         unreadable = ["meta", *SHOWN_META]
     unreadable = [k for k in unreadable if k in SHOWN_META or k == "meta"]
     return {
-        "gaussians": len(ckpt),
-        "sh_degree": ckpt.gaussians.sh_degree,
+        **_UNIT_FIELDS[getattr(ckpt, "unit_type", "gaussians")](ckpt),
         "format_version": meta.get("format_version"),
         "ranking": meta.get("ranking"),
         "finetune": meta.get("finetune"),
         "interpolate": ckpt.interpolate,
         "codec": ckpt.codec,
         "chunk_size": ckpt.chunk_size,
-        "quant": _quant_shown(ckpt.quant),
-        "stream_format_version": 2,  # what `rave encode` writes from this checkpoint
         "levels": levels,
         "rate_range": list(ckpt.rate_range()),
         "rd_points": len(rd["count"]),
@@ -66,6 +64,28 @@ def summary(ckpt) -> dict:
         "sources": meta.get("sources"),
         "unreadable": unreadable,
     }
+
+
+def _gaussian_fields(ckpt) -> dict:
+    return {"gaussians": len(ckpt), "sh_degree": ckpt.gaussians.sh_degree, "quant": _quant_shown(ckpt.quant),
+            "stream_format_version": 2}  # what `rave encode` writes from this checkpoint
+
+
+def _anchor_fields(ckpt) -> dict:
+    from ..codec.anchors import FORMAT_VERSION
+
+    enc = ckpt.encoder()  # compresses the MLP weights only
+    return {"unit_type": "anchors", "anchors": len(ckpt), "feat_dim": enc.feat_dim, "n_offsets": enc.n_offsets,
+            "quant": _anchor_quant_shown(ckpt.quant), "mlp_bytes": enc.mlp_bytes, "header_bytes": enc.header_size,
+            "stream_format_version": FORMAT_VERSION}
+
+
+#: unit type -> the checkpoint summary's unit fields
+_UNIT_FIELDS = {"gaussians": _gaussian_fields, "anchors": _anchor_fields}
+
+
+def _anchor_quant_shown(q) -> dict:
+    return {"feature_bits": q.feature_bits, "geometry": q.geometry, "feature_channels": q.feat_dim}
 
 
 def _is_stream(path: str) -> bool:
@@ -95,19 +115,31 @@ def format_summary(path: str, s: dict) -> str:
         return UNREADABLE if key in bad else value
 
     finetune = "yes" if s["finetune"] else ("no" if s["finetune"] is not None else "?")
+    anchors = s.get("unit_type") == "anchors"
+    if anchors:
+        head = [f"{path}: RAVE checkpoint of Scaffold-GS anchors (format {s['format_version']}; writes .rave format "
+                f"version {s['stream_format_version']}, unit type anchors), {s['anchors']:,} anchors, feature size "
+                f"{s['feat_dim']}, {s['n_offsets']} offsets each; MLP weights {s['mlp_bytes']:,} B (compressed) in "
+                f"every stream's header of {s['header_bytes']:,} B",
+                f"codec: {s['codec']}, chunks of {s['chunk_size']} anchors; features {q['feature_bits']}-bit per "
+                f"channel on fixed ranges, positions/offsets/scalings {q['geometry']}"]
+    else:
+        head = [f"{path}: RAVE checkpoint (format {s['format_version']}; writes .rave format version "
+                f"{s['stream_format_version']}), {s['gaussians']:,} Gaussians, SH degree {s['sh_degree']}"
+                + (f", SH codebook of {q['sh_codebook'].split()[0]} entries" if q["sh_codebook"] else ""),
+                f"codec: {s['codec']}, chunks of {s['chunk_size']} Gaussians; bits: position {q['pos_bits']}, "
+                f"rotation {q['rot_bits']}, scale {q['scale_bits']}, opacity {q['opacity_bits']}, SH DC "
+                f"{q['sh0_bits']}, SH rest {'/'.join(str(b) for b in q['shN_bits'])}"]
     lines = [
-        f"{path}: RAVE checkpoint (format {s['format_version']}; writes .rave format version "
-        f"{s['stream_format_version']}), {s['gaussians']:,} Gaussians, SH degree {s['sh_degree']}"
-        + (f", SH codebook of {s['quant']['sh_codebook'].split()[0]} entries" if s["quant"]["sh_codebook"] else ""),
+        head[0],
         f"ranking: {shown('ranking', _text(s['ranking']) if s['ranking'] is not None else '?')}; fine-tuned: "
         f"{shown('finetune', finetune)}; selection: "
         f"{'continuous (Eq. 3)' if s['interpolate'] else 'snaps to levels (naive multi-anchor)'}",
-        f"codec: {s['codec']}, chunks of {s['chunk_size']} Gaussians; bits: position {q['pos_bits']}, rotation "
-        f"{q['rot_bits']}, scale {q['scale_bits']}, opacity {q['opacity_bits']}, SH DC {q['sh0_bits']}, SH rest "
-        f"{'/'.join(str(b) for b in q['shN_bits'])}",
+        head[1],
         "",
         "levels (MB = 10^6 bytes):",
-        f"  {'level':>5} {'Gaussians':>12} {'bytes':>14} {'MB':>10} {'PSNR dB':>8} {'SSIM':>7}",
+        f"  {'level':>5} {'anchors' if anchors else 'Gaussians':>12} {'bytes':>14} {'MB':>10} {'PSNR dB':>8} "
+        f"{'SSIM':>7}",
     ]
     for lv in s["levels"]:
         p = f"{lv['psnr']:8.2f}" if lv["psnr"] is not None else f"{'-':>8}"
@@ -186,13 +218,63 @@ def format_stream(path: str, s: dict) -> str:
     return "\n".join(lines)
 
 
+def anchor_stream_summary(info) -> dict:
+    """What `rave info` says about an anchor .rave stream (header, model section and index; no chunk decoded)."""
+    return {
+        "format_version": info.format_version,
+        "unit_type": "anchors",
+        "anchors": info.n_anchors,
+        "anchors_present": sum(c.count for c in info.chunks if c.offset + c.length <= info.file_size),
+        "feat_dim": info.feat_dim,
+        "n_offsets": info.n_offsets,
+        "scaling_dim": info.scaling_dim,
+        "codec": info.codec,
+        "chunk_size": info.chunk_size,
+        "chunks": len(info.chunks),
+        "header_bytes": info.header_size,
+        "mlp_bytes": info.mlp_bytes,
+        "mlp_raw_bytes": info.mlp_raw_bytes,
+        "mlp_tensors": len(info.mlps),
+        "spec": info.spec,
+        "bytes": info.file_size,
+        "expected_bytes": info.expected_size,
+        "quant": _anchor_quant_shown(info.quant),
+    }
+
+
+def format_anchor_stream(path: str, s: dict) -> str:
+    q = s["quant"]
+    return "\n".join([
+        f"{path}: .rave stream, format version {s['format_version']}, unit type anchors (Scaffold-GS): "
+        f"{s['anchors']:,} anchors (feature size {s['feat_dim']}, {s['n_offsets']} offsets, {s['scaling_dim']} "
+        f"scalings each), {s['codec']}, {s['chunks']} chunk(s) of {s['chunk_size']}",
+        f"bytes: {s['bytes']:,} of {s['expected_bytes']:,} ({s['anchors_present']:,} anchors present); header "
+        f"{s['header_bytes']:,} B, of which MLP weights {s['mlp_bytes']:,} B ({s['mlp_tensors']} tensors, "
+        f"{s['mlp_raw_bytes']:,} B as float32)",
+        f"quantization: features {q['feature_bits']} bits per channel on fixed ranges; positions, offsets, "
+        f"scalings {q['geometry']}; spec {_text(s['spec'], 200)}"])
+
+
 def run(args: argparse.Namespace) -> int:
     from ..rave.checkpoint import load_checkpoint
 
     if _is_stream(args.checkpoint):
+        from ..codec.unit_type import unit_type_of
+
+        try:
+            with open(args.checkpoint, "rb") as f:
+                unit = unit_type_of(f.read(9))
+        except OSError:
+            unit = None  # the Gaussian reader names the problem
+        if unit == "anchors":
+            from ..codec.anchors import read_anchor_info
+
+            s = anchor_stream_summary(read_anchor_info(args.checkpoint))
+            print(json.dumps(s, indent=2) if args.json else format_anchor_stream(args.checkpoint, s))
+            return 0
         from ..codec.container import read_info
 
-        s = stream_summary(read_info(args.checkpoint))
+        s = {"unit_type": "gaussians", **stream_summary(read_info(args.checkpoint))}
         print(json.dumps(s, indent=2) if args.json else format_stream(args.checkpoint, s))
         return 0
     ckpt = load_checkpoint(args.checkpoint)
