@@ -41,6 +41,7 @@ class Backbone(Protocol):
     unit_label: ClassVar[str]  # plural noun for messages ("Gaussians", "anchors")
     suffixes: ClassVar[tuple[str, ...]]  # model file suffixes, lower case (".ply")
     source_key: ClassVar[str]  # key of the model file in the build record's ``sources``
+    default_chunk_size: ClassVar[int]  # units per .rave chunk when the config leaves it empty
     model: Any
     quant: Any  # fitted by fit_quant(); None before
 
@@ -178,6 +179,7 @@ class GaussianBackbone:
     unit_label: ClassVar[str] = "Gaussians"
     suffixes: ClassVar[tuple[str, ...]] = (".ply",)
     source_key: ClassVar[str] = "ply"
+    default_chunk_size: ClassVar[int] = 4096
 
     def __init__(self, gaussians):
         gaussians.validate("input model")

@@ -169,6 +169,8 @@ class Builder:
         self.backbone = backbone.wrap(model)
         self.model = self.backbone.model
         self.cfg = cfg or BuildConfig()
+        if self.cfg.chunk_size is None:  # the backbone's (Gaussians and anchors differ ~10x in bytes)
+            self.cfg = self.cfg.replace(chunk_size=self.backbone.default_chunk_size)
         if self.cfg.steps is None:  # default length: a fraction of the original training, capped by size
             steps = default_steps(self.cfg, train_steps)
             cap = budget.steps_cap(self.backbone.cost())

@@ -36,6 +36,7 @@ class ScaffoldBackbone:
     unit_label: ClassVar[str] = "anchors"
     suffixes: ClassVar[tuple[str, ...]] = (".scaffold",)
     source_key: ClassVar[str] = "scaffold"
+    default_chunk_size: ClassVar[int] = 1024  # = codec.anchors.DEFAULT_ANCHOR_CHUNK (~40 KB per chunk)
 
     def __init__(self, model: ScaffoldModel, train_config: dict | None = None):
         self.model = model.detached()
@@ -76,8 +77,14 @@ class ScaffoldBackbone:
         return ScaffoldUnits(self.model, backend=backend, background=background)
 
     def fit_quant(self, cfg):
+        import warnings
+
         from .qat import fit_quant
 
+        if cfg.quant or cfg.quality != "medium":
+            warnings.warn(f"the 3DGS quantization settings (quality {cfg.quality!r}, quant {cfg.quant}) do not apply "
+                          "to Scaffold-GS anchors: they are stored as the authors do (8-bit features on fixed "
+                          "ranges, fp16 positions, offsets and scalings)", stacklevel=2)
         self.quant = fit_quant(self.model.params)
         return self.quant
 

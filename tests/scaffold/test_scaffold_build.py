@@ -154,6 +154,21 @@ def test_blending_weight_of_anchors_is_their_neural_gaussians_weight(trained, sc
     assert float(w.sum()) <= len(cams) * cams.width * cams.height + 1e-6
 
 
+def test_self_distilled_scaffold_build(scaffold_file, tmp_path):
+    """No dataset: rig views, targets = the full model's renders, the anchors' blending weight where the loss
+    gradient vanishes; the finest level reproduces the full model's renders closely."""
+    from rave_viewer.rave.build import build
+    from rave_viewer.rave.config import BuildConfig
+
+    cfg = BuildConfig(steps=40, chunk_size=8, backend="cpu", rig_views=24, rig_size=48, rd_points=64)
+    with one_thread():
+        ck = build(scaffold_file, None, tmp_path / "self.ckpt", cfg, progress=False)
+    assert ck.unit_type == "anchors" and ck.meta["targets"] == "self" and ck.meta["rig"]["views"] == 24
+    ps = ck.rd["psnr"]
+    print(f"\nself-distilled scaffold: PSNR vs the full model {ps[0]:.2f} -> {ps[-1]:.2f} dB")
+    assert ps[-1] > 35 and ps[-1] > ps[0] + 5
+
+
 def test_cli_build_info_eval(built, scaffold_file, scaffold_data, tmp_path, capsys):
     from rave_viewer.cli import main
 
