@@ -194,3 +194,15 @@ def test_pickled_anchor_checkpoint_refused(tmp_path, saved):
     torch.save({"anchors": ck.anchors}, p)
     with pytest.raises(RaveError, match="is a pickle, refusing to load"):
         load_checkpoint(p)
+
+
+def test_rave_encode_cli_cuts_an_anchor_checkpoint(saved, tmp_path, capsys):
+    from rave_viewer.cli import main
+
+    ck, path = saved
+    out = tmp_path / "cap.rave"
+    assert main(["encode", str(path), "-o", str(out), "--rate", "15KB"]) == 0
+    assert "format v3" in capsys.readouterr().err
+    res = decode_anchors(out, strict=True)
+    k = res.n_decoded
+    assert out.stat().st_size == ck.prefix_bytes(k) <= 15000 < ck.prefix_bytes(k + 1)
