@@ -9,8 +9,6 @@ import pickle
 
 import pytest
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from rave_viewer.codec.anchors import ANCHOR_FIELDS, AnchorEncoder, AnchorQuant, decode_anchors
 from rave_viewer.errors import RaveError
@@ -25,6 +23,7 @@ from rave_viewer.rave.checkpoint import (
     save_checkpoint,
 )
 from rave_viewer.scene.cameras import Cameras, intrinsics, look_at
+from tests.rave.test_rave_checkpoint import _rewrite, make_ckpt
 
 N, CHUNK, F, K = 600, 50, 8, 3
 
@@ -125,8 +124,6 @@ def test_decoded_anchors_match_the_stream(saved, tmp_path):
 
 
 def test_gaussian_checkpoints_still_load_as_such(tmp_path):
-    from tests.rave.test_rave_checkpoint import make_ckpt
-
     p = tmp_path / "g.ckpt"
     save_checkpoint(make_ckpt(n=200), p)
     back = load_checkpoint(p)
@@ -138,23 +135,6 @@ def test_gaussian_checkpoints_still_load_as_such(tmp_path):
 def _doc_of(data: bytes) -> dict:
     hlen = int.from_bytes(data[:8], "little")
     return json.loads(json.loads(data[8:8 + hlen])["__metadata__"]["rave"])
-
-
-def _rewrite(path, out, *, drop=None, doc_change=None, tensor_change=None):
-    data = path.read_bytes()
-    t = st_load(data)
-    hlen = int.from_bytes(data[:8], "little")
-    md = json.loads(data[8:8 + hlen])["__metadata__"]
-    doc = json.loads(md["rave"])
-    if drop:
-        t.pop(drop)
-    if doc_change:
-        doc_change(doc)
-    if tensor_change:
-        tensor_change(t)
-    md["rave"] = json.dumps(doc)
-    out.write_bytes(st_save(t, metadata=md))
-    return out
 
 
 @pytest.mark.parametrize("kw,match", [
