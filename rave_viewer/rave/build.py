@@ -127,14 +127,15 @@ def rd_counts(ckpt, points: int) -> list[int]:
     """Distinct prefix lengths for ``points`` target rates evenly spaced over [R(G_1), R(G_L)], plus the levels.
 
     Where neighbouring prefixes still lie more than one nominal spacing apart in bytes (the fixed cost of
-    starting a chunk makes the rate jump over a target), prefixes in between are added, at most ``points``."""
+    starting a chunk makes the rate jump over a target), prefixes in between are added, at most ``points``;
+    not for the naive multi-anchor ablation, whose operating points are the levels only."""
     r0, r1 = ckpt.level_rates[0], ckpt.level_rates[-1]
     counts = set(int(s) for s in ckpt.level_sizes)
     for j in range(points):
         r = r0 + (r1 - r0) * j / (points - 1)
         counts.add(ckpt.select(rate=min(max(r, r0), r1)))
     out, step, i, extra = sorted(counts), (r1 - r0) / (points - 1), 0, 0
-    while i < len(out) - 1 and extra < points:
+    while ckpt.interpolate and i < len(out) - 1 and extra < points:
         a, b = out[i], out[i + 1]
         if b - a > 1 and ckpt.prefix_bytes(b) - ckpt.prefix_bytes(a) > step:
             out.insert(i + 1, (a + b) // 2)
