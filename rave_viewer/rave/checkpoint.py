@@ -321,14 +321,14 @@ def _doc(header: dict, path) -> dict:
     if not _is_int(v):
         raise RaveError("has no checkpoint format version", path)
     unit = doc.get("unit_type", "gaussians")
+    if not isinstance(unit, str) or unit not in UNIT_FORMAT_VERSIONS:
+        raise RaveError(f"holds units of an unknown type {shown(unit)} (this version reads "
+                        f"{', '.join(UNIT_FORMAT_VERSIONS)})", path)
     newest = max(UNIT_FORMAT_VERSIONS.values())
     if v > newest or (unit == "gaussians" and v > FORMAT_VERSION):
         reads = FORMAT_VERSION if unit == "gaussians" and v <= newest else newest
         raise RaveError(f"was written by a newer rave_viewer (checkpoint format {v}; this version reads "
                         f"{reads}): upgrade rave_viewer", path)
-    if unit not in UNIT_FORMAT_VERSIONS:
-        raise RaveError(f"holds units of an unknown type {shown(unit)} (this version reads "
-                        f"{', '.join(UNIT_FORMAT_VERSIONS)})", path)
     if v != UNIT_FORMAT_VERSIONS[unit]:
         raise RaveError(f"has unsupported checkpoint format version {v} (this version reads "
                         f"{UNIT_FORMAT_VERSIONS[unit]} for {unit})", path)

@@ -186,3 +186,65 @@ def test_rave_encode_cli_cuts_an_anchor_checkpoint(saved, tmp_path, capsys):
     res = decode_anchors(out, strict=True)
     k = res.n_decoded
     assert out.stat().st_size == ck.prefix_bytes(k) <= 15000 < ck.prefix_bytes(k + 1)
+
+
+# -- fuzz: the structured mutations of test_checkpoint_fuzz, on an anchor checkpoint ----------------------
+def _fuzz_outcome(path, tmp_path) -> str:
+    """"error" (one line naming the file) or "ok" after using the checkpoint as the commands do."""
+    from rave_viewer.commands.info import format_summary, summary
+
+    try:
+        ck = load_checkpoint(path)
+    except RaveError as e:
+        msg = str(e)
+        assert "\n" not in msg and msg.startswith(f"{path}: "), msg
+        return "error"
+    assert isinstance(ck, AnchorCheckpoint)
+    k = ck.level_sizes[0]
+    out = tmp_path / "fuzz.rave"
+    assert encode_checkpoint(ck, out, count=k)["count"] == k
+    assert decode_anchors(out).n_decoded == k
+    r0, r1 = ck.rate_range()
+    for target in ({"rate": (r0 + r1) // 2}, {"psnr": 22.0}):
+        try:
+            assert 0 <= ck.select(**target) <= len(ck)
+        except RaveError:  # a target outside the (mutated) table's range
+            pass
+    assert len(ck.model()) == len(ck)
+    assert format_summary(str(path), summary(ck)) and json.dumps(summary(ck))
+    return "ok"
+
+
+@pytest.mark.timeout(300)  # a hang guard, not a speed target
+def test_fuzz_metadata_and_header_of_an_anchor_checkpoint(tmp_path):
+    import random
+
+    from safetensors.torch import load as st_load
+    from safetensors.torch import save as st_save
+
+    from tests.rave.test_checkpoint_fuzz import RAW, _mutate_doc, _mutate_header, _split
+
+    ck = make_anchor_ckpt(n=160, chunk=16)
+    real = tmp_path / "real.ckpt"
+    save_checkpoint(ck, real)
+    data = real.read_bytes()
+    header, body = _split(data)
+    md = header["__metadata__"]
+    doc, tensors = json.loads(md["rave"]), st_load(data)
+    assert _fuzz_outcome(real, tmp_path) == "ok"
+    rng = random.Random(17)
+    seen = {"ok": 0, "error": 0}
+    for i in range(150):
+        new, raws = _mutate_doc(doc, rng)
+        text = json.dumps(new)
+        for tok in raws:
+            text = text.replace(json.dumps(RAW), tok, 1)
+        p = tmp_path / f"m{i % 4}.ckpt"
+        p.write_bytes(st_save(tensors, metadata={**md, "rave": text}))
+        seen[_fuzz_outcome(p, tmp_path)] += 1
+    for i in range(150):
+        raw, b, hlen = _mutate_header(header, body, rng)
+        p = tmp_path / f"h{i % 4}.ckpt"
+        p.write_bytes((len(raw) if hlen is None else hlen).to_bytes(8, "little") + raw + b)
+        seen[_fuzz_outcome(p, tmp_path)] += 1
+    assert seen["error"] >= 150 and seen["ok"] >= 10, seen
