@@ -31,6 +31,7 @@ any complete chunk decodes to that prefix (a warning, or RaveError when strict).
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -520,7 +521,7 @@ def _parse_mlps(raw: bytes, err) -> dict[str, Tensor]:
             table.append((name, dims))
     except (struct.error, UnicodeDecodeError, ValueError):
         raise err("the MLP weight table is damaged") from None
-    sizes = [int(np.prod(d, dtype=np.int64)) for _, d in table]
+    sizes = [math.prod(d) for _, d in table]  # Python ints: forged dims cannot wrap around
     if pos + 4 * sum(sizes) != len(raw):
         raise err("the MLP weight table does not match its data length")
     data = np.frombuffer(raw, dtype="<f4", offset=pos).astype(np.float32)

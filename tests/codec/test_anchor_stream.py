@@ -346,6 +346,7 @@ def test_forged_mlp_tables_are_refused(small_stream):
                     table((b"\xff", (4,)), data=four), table((b"w", (1, 1, 1, 1, 4)), data=four),
                     table((b"w", (2,)), (b"w", (2,)), data=four)],
         "data length": [table((b"w", (5,)), data=four), table((b"w", (1 << 31, 1 << 31)), data=four),
+                        table((b"w", (65536, 65536, 65536, 65536))),  # 2^64 values, 0 in int64, no data
                         table((b"w", (3,)), data=four)],
         "NaN": [table((b"w", (4,)), data=np.array([0, np.nan, 0, 0], "<f4").tobytes())],
     }
