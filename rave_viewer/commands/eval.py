@@ -13,13 +13,14 @@ from ._args import MAX_RATES, add_force, dataset_files, int_in
 REPORT_FILES = ("rd.csv", "bd.csv", "rd.json", "rd_psnr.png", "rd_ssim.png")
 
 HELP = (
-    "evaluate a RAVE checkpoint: PSNR and SSIM on the test views at N rates spanning its range; writes "
+    "evaluate a RAVE checkpoint (Gaussians or Scaffold-GS anchors): PSNR and SSIM on the test views at N rates "
+    "spanning its range; writes "
     "rd.csv, rd.json and PNG plots; --compare adds other checkpoints and prints BD-PSNR / BD-rate"
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="RAVE checkpoint (.ckpt) from `rave build`")
+    p.add_argument("checkpoint", help="RAVE checkpoint (.ckpt) from `rave build` (of a .ply or a .scaffold)")
     p.add_argument("--data", metavar="DATA_DIR",
                    help="dataset folder whose test split is evaluated (default: the test views stored in the "
                         "checkpoint)")
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     rows = bd_pairs(curves) if len(curves) > 1 else []
     notes = [f"evaluated on {source}", LPIPS_NOTE,
              "sizes are exact .rave stream bytes (KB = 10^3 bytes, MB = 10^6 bytes)",
-             "images are rendered from the decoded (dequantized) Gaussians, as a receiver would"]
+             "images are rendered from the decoded units (dequantized Gaussians, or decoded anchors and their "
+             "neural Gaussians per view), as a receiver would"]
     files = write_report(out, curves, bd_rows=rows, title=f"RD: {curves[0].label}", note=source, notes=notes,
                          meta={"checkpoints": paths, "data": args.data, "downscale": args.downscale,
                                "rates": args.rates, "backend": args.backend, "lpips": None})

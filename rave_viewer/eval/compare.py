@@ -93,7 +93,7 @@ def bd_table_text(rows: Sequence[BDResult], markdown: bool = False) -> str:
 
 def curve_table_text(curve: RDCurve, markdown: bool = False) -> str:
     """Operating points of one curve: count, bytes, KB, PSNR, SSIM."""
-    head = ["Gaussians", "bytes", "KB (10^3 B)", "PSNR (dB)", "SSIM"]
+    head = [str(curve.meta.get("units", "Gaussians")), "bytes", "KB (10^3 B)", "PSNR (dB)", "SSIM"]
     body = [[str(c), str(b), f"{b / 1e3:.1f}", f"{p:.3f}", f"{s:.4f}"]
             for c, b, p, s in zip(curve.count, curve.bytes, curve.psnr, curve.ssim)]
     return _table(head, body, markdown, n_left=0)

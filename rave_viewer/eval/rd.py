@@ -230,5 +230,6 @@ def evaluate_checkpoint(
         "level_rates": [int(x) for x in ckpt.level_rates],
         "ranking": (ckpt.meta or {}).get("ranking", (ckpt.meta or {}).get("config", {}).get("ranking")),
         "backbone": for_object(ckpt).name,
+        "units": for_object(ckpt).unit_label,
     })
     return curve

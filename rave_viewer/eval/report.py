@@ -38,9 +38,12 @@ def _csv(rows: list[list]) -> str:
 
 
 def rd_csv_text(curves: Sequence[RDCurve]) -> str:
-    rows = [["method", "gaussians", "bytes", "psnr_db", "ssim"]]
+    """One row per operating point; ``count`` is the prefix length in the curve's units (``unit``: Gaussians
+    or anchors, from the checkpoint's backbone)."""
+    rows = [["method", "unit", "count", "bytes", "psnr_db", "ssim"]]
     for c in curves:
-        rows += [[c.label, k, b, f"{p:.6f}", f"{s:.6f}"] for k, b, p, s in zip(c.count, c.bytes, c.psnr, c.ssim)]
+        u = c.meta.get("units", "Gaussians")
+        rows += [[c.label, u, k, b, f"{p:.6f}", f"{s:.6f}"] for k, b, p, s in zip(c.count, c.bytes, c.psnr, c.ssim)]
     return _csv(rows)
 
 

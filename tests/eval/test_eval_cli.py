@@ -28,7 +28,7 @@ def test_eval_writes_report_matching_direct_render(tiny, tmp_path, capsys):
     for name in ("rd.csv", "rd.json", "rd_psnr.png", "rd_ssim.png"):
         assert (out / name).stat().st_size > 0
     rows = _rows(out / "rd.csv")
-    counts = [int(r["gaussians"]) for r in rows]
+    counts = [int(r["count"]) for r in rows]
     sizes = [int(r["bytes"]) for r in rows]
     assert 5 <= len(rows) <= 10 and counts[0] == 40 and counts[-1] == 300
     assert all(b > a for a, b in zip(counts, counts[1:])) and all(b > a for a, b in zip(sizes, sizes[1:]))
@@ -39,7 +39,8 @@ def test_eval_writes_report_matching_direct_render(tiny, tmp_path, capsys):
     cams = ck.test_cameras
     dec = ck.decoded_gaussians()
     for r in (rows[0], rows[len(rows) // 2], rows[-1]):  # direct render + PSNR of the same decoded prefix
-        k = int(r["gaussians"])
+        assert r["unit"] == "Gaussians"
+        k = int(r["count"])
         assert int(r["bytes"]) == ck.prefix_bytes(k) == len(ck.encoder().encode(k))
         img, _, _ = render(dec.prefix(k), cams.viewmats, cams.Ks, cams.width, cams.height, backend="cpu")
         img = img.clamp(0, 1)

@@ -182,8 +182,10 @@ def test_cli_build_info_eval(built, scaffold_file, scaffold_data, tmp_path, caps
     with one_thread():
         assert main(["eval", str(out), "-o", str(tmp_path / "rep"), "--rates", "6", "--backend", "cpu",
                      "--quiet"]) == 0
-    text = (tmp_path / "rep" / "rd.csv").read_text()
-    assert len(text.strip().splitlines()) >= 5
+    rows = (tmp_path / "rep" / "rd.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("method,unit,count,bytes") and len(rows) >= 5
+    assert all(r.split(",")[1] == "anchors" for r in rows[1:])
+    assert "anchors" in capsys.readouterr().out  # the printed table's count column
 
 
 def test_info_shows_anchors(built, capsys):
