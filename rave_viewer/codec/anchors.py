@@ -46,7 +46,7 @@ from ..errors import RaveError
 from ..jsonio import strict_loads
 from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, iter_index, parallel_map
 from .coders import DEFAULT_CODEC, CodecError, codec_by_id, get_codec
-from .container import MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, _check_limit, _load
+from .container import MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, RaveValueWarning, _check_limit, _load
 from .morton import morton_encode
 from .unit_type import MAGIC, UNIT_ANCHORS, UNIT_TYPE_VERSION, unit_type_of, wrong_unit_message
 
@@ -316,6 +316,7 @@ class AnchorEncoder(ChunkedEncoder):
         self._mlp_raw = _mlp_raw(model["mlps"], name)
         self._mlp_blob = self.codec.compress(self._mlp_raw)
         self._f16 = _fp16_columns(anchors, self.n, name)
+        _warn_coarse_positions(anchors["anchor"], self._f16[:, :3], self.spec, name)
         codes = feature_codes(anchors["anchor_feat"].detach().cpu(), quant).numpy()
         self._codes = codes.astype(np.uint8 if quant.feature_bits <= 8 else np.uint16)
         self._morton = _morton_of(self._f16[:, :3])
@@ -357,6 +358,20 @@ class AnchorEncoder(ChunkedEncoder):
     def quantized(self) -> dict[str, Tensor]:
         """All anchors quantized, in the given (ranked) order: ``fake_quantize_anchors`` of them, detached."""
         return _anchors_from(self._f16, self._codes, self.quant, self.n_offsets)
+
+
+def _warn_coarse_positions(pos: Tensor, pos16: np.ndarray, spec: dict, name) -> None:
+    """One :class:`RaveValueWarning` when fp16 moves anchors by more than a quarter of the spec's voxel size
+    (scene coordinates far from the origin: fp16 has 11 significant bits, a step of 1/32 at |x| = 64)."""
+    voxel = spec.get("voxel_size")
+    if not isinstance(voxel, (int, float)) or isinstance(voxel, bool) or not voxel > 0 or not len(pos16):
+        return
+    err = float((pos.detach().to("cpu", torch.float32) - torch.from_numpy(pos16.view(np.float16).astype(np.float32)))
+                .abs().max())
+    if err > voxel / 4:
+        msg = (f"fp16 anchor positions move anchors by up to {err:.3g}, more than a quarter of the voxel size "
+               f"{voxel:.3g} (coordinates up to {float(pos.abs().max()):.3g}): recentre or rescale the scene")
+        warnings.warn(f"{name}: {msg}" if name is not None else msg, RaveValueWarning, stacklevel=3)
 
 
 def _morton_of(pos16: np.ndarray) -> np.ndarray:

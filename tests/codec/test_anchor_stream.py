@@ -354,3 +354,15 @@ def test_forged_mlp_tables_are_refused(small_stream):
         for raw in raws:
             with pytest.raises(RaveError, match=match):
                 decode_anchors(with_mlp(raw))
+
+
+def test_coarse_fp16_positions_warn_once():
+    from rave_viewer.codec.container import RaveValueWarning
+
+    a = synthetic_anchors(50)
+    far = {**a, "anchor": a["anchor"] + 300.0}  # fp16 step 0.25 at 300, voxel 0.02
+    with pytest.warns(RaveValueWarning, match="more than a quarter of the voxel size"):
+        AnchorEncoder(far, synthetic_model(), AnchorQuant.fit(far))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        AnchorEncoder(a, synthetic_model(), AnchorQuant.fit(a))  # near the origin: silent
