@@ -144,6 +144,10 @@ def load_anchor_units(t: dict[str, Tensor], doc: dict, path) -> tuple[dict, int]
     if quant.feat_dim != model.spec.feat_dim:
         raise RaveError(f"checkpoint quantization has {quant.feat_dim} feature ranges but the anchors have "
                         f"{model.spec.feat_dim} feature channels", path)
+    want = (3 * model.spec.n_offsets, int(model.params["scaling"].shape[1]))
+    if quant.uniform_geometry and (len(quant.offset_lo), len(quant.scaling_lo)) != want:
+        raise RaveError(f"checkpoint quantization has {len(quant.offset_lo)} offset and {len(quant.scaling_lo)} "
+                        f"scaling ranges but the anchors have {want[0]} and {want[1]} values", path)
     return {"anchors": dict(model.params), "spec": model.spec.to_dict(), "mlps": model.mlp_tensors(),
             "quant": quant}, n
 

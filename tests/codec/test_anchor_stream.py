@@ -240,14 +240,20 @@ def _outcome(data: bytes) -> str:
     return "ok" if res.complete else "partial"
 
 
+def _mlp_offset(data) -> int:
+    """Where the MLP blob starts: after the header, the spec and the float32 ranges (features, and offsets and
+    scalings with uniform geometry)."""
+    F, k, S = struct.unpack_from("<HHH", data, 28)
+    geo = 3 * k + S if data[11] & 1 else 0
+    return ANCHOR_HEADER_SIZE + struct.unpack_from("<I", data, 36)[0] + 8 * (F + geo)
+
+
 def _refix_crcs(data: bytearray) -> bytearray:
     """Recompute every CRC (header, model section, index, chunks) so that forged fields reach the checks
     behind them."""
     h = ANCHOR_HEADER_SIZE
     data[h - 4:h] = struct.pack("<I", zlib.crc32(data[:h - 4]))
-    F = struct.unpack_from("<H", data, 28)[0]
-    spec_len, mlp_len = struct.unpack_from("<I", data, 36)[0], struct.unpack_from("<I", data, 44)[0]
-    start = h + spec_len + 8 * F + mlp_len + 4
+    start = _mlp_offset(data) + struct.unpack_from("<I", data, 44)[0] + 4
     if start > len(data):
         return data
     data[start - 4:start] = struct.pack("<I", zlib.crc32(data[h:start - 4]))
@@ -264,12 +270,13 @@ def _refix_crcs(data: bytearray) -> bytearray:
     return data
 
 
-@pytest.fixture(scope="module")
-def small_stream():
+@pytest.fixture(scope="module", params=["fp16", "uniform"])
+def small_stream(request):
     a = synthetic_anchors(40, F=4, k=2, seed=5)
     m = synthetic_model(4, 2)
     m["mlps"] = {k: v[..., :2] for k, v in list(m["mlps"].items())[:2]}  # a small MLP section keeps fuzz fast
-    return AnchorEncoder(a, m, AnchorQuant.fit(a), chunk_size=16).encode()
+    q = AnchorQuant.fit(a, geometry=request.param, geometry_bits=6)
+    return AnchorEncoder(a, m, q, chunk_size=16).encode()
 
 
 def test_header_offsets_match_the_fuzz_helper(small_stream):
@@ -325,8 +332,7 @@ def test_forged_mlp_tables_are_refused(small_stream):
 
     def with_mlp(raw: bytes) -> bytes:
         d = bytearray(small_stream)
-        spec_len, mlp_len = struct.unpack_from("<I", d, 36)[0], struct.unpack_from("<I", d, 44)[0]
-        at = ANCHOR_HEADER_SIZE + spec_len + 8 * 4
+        at, mlp_len = _mlp_offset(d), struct.unpack_from("<I", d, 44)[0]
         blob = get_codec("lzma").compress(raw)
         d[at:at + mlp_len] = blob
         struct.pack_into("<I", d, 40, len(raw))
@@ -366,3 +372,47 @@ def test_coarse_fp16_positions_warn_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         AnchorEncoder(a, synthetic_model(), AnchorQuant.fit(a))  # near the origin: silent
+
+
+@pytest.mark.parametrize("bits", [8, 12])
+def test_uniform_geometry_option(bits):
+    """Offsets and scalings on fixed per-column grids: exact prefixes, decode == fake quantization bit for bit,
+    errors within half a step, fewer bytes than fp16 at 8 bits."""
+    a = synthetic_anchors(260, F=8, k=3, seed=7)
+    q = AnchorQuant.fit(a, geometry="uniform", geometry_bits=bits)
+    assert q.uniform_geometry and len(q.offset_lo) == 9 and len(q.scaling_lo) == 6
+    assert AnchorQuant.from_dict(q.to_dict()) == q
+    enc = AnchorEncoder(a, synthetic_model(8, 3), q, chunk_size=64)
+    for k in [0, 1, 64, 100, 260]:
+        data = enc.encode(k)
+        assert len(data) == enc.size_of_prefix(k)
+        res = decode_anchors(data, strict=True)
+        assert res.quant == q
+        want = enc.quantized_prefix(k)
+        assert all(torch.equal(res.anchors[f], want[f]) for f in ANCHOR_FIELDS)
+    fq = fake_quantize_anchors({f: v.clone().requires_grad_(True) for f, v in a.items()}, q)
+    dec = decode_anchors(enc.encode()).anchors
+    order = enc.stream_order()
+    for f in ANCHOR_FIELDS:
+        assert torch.equal(fq[f].detach()[order].view(torch.int32), dec[f].view(torch.int32)), f
+    step = (torch.tensor(q.offset_hi) - torch.tensor(q.offset_lo)) / ((1 << bits) - 1)
+    assert ((fq["offset"] - a["offset"]).reshape(260, -1).abs() <= step / 2 + 1e-6).all()
+    if bits == 8:
+        fp16 = AnchorEncoder(a, synthetic_model(8, 3), AnchorQuant.fit(a), chunk_size=64)
+        assert enc.size_of_prefix(260) < fp16.size_of_prefix(260)
+
+
+def test_uniform_geometry_validation():
+    a = synthetic_anchors(20, F=8, k=3)
+    q = AnchorQuant.fit(a, geometry="uniform")
+    d = q.to_dict()
+    bad = [{**d, "geometry_bits": 0}, {**d, "geometry_bits": 17}, {**d, "offset_lo": d["offset_lo"][:-1]},
+           {**d, "scaling_hi": [x - 10 for x in d["scaling_hi"]]}, {**d, "geometry": "fp16"},
+           {k: v for k, v in d.items() if k != "offset_lo"}, {**d, "offset_lo": "x"}]
+    for b in bad:
+        with pytest.raises(RaveError):
+            AnchorQuant.from_dict(b)
+    with pytest.raises(RaveError, match="offset and 6 scaling ranges"):
+        AnchorEncoder(synthetic_anchors(20, F=8, k=4), synthetic_model(8, 4), q)
+    with pytest.raises(RaveError, match="ranges"):
+        fake_quantize_anchors(synthetic_anchors(20, F=8, k=4), q)

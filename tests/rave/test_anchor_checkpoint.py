@@ -28,7 +28,7 @@ from tests.rave.test_rave_checkpoint import _rewrite, make_ckpt
 N, CHUNK, F, K = 600, 50, 8, 3
 
 
-def make_anchor_ckpt(n: int = N, chunk: int = CHUNK) -> AnchorCheckpoint:
+def make_anchor_ckpt(n: int = N, chunk: int = CHUNK, geometry: str = "fp16") -> AnchorCheckpoint:
     from rave_viewer.scaffold.model import ScaffoldMLPs, ScaffoldSpec
 
     g = torch.Generator().manual_seed(0)
@@ -39,7 +39,7 @@ def make_anchor_ckpt(n: int = N, chunk: int = CHUNK) -> AnchorCheckpoint:
     spec = ScaffoldSpec(feat_dim=F, n_offsets=K, voxel_size=0.025)
     torch.manual_seed(3)
     mlps = ScaffoldMLPs(spec).state_dict()
-    quant = AnchorQuant.fit(anchors)
+    quant = AnchorQuant.fit(anchors, geometry=geometry)
     enc = AnchorEncoder(anchors, {"spec": spec.to_dict(), "mlps": mlps}, quant, chunk_size=chunk)
     sizes = [n // 8, n // 4, n // 2, n]
     counts = list(range(n // 8, n + 1, n // 24))
@@ -248,3 +248,18 @@ def test_fuzz_metadata_and_header_of_an_anchor_checkpoint(tmp_path):
         p.write_bytes((len(raw) if hlen is None else hlen).to_bytes(8, "little") + raw + b)
         seen[_fuzz_outcome(p, tmp_path)] += 1
     assert seen["error"] >= 150 and seen["ok"] >= 10, seen
+
+
+def test_uniform_geometry_checkpoint(tmp_path):
+    ck = make_anchor_ckpt(n=200, chunk=25, geometry="uniform")
+    p = tmp_path / "u.ckpt"
+    save_checkpoint(ck, p)
+    back = load_checkpoint(p)
+    assert back.quant == ck.quant and back.quant.uniform_geometry
+    res = decode_anchors(back.encoder().encode(100))
+    order = back.encoder().stream_order(100)
+    assert all(torch.equal(res.anchors[f], back.decoded_anchors()[f][order]) for f in ANCHOR_FIELDS)
+    bad = _rewrite(p, tmp_path / "bad.ckpt", doc_change=lambda d: d["quant"].update(
+        offset_lo=d["quant"]["offset_lo"][:-3], offset_hi=d["quant"]["offset_hi"][:-3]))
+    with pytest.raises(RaveError, match="6 offset and 6 scaling ranges but the anchors have 9 and 6"):
+        load_checkpoint(bad)
