@@ -47,7 +47,7 @@ from torch import Tensor
 
 from ..errors import RaveError
 from ..jsonio import strict_loads
-from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, iter_index, parallel_map
+from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, index_bytes, iter_index, parallel_map
 from .coders import DEFAULT_CODEC, CodecError, codec_by_id, get_codec
 from .container import MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, RaveValueWarning, _check_limit, _load
 from .morton import morton_encode
@@ -784,6 +784,29 @@ def read_anchor_info(data_or_path, *, name: str | None = None) -> AnchorStreamIn
     return _parse(data, name)
 
 
+def cut_anchor_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
+    """The anchor stream of the first ``k`` anchors of a stream, without recompressing anything: ``k`` a chunk
+    boundary or N, its chunks present. Byte-identical to ``AnchorEncoder.encode(k)`` for the same anchors."""
+    import numbers
+
+    data, name = _load(data_or_path, name)
+    info = _parse(data, name)
+    n = info.n_anchors
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k <= n:
+        raise RaveError(f"prefix length must be an integer 0..{n}, got {k!r}", name)
+    if k % info.chunk_size and k != n:
+        raise RaveError(f"{k} anchors is not a chunk boundary (chunks of {info.chunk_size})", name)
+    chunks = info.chunks[: -(-k // info.chunk_size)]
+    if chunks and chunks[-1].offset + chunks[-1].length > len(data):
+        raise RaveError(f"the stream is truncated before anchor {k}", name)
+    head = bytearray(data[:ANCHOR_HEADER_SIZE])
+    struct.pack_into("<QII", head, 12, k, info.chunk_size, len(chunks))
+    struct.pack_into("<I", head, ANCHOR_HEADER_SIZE - 4, zlib.crc32(head[:ANCHOR_HEADER_SIZE - 4]))
+    index = index_bytes([(c.length, c.crc, c.count) for c in chunks])
+    return b"".join([bytes(head), data[ANCHOR_HEADER_SIZE:info.header_size], index,
+                     *(data[c.offset:c.offset + c.length] for c in chunks)])
+
+
 def _check_budget(info: AnchorStreamInfo, n_chunks: int, name, max_anchors: int | None,
                   max_ratio: float | None) -> None:
     """Refuse, before decompressing any chunk, more anchors than allowed or a likely decompression bomb."""
@@ -866,6 +889,7 @@ __all__ = [
     "DecodedAnchors",
     "FORMAT_VERSION",
     "anchor_bytes_needed",
+    "cut_anchor_stream",
     "decode_anchors",
     "fake_quantize_anchors",
     "feature_codes",

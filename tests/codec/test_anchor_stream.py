@@ -19,6 +19,7 @@ from rave_viewer.codec.anchors import (
     AnchorEncoder,
     AnchorQuant,
     anchor_bytes_needed,
+    cut_anchor_stream,
     decode_anchors,
     fake_quantize_anchors,
     read_anchor_info,
@@ -416,3 +417,14 @@ def test_uniform_geometry_validation():
         AnchorEncoder(synthetic_anchors(20, F=8, k=4), synthetic_model(8, 4), q)
     with pytest.raises(RaveError, match="ranges"):
         fake_quantize_anchors(synthetic_anchors(20, F=8, k=4), q)
+
+
+def test_cut_stream_is_byte_identical_to_encoding_the_prefix(enc):
+    data = enc.encode()
+    for k in (0, 64, 128, 192, 230):
+        assert cut_anchor_stream(data, k) == enc.encode(k)
+    assert cut_anchor_stream(enc.encode(192)[:-5], 128) == enc.encode(128)  # a truncated input works
+    with pytest.raises(RaveError, match="not a chunk boundary"):
+        cut_anchor_stream(data, 100)
+    with pytest.raises(RaveError, match="truncated before anchor 192"):
+        cut_anchor_stream(enc.encode(192)[:-5], 192)
