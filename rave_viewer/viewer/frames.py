@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..metrics import psnr
 from ..render import render, resolve_backend
+from ..render.cached import PrefixRenderer
 from ..scene.cameras import Cameras
 from .sources import ViewSource
 
@@ -159,9 +160,14 @@ class FrameRenderer:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._adds = None
+        #: live views on the CPU: the projection is kept per camera, so a rate change at rest projects only
+        #: what it adds (render/cached.py)
+        self.prefix = PrefixRenderer(self.gaussians) if self.backend == "cpu" else None
 
-    def render(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int) -> Tensor:
-        """[H, W, 3] float image of the first ``k`` Gaussians."""
+    def render(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int, cached: bool = False) -> Tensor:
+        """[H, W, 3] float image of the first ``k`` Gaussians; ``cached``: through :attr:`prefix` (live views)."""
+        if cached and self.prefix is not None:
+            return self.prefix.render(k, viewmat, K, width, height).clamp(0, 1)
         with torch.no_grad():
             colors, _, _ = render(
                 self.gaussians.prefix(int(k)), viewmat[None], K[None], int(width), int(height), backend=self.backend
@@ -175,7 +181,8 @@ class FrameRenderer:
         self.render(min(self.source.n, 16), vm, intrinsics_from_fov(1.0, 8, 8), 8, 8)
 
     def render_c2w(self, k: int, c2w: np.ndarray, fov_y: float, width: int, height: int) -> Tensor:
-        return self.render(k, viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height), width, height)
+        return self.render(k, viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height), width, height,
+                           cached=True)  # fmt: skip
 
     def render_split(self, k_a: int, k_b: int, c2w: np.ndarray, fov_y: float, width: int, height: int,
                      labels: tuple[str, str] = ("", "")) -> np.ndarray:
@@ -186,10 +193,10 @@ class FrameRenderer:
         vm = viewmat_from_c2w(c2w)
         K = intrinsics_from_fov(fov_y, width, height)
         wl = max(width // 2, 1)
-        left = self.render(k_a, vm, K, wl, height)
+        left = self.render(k_a, vm, K, wl, height, cached=True)
         Kr = K.clone()
         Kr[0, 2] -= wl
-        right = self.render(k_b, vm, Kr, max(width - wl, 1), height) if width > wl else left[:, :0]
+        right = self.render(k_b, vm, Kr, max(width - wl, 1), height, cached=True) if width > wl else left[:, :0]
         img = to_uint8(torch.cat([left, right], dim=1))
         img[:, max(wl - 1, 0):wl + 1] = 255
         return draw_labels(img, [(0, labels[0]), (wl, labels[1])])
