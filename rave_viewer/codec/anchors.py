@@ -10,9 +10,10 @@ prefix, the checkpoint and quantization-aware training share one grid); position
 IEEE fp16 (or, as our option, offsets and scalings on fixed per-column uniform grids: ``geometry="uniform"``). :func:`fake_quantize_anchors` gives exactly (bit for bit) what :func:`decode_anchors` returns, with
 an identity gradient.
 
-Layout (little-endian), format version 3 (the first with a unit type, see unit_type.py)::
+Layout (little-endian), anchor format version 1: the version field is 0x0101 (unit type 1 = anchors in its
+high byte, see unit_type.py; Gaussian streams have 0 there)::
 
-    header   ANCHOR_HEADER_SIZE   magic b"RAVE", version 3, header size, unit type 1 (anchors), codec id,
+    header   ANCHOR_HEADER_SIZE   magic b"RAVE", version field, header size, unit type 1 again, codec id,
                                   feature bits, flags (1: uniform geometry), N, chunk size, chunk count, F, k, S,
                                   geometry bits (0 for fp16), spec length, MLP raw length, MLP compressed length,
                                   CRC32 of the header
@@ -51,11 +52,11 @@ from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, index_by
 from .coders import DEFAULT_CODEC, CodecError, codec_by_id, get_codec
 from .container import MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, RaveValueWarning, _check_limit, _load
 from .morton import morton_encode
-from .unit_type import MAGIC, UNIT_ANCHORS, UNIT_TYPE_VERSION, unit_type_of, wrong_unit_message
+from .unit_type import MAGIC, UNIT_ANCHORS, split_version, unit_type_of, version_field, wrong_unit_message
 
 ANCHOR_FIELDS = ("anchor", "offset", "anchor_feat", "scaling")
 FP16_FIELDS = ("anchor", "offset", "scaling")  # stored as IEEE half floats, in this column order
-FORMAT_VERSION = UNIT_TYPE_VERSION
+FORMAT_VERSION = 1  # of the anchor layout (the stream's version field is version_field(UNIT_ANCHORS, 1))
 #: 512 anchors of F 32, k 10 (110 raw bytes each) compress to ~38-41 KB (trained demo models: 77.5-79.3 B/anchor),
 #: about one Gaussian chunk's size; 1024 saves 1.0 % of the bytes, 256 costs 1.6 % more (benchmark figures in
 #: the issue-17 report), while the rate selection is exact to one chunk.
@@ -463,7 +464,7 @@ class AnchorEncoder(ChunkedEncoder):
     def _header(self, k: int) -> bytes:
         q = self.quant
         flags = FLAG_UNIFORM_GEOMETRY if q.uniform_geometry else 0
-        head = _HEAD.pack(MAGIC, FORMAT_VERSION, ANCHOR_HEADER_SIZE, UNIT_ANCHORS, self.codec.id, q.feature_bits,
+        head = _HEAD.pack(MAGIC, version_field(UNIT_ANCHORS, FORMAT_VERSION), ANCHOR_HEADER_SIZE, UNIT_ANCHORS, self.codec.id, q.feature_bits,
                           flags, k, self.chunk_size, -(-k // self.chunk_size), self.feat_dim, self.n_offsets,
                           self.scaling_dim, q.geometry_bits, len(self._spec), len(self._mlp_raw),
                           len(self._mlp_blob), 0)
@@ -639,19 +640,24 @@ class DecodedAnchors:
 
 
 def _check_preamble(data: bytes, err) -> int:
-    """The format version of an anchor stream's first bytes; RaveError for anything else."""
+    """The anchor format version of a stream's first bytes; RaveError for anything else."""
     if not MAGIC.startswith(bytes(data[:4])):
         raise err("not a .rave file (bad magic)")
     if len(data) < 9:
         raise err(f"truncated .rave file ({len(data)} bytes)")
-    version = struct.unpack_from("<H", data, 4)[0]
-    unit = unit_type_of(data)
-    if unit == "gaussians":
+    unit, version = split_version(struct.unpack_from("<H", data, 4)[0])
+    kind = unit_type_of(data)
+    if kind == "gaussians":
         raise err(wrong_unit_message("gaussians", "anchors"))
+    if kind is None:
+        raise err(f"unknown unit type {unit} in .rave header (this reader knows Gaussians and anchors; upgrade?)")
     if version > FORMAT_VERSION:
-        raise err(f".rave format version {version} is newer than this reader supports ({FORMAT_VERSION}); upgrade")
-    if unit is None:
-        raise err(f"unknown unit type {data[8]} in .rave header")
+        raise err(f".rave anchor format version {version} is newer than this reader supports ({FORMAT_VERSION}); "
+                  "upgrade")
+    if version < 1:
+        raise err(f"unsupported .rave anchor format version {version}")
+    if data[8] != UNIT_ANCHORS:
+        raise err(f"inconsistent unit type {data[8]} in .rave anchor header")
     return version
 
 

@@ -117,8 +117,8 @@ def format_summary(path: str, s: dict) -> str:
     finetune = "yes" if s["finetune"] else ("no" if s["finetune"] is not None else "?")
     anchors = s.get("unit_type") == "anchors"
     if anchors:
-        head = [f"{path}: RAVE checkpoint of Scaffold-GS anchors (format {s['format_version']}; writes .rave format "
-                f"version {s['stream_format_version']}, unit type anchors), {s['anchors']:,} anchors, feature size "
+        head = [f"{path}: RAVE checkpoint of Scaffold-GS anchors (format {s['format_version']}; writes .rave anchor "
+                f"streams, anchor format version {s['stream_format_version']}), {s['anchors']:,} anchors, feature size "
                 f"{s['feat_dim']}, {s['n_offsets']} offsets each; MLP weights {s['mlp_bytes']:,} B (compressed) in "
                 f"every stream's header of {s['header_bytes']:,} B",
                 f"codec: {s['codec']}, chunks of {s['chunk_size']} anchors; features {q['feature_bits']}-bit per "
@@ -245,7 +245,7 @@ def anchor_stream_summary(info) -> dict:
 def format_anchor_stream(path: str, s: dict) -> str:
     q = s["quant"]
     return "\n".join([
-        f"{path}: .rave stream, format version {s['format_version']}, unit type anchors (Scaffold-GS): "
+        f"{path}: .rave stream of anchors (Scaffold-GS), anchor format version {s['format_version']}: "
         f"{s['anchors']:,} anchors (feature size {s['feat_dim']}, {s['n_offsets']} offsets, {s['scaling_dim']} "
         f"scalings each), {s['codec']}, {s['chunks']} chunk(s) of {s['chunk_size']}",
         f"bytes: {s['bytes']:,} of {s['expected_bytes']:,} ({s['anchors_present']:,} anchors present); header "

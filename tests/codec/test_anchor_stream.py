@@ -428,3 +428,26 @@ def test_cut_stream_is_byte_identical_to_encoding_the_prefix(enc):
         cut_anchor_stream(data, 100)
     with pytest.raises(RaveError, match="truncated before anchor 192"):
         cut_anchor_stream(enc.encode(192)[:-5], 192)
+
+
+def test_unit_type_is_the_version_fields_high_byte(enc):
+    """Anchor streams: 0x0101; Gaussian streams keep 0 there whatever their version (v3 too), so a Gaussian
+    header whose 9th byte happens to be 1 (N = 1) is never taken for anchors."""
+    from rave_viewer.codec.unit_type import unit_type_of
+
+    data = enc.encode()
+    assert struct.unpack_from("<H", data, 4)[0] == 0x0101 and unit_type_of(data) == "anchors"
+    for version in (1, 2, 3, 9):
+        head = b"RAVE" + struct.pack("<HHQ", version, 112, 1)
+        assert unit_type_of(head) == "gaussians"
+    assert unit_type_of(b"RAVE" + struct.pack("<H", 0x0201)) is None
+    forged = bytearray(data)
+    struct.pack_into("<H", forged, 4, 0x0102)
+    with pytest.raises(RaveError, match="anchor format version 2 is newer"):
+        decode_anchors(bytes(_refix_crcs(forged)))
+    struct.pack_into("<H", forged, 4, 0x0201)
+    with pytest.raises(RaveError, match="unknown unit type 2"):
+        decode_anchors(bytes(_refix_crcs(forged)))
+    for reader in (decode, read_info):
+        with pytest.raises(RaveError, match="unit|newer"):
+            reader(bytes(_refix_crcs(forged)))

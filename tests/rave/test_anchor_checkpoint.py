@@ -182,7 +182,7 @@ def test_rave_encode_cli_cuts_an_anchor_checkpoint(saved, tmp_path, capsys):
     ck, path = saved
     out = tmp_path / "cap.rave"
     assert main(["encode", str(path), "-o", str(out), "--rate", "15KB"]) == 0
-    assert "format v3" in capsys.readouterr().err
+    assert "format v1" in capsys.readouterr().err
     res = decode_anchors(out, strict=True)
     k = res.n_decoded
     assert out.stat().st_size == ck.prefix_bytes(k) <= 15000 < ck.prefix_bytes(k + 1)

@@ -121,11 +121,11 @@ def test_checkpoint_input_and_info(tmp_path, capsys):
     ck.encoder().write(tmp_path / "a.rave", 200)
     assert main(["info", str(tmp_path / "a.rave"), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["unit_type"] == "anchors" and s["anchors"] == 200 and s["format_version"] == 3
+    assert s["unit_type"] == "anchors" and s["anchors"] == 200 and s["format_version"] == 1
     assert s["mlp_bytes"] == ck.encoder().mlp_bytes and s["bytes"] == ck.prefix_bytes(200)
     assert main(["info", str(p), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["unit_type"] == "anchors" and s["anchors"] == 600 and s["stream_format_version"] == 3
+    assert s["unit_type"] == "anchors" and s["anchors"] == 600 and s["stream_format_version"] == 1
 
 
 def test_truncated_stream_decodes_its_complete_chunks(stream, tmp_path, capsys):
