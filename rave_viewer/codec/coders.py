@@ -9,7 +9,9 @@ anything that is not a complete, valid stream of exactly ``raw_size`` bytes. Add
 
 Ids are stored in the .rave header (one byte); 0 is reserved. Built in: ``lzma`` (1, raw LZMA2 at preset
 9 extreme, dictionary sized to the chunk, no .xz framing since chunks carry their own CRC32), ``zstd`` (2,
-level 19) and ``brotli`` (3, quality 11).
+level 19) and ``brotli`` (3, quality 11). Any LZMA2 preset decodes with the same reader: preset 6 compresses
+column data twice as fast to within +-0.2 % (measured on the benchmark scenes), but changing it changes the
+bytes, so checkpoints' stored chunk tables would no longer be exact; it stays 9e.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def _check_len(out: bytes, raw_size: int) -> bytes:
 
 
 # -- LZMA (default, as in the paper) ---------------------------------------------------------------------
+LZMA_PRESET = 9 | lzma.PRESET_EXTREME  # part of what the stored chunk tables of checkpoints were measured with
 def _lzma_dict(n: int) -> int:
     d = 1 << 16
     while d < n and d < (1 << 27):
@@ -86,7 +89,7 @@ def _lzma_filters(dict_size: int, preset: int | None = None) -> list[dict]:
 
 
 def _lzma_compress(raw: bytes) -> bytes:
-    filters = _lzma_filters(_lzma_dict(len(raw)), 9 | lzma.PRESET_EXTREME)
+    filters = _lzma_filters(_lzma_dict(len(raw)), LZMA_PRESET)
     return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=filters)
 
 

@@ -1,9 +1,10 @@
 """The progressive .rave file: every prefix of a ranked scene is a valid file whose exact size is known.
 
-Layout (all integers little-endian; format version 2, which version 1 is the special case of)::
+Layout (all integers little-endian; format version 3; versions 1 and 2 are the special cases noted)::
 
-    header   HEADER_SIZE bytes   magic b"RAVE", version, header size, N, chunk size, chunk count, SH degree,
-                                 codec id, bit depths, flags, bounds (float32), ranges (float64), CRC32 of the header
+    header   HEADER_SIZE bytes   magic b"RAVE", version (high byte: unit type 0 = Gaussians, unit_type.py), header
+                                 size, N, chunk size, chunk count, SH degree, codec id, bit depths, flags (bit 0:
+                                 SH codebook; v3 bits 8-11: faint_bits), bounds (float32), ranges (float64), CRC32
     (v2)     HEADER_V2_EXTRA     codebook entries K (0: scalar SH rest), codebook blob length B, CRC32 of both
     (v2)     B + 4 bytes         the SH-rest codebook ([K, C, 3] codes, coefficient-major byte planes, compressed
                                  with the chunk codec), CRC32 of the blob
@@ -16,7 +17,9 @@ Inside a chunk the order is free: Gaussians are sorted by the Morton code of the
 so ties keep the given order) and stored column-wise: Morton-code deltas as big-endian byte planes, then one
 column per quantized attribute (rotation index, rotation, scales, opacity, SH DC, SH rest coefficient by
 coefficient, or with a codebook (v2) one index per Gaussian), 1 byte per value up to 8 bits, else a high and a low
-byte plane. The codebook is stored once in the header, so every prefix shares it and the header's size does not
+byte plane. With ``faint_bits`` (v3) a Gaussian's opacity code says how many bits its position, rotation and SH
+grids lose (quantize.faint_drop): the chunk is sorted by that class, then by Morton code, and each class's deltas
+start from zero (its positions are on its own grid); the decoder reads the opacity column first. The codebook is stored once in the header, so every prefix shares it and the header's size does not
 depend on the prefix.
 
 Reading from a network (byte ranges): :func:`bytes_needed` says how many leading bytes the header, codebook and
@@ -57,7 +60,9 @@ from .morton import morton_encode
 from .quantize import QuantConfig, QuantizedGaussians, dequantize, quantize
 
 MAGIC = b"RAVE"
-FORMAT_VERSION = 2  # the newest version this module reads and the one it writes by default
+FORMAT_VERSION = 3  # the newest version this module reads
+#: what the encoder writes unless told otherwise: 2, or 3 when the settings need it (faint_bits)
+DEFAULT_WRITE_VERSION = 2
 DEFAULT_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = 1 << 18  # Gaussians per chunk: bounds the memory one (forged) chunk can claim
 MAX_GAUSSIANS = (1 << 32) - 1  # what the format can hold
@@ -79,10 +84,17 @@ FREE_GAUSSIANS = MAX_CHUNK_SIZE
 #         magic ver hsize N  chunk nchunk deg codec bits[8] flags bounds[6] ranges[6] crc
 _HEADER = struct.Struct("<4sHHQIIBB8BH6f6dI")
 HEADER_SIZE = _HEADER.size
+
+
+def fixed_header_size(version: int) -> int:
+    """Bytes of the fixed header of a stream of this format version (before any codebook section): the same for
+    versions 1-3 (the unit type is the high byte of the version field, 0 for Gaussians: unit_type.py)."""
+    return HEADER_SIZE
 #                       K  blob_len crc
 _HEADER_V2 = struct.Struct("<III")
 HEADER_V2_EXTRA = _HEADER_V2.size
 FLAG_SH_VQ = 1  # header flags bit: the SH rest is coded as codebook indices
+FAINT_SHIFT, FAINT_MASK = 8, 0x0F00  # (v3) header flags bits 8-11: faint_bits of the quantizer
 _ENTRY = struct.Struct("<III")
 INDEX_ENTRY_SIZE = _ENTRY.size
 _PROGRESS_MIN_CHUNKS = 8  # show a tqdm bar when compressing at least this many chunks
@@ -106,6 +118,7 @@ class _Layout:
     sh_degree: int
     bits: tuple[int, ...]  # per attribute column
     max_code: tuple[int, ...]
+    kinds: tuple[str, ...] = ()  # per column: the grid kind that faint Gaussians coarsen ("" = none)
 
     @classmethod
     def of(cls, cfg: QuantConfig, sh_degree: int) -> "_Layout":
@@ -119,16 +132,43 @@ class _Layout:
         mx.append((1 << cfg.opacity_bits) - 1)
         bits += [cfg.sh0_bits] * 3
         mx += [sym(cfg.sh0_bits)] * 3
+        kinds = ["", "rot", "rot", "rot", "scale", "scale", "scale", "", "sh", "sh", "sh"]
         if cfg.sh_vq and sh_degree:
             k = cfg.sh_codebook.shape[0]
             bits.append(8 if k <= 256 else 16)
             mx.append(k - 1)
-            return cls(cfg, sh_degree, tuple(bits), tuple(mx))
+            return cls(cfg, sh_degree, tuple(bits), tuple(mx), tuple(kinds + [""]))
         for band in range(1, sh_degree + 1):
             b = cfg.shN_bits[band - 1]
             bits += [b] * (3 * (2 * band + 1))
             mx += [sym(b)] * (3 * (2 * band + 1))
-        return cls(cfg, sh_degree, tuple(bits), tuple(mx))
+            kinds += ["sh"] * (3 * (2 * band + 1))
+        return cls(cfg, sh_degree, tuple(bits), tuple(mx), tuple(kinds))
+
+    def drop(self, cols: np.ndarray) -> np.ndarray | None:
+        """[n] int64 bits each row's grids lose (from its opacity codes, column 7), None without faint_bits."""
+        if not self.cfg.faint_bits:
+            return None
+        from .quantize import faint_drop_table
+
+        return faint_drop_table(self.cfg.opacity_bits, self.cfg.faint_bits).numpy()[cols[:, 7]]
+
+    def row_max(self, j: int, drop: np.ndarray) -> np.ndarray:
+        """[n] largest valid code of column ``j`` on each row's (coarsened) grid."""
+        from .quantize import kind_drop
+
+        b, kind = self.bits[j], self.kinds[j]
+        e = b - kind_drop(drop, b, kind)
+        return 2 * ((1 << (e - 1)) - 1) if kind == "sh" else (1 << e) - 1
+
+    def pos_limit(self, drop: np.ndarray | None) -> np.ndarray | int:
+        """Morton codes are below this (per row with faint_bits: 2^(3 * its position bits))."""
+        from .quantize import kind_drop
+
+        p = self.cfg.pos_bits
+        if drop is None:
+            return 1 << (3 * p)
+        return np.left_shift(np.uint64(1), (3 * (p - kind_drop(drop, p, "pos"))).astype(np.uint64))
 
     @property
     def morton_bytes(self) -> int:
@@ -158,11 +198,28 @@ def _columns(q: QuantizedGaussians, layout: _Layout) -> np.ndarray:
     return cols
 
 
+def _chunk_perm(morton: np.ndarray, cols: np.ndarray, layout: _Layout) -> np.ndarray:
+    """In-chunk order: stable Morton sort; with faint_bits by (bits dropped, Morton code), since each class of
+    Gaussians has its positions on its own grid."""
+    drop = layout.drop(cols)
+    if drop is None:
+        return np.argsort(morton, kind="stable")
+    return np.lexsort((morton, drop))
+
+
 def _pack_chunk(morton: np.ndarray, cols: np.ndarray, layout: _Layout) -> tuple[bytes, np.ndarray]:
-    """Raw (uncompressed) bytes of one chunk and the in-chunk permutation (stable Morton sort)."""
-    perm = np.argsort(morton, kind="stable")
+    """Raw (uncompressed) bytes of one chunk and the in-chunk permutation (:func:`_chunk_perm`).
+
+    Positions are Morton-code deltas (the first of each faint class: its code itself)."""
+    perm = _chunk_perm(morton, cols, layout)
     m = morton[perm]
-    deltas = np.diff(m, prepend=np.uint64(0)).astype(">u8")
+    deltas = np.diff(m, prepend=np.uint64(0))
+    drop = layout.drop(cols)
+    if drop is not None and len(m):
+        d = drop[perm]
+        start = np.flatnonzero(np.diff(d, prepend=-1))
+        deltas[start] = m[start]
+    deltas = deltas.astype(">u8")
     planes = deltas.view(np.uint8).reshape(-1, 8)[:, 8 - layout.morton_bytes :].T
     out = [np.ascontiguousarray(planes).tobytes()]
     c = np.ascontiguousarray(cols[perm].T)  # [C, n]
@@ -190,13 +247,6 @@ def _unpack_chunk(
     """
     buf = np.frombuffer(raw, dtype=np.uint8)
     mb = layout.morton_bytes
-    planes = np.zeros((n, 8), dtype=np.uint8)
-    planes[:, 8 - mb :] = buf[: mb * n].reshape(mb, n).T
-    deltas = planes.view(">u8").reshape(n).astype(np.uint64)
-    codes = np.cumsum(deltas, dtype=np.uint64, out=codes_out)
-    limit = 1 << (3 * layout.cfg.pos_bits)
-    if n and (int(codes[-1]) >= limit or (codes[1:] < codes[:-1]).any()):  # a decrease means overflow
-        raise CodecError("position codes out of range")
     cols = np.empty((n, len(layout.bits)), dtype=np.int32) if cols_out is None else cols_out
     pos = mb * n
     wide = [j for j, b in enumerate(layout.bits) if b > 8]
@@ -206,17 +256,44 @@ def _unpack_chunk(
             j = int(np.argmax(v.max(axis=1) > np.asarray(layout.max_code)))
             raise CodecError(f"attribute column {j} has codes out of range")
         cols[:] = v.T
+    else:
+        for j, b in enumerate(layout.bits):
+            if b <= 8:
+                v = buf[pos : pos + n]
+                pos += n
+            else:
+                v = (buf[pos : pos + n].astype(np.int32) << 8) | buf[pos + n : pos + 2 * n]
+                pos += 2 * n
+            if int(v.max(initial=0)) > layout.max_code[j]:
+                raise CodecError(f"attribute column {j} has codes out of range")
+            cols[:, j] = v
+    planes = np.zeros((n, 8), dtype=np.uint8)
+    planes[:, 8 - mb :] = buf[: mb * n].reshape(mb, n).T
+    deltas = planes.view(">u8").reshape(n).astype(np.uint64)
+    drop = layout.drop(cols)
+    if drop is None:
+        codes = np.cumsum(deltas, dtype=np.uint64, out=codes_out)
+        same = slice(None)
+    else:  # classes in increasing order, each one's deltas summed from its own start
+        if (np.diff(drop) < 0).any():
+            raise CodecError("faint classes out of order")
+        for j, kind in enumerate(layout.kinds):
+            if kind and (cols[:, j] > layout.row_max(j, drop)).any():
+                raise CodecError(f"attribute column {j} has codes out of range for their faint class")
+        total = np.cumsum(deltas, dtype=np.uint64)  # wraps modulo 2^64 like the differences below
+        first = np.diff(drop, prepend=-1) != 0
+        seg = np.maximum.accumulate(np.where(first, np.arange(n), 0))  # start row of each row's class
+        base = np.where(seg > 0, total[np.maximum(seg - 1, 0)], np.uint64(0))
+        codes = np.subtract(total, base, out=codes_out)
+        same = ~first[1:]
+    if not n:
         return codes, cols
-    for j, b in enumerate(layout.bits):
-        if b <= 8:
-            v = buf[pos : pos + n]
-            pos += n
-        else:
-            v = (buf[pos : pos + n].astype(np.int32) << 8) | buf[pos + n : pos + 2 * n]
-            pos += 2 * n
-        if int(v.max(initial=0)) > layout.max_code[j]:
-            raise CodecError(f"attribute column {j} has codes out of range")
-        cols[:, j] = v
+    if drop is None:
+        bad = int(codes[-1]) >= layout.pos_limit(None) or (codes[1:] < codes[:-1]).any()
+    else:
+        bad = (codes >= layout.pos_limit(drop)).any() or (codes[1:] < codes[:-1])[same].any()
+    if bad:  # a decrease means overflow
+        raise CodecError("position codes out of range")
     return codes, cols
 
 
@@ -301,11 +378,12 @@ def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: Qu
     bits = (cfg.pos_bits, cfg.rot_bits, cfg.scale_bits, cfg.opacity_bits, cfg.sh0_bits, *cfg.shN_bits)
     ranges = (cfg.scale_min, cfg.scale_max, cfg.sh0_range, *cfg.shN_range)
     b = bounds.to(torch.float32).reshape(-1).tolist()
-    flags = FLAG_SH_VQ if cfg.sh_vq else 0
+    flags = (FLAG_SH_VQ if cfg.sh_vq else 0) | (cfg.faint_bits << FAINT_SHIFT)
+    fixed = fixed_header_size(version)
     head = _HEADER.pack(
-        MAGIC, version, HEADER_SIZE, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, flags, *b, *ranges, 0
-    )
-    head = head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
+        MAGIC, version, fixed, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, flags, *b, *ranges, 0
+    )[:-4]
+    head = head + struct.pack("<I", zlib.crc32(head))
     if version == 1:
         return head
     k = cfg.sh_codebook.shape[0] if cfg.sh_vq else 0
@@ -333,11 +411,25 @@ def _warn_infinite_opacities(g: Gaussians, cfg: QuantConfig, name) -> None:
     warnings.warn(f"{name}: {msg}" if name is not None else msg, RaveValueWarning, stacklevel=3)
 
 
+def _full_grid_morton(q: QuantizedGaussians) -> np.ndarray:
+    """[N] uint64 Morton codes of the positions on the full ``pos_bits`` grid (faint classes scaled up to it)."""
+    from .quantize import faint_drop, kind_drop
+
+    m = q.means.long()
+    drop = faint_drop(q.cfg, q.opacities)
+    if drop is not None:
+        m = m << kind_drop(drop, q.cfg.pos_bits, "pos")[:, None]
+    return morton_encode(m.numpy())
+
+
 class ProgressiveEncoder:
     """Encodes any prefix of an ordered scene ``g`` into a .rave stream, with exact sizes for every prefix.
 
     Construction quantizes ``g`` once (cheap); chunks are compressed lazily when a size or the bytes are first
     needed, then cached. ``bounds`` None -> :func:`~rave_viewer.codec.quantize.scene_bounds` of ``g``.
+    ``spatial_order`` (for scenes whose order means nothing, e.g. a PLY): stream the Gaussians sorted by the
+    Morton code of their position, so each chunk is a compact region (smaller deltas, similar neighbours).
+    ``format_version`` None: 2, or 3 when the settings need it.
     """
 
     def __init__(
@@ -351,7 +443,8 @@ class ProgressiveEncoder:
         progress: bool = True,
         workers: int | None = None,
         name: str | os.PathLike | None = None,
-        format_version: int = FORMAT_VERSION,
+        format_version: int | None = None,
+        spatial_order: bool = False,
     ):
         g.validate(str(name) if name is not None else "scene to encode", allow_empty=True)
         if not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
@@ -363,7 +456,9 @@ class ProgressiveEncoder:
         except KeyError as e:
             raise RaveError(str(e.args[0])) from None
         self.cfg = (cfg or QuantConfig()).validate()
-        if format_version not in (1, 2) or format_version < self.cfg.format_version:
+        if format_version is None:
+            format_version = max(DEFAULT_WRITE_VERSION, self.cfg.format_version)
+        if format_version not in (1, 2, 3) or format_version < self.cfg.format_version:
             raise RaveError(f"cannot write .rave format version {format_version} with these settings "
                             f"(needs {self.cfg.format_version}..{FORMAT_VERSION})")
         self.format_version = int(format_version)
@@ -373,6 +468,10 @@ class ProgressiveEncoder:
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.quantized = quantize(g, self.cfg, bounds).cpu()
         self.cfg = self.quantized.cfg  # SH ranges fitted to the whole scene (when cfg left them None)
+        self._given: Tensor | None = None  # with spatial_order: stream position -> index into g
+        if spatial_order and len(g) > 1:
+            self._given = torch.from_numpy(np.argsort(_full_grid_morton(self.quantized), kind="stable"))
+            self.quantized = self.quantized.subset(self._given)
         self.bounds = self.quantized.bounds
         self.sh_degree = g.sh_degree
         self.n = len(g)
@@ -498,18 +597,24 @@ class ProgressiveEncoder:
             raise RaveError(f"cannot write: {e.strerror or e}", path) from None
         return sum(len(p) for p in pieces)
 
-    def stream_order(self, k: int | None = None) -> Tensor:
-        """[k] int64 indices into ``g``: the order in which :func:`decode` returns the first ``k`` Gaussians."""
-        k = self._check_k(k)
+    def _local_order(self, k: int) -> Tensor:
+        """[k] int64 indices into ``self.quantized`` in the order the decoder returns them."""
         parts = []
         for a in range(0, k, self.chunk_size):
             b = min(a + self.chunk_size, k)
-            parts.append(a + np.argsort(self._morton[a:b], kind="stable"))
+            parts.append(a + _chunk_perm(self._morton[a:b], self._cols[a:b], self._layout))
         return torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0, dtype=torch.long)
 
+    def stream_order(self, k: int | None = None) -> Tensor:
+        """[k] int64 indices into ``g``: the order in which :func:`decode` returns the first ``k`` Gaussians
+        (with ``spatial_order``, the prefixes are those of the scene sorted by Morton code, not of ``g``)."""
+        order = self._local_order(self._check_k(k))
+        return order if self._given is None else self._given[order]
+
     def quantized_prefix(self, k: int | None = None) -> Gaussians:
-        """``dequantize(quantize(g)).prefix(k)`` in stream order: exactly what decoding the prefix returns."""
-        return dequantize(self.quantized.subset(self.stream_order(k)))
+        """``dequantize(quantize(g))`` of the first ``k`` Gaussians in stream order: exactly what decoding the
+        prefix returns."""
+        return dequantize(self.quantized.subset(self._local_order(self._check_k(k))))
 
 
 def encode(
@@ -616,23 +721,24 @@ def bytes_needed(prefix: bytes) -> int:
     ``len(prefix) >= bytes_needed(prefix)``. Never more than the header, codebook and index; raises RaveError
     for bytes that are not a .rave header.
     """
-    prefix = bytes(prefix[: HEADER_SIZE + HEADER_V2_EXTRA])
+    prefix = bytes(prefix[: fixed_header_size(FORMAT_VERSION) + HEADER_V2_EXTRA])
     if len(prefix) < 8:
         return HEADER_SIZE
     if not MAGIC.startswith(prefix[:4]):
         raise RaveError("not a .rave file (bad magic)")
     version = struct.unpack_from("<H", prefix, 4)[0]
     _refuse_other_units(prefix, RaveError)
-    if len(prefix) < HEADER_SIZE:
-        return HEADER_SIZE + (HEADER_V2_EXTRA if version >= 2 else 0)
-    n_chunks = struct.unpack_from("<I", prefix, 20)[0]
+    fixed = fixed_header_size(version)
+    if len(prefix) < fixed:
+        return fixed + (HEADER_V2_EXTRA if version >= 2 else 0)
+    n_chunks = struct.unpack_from("<I", prefix, 20 + fixed - HEADER_SIZE)[0]
     index = INDEX_ENTRY_SIZE * n_chunks + 4
     if version < 2:
-        return HEADER_SIZE + index
-    if len(prefix) < HEADER_SIZE + HEADER_V2_EXTRA:
-        return HEADER_SIZE + HEADER_V2_EXTRA
-    book_len = struct.unpack_from("<I", prefix, HEADER_SIZE + 4)[0]
-    return HEADER_SIZE + HEADER_V2_EXTRA + book_len + 4 + index
+        return fixed + index
+    if len(prefix) < fixed + HEADER_V2_EXTRA:
+        return fixed + HEADER_V2_EXTRA
+    book_len = struct.unpack_from("<I", prefix, fixed + 4)[0]
+    return fixed + HEADER_V2_EXTRA + book_len + 4 + index
 
 
 def _refuse_other_units(data: bytes, err) -> None:
@@ -656,15 +762,17 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err(f".rave format version {version} is newer than this reader supports ({FORMAT_VERSION}); upgrade")
     if version < 1:
         raise err(f"unsupported .rave format version {version}")
-    if len(data) < HEADER_SIZE:
-        raise err(f"truncated .rave file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
-    fields = _HEADER.unpack_from(data, 0)
-    if zlib.crc32(data[: HEADER_SIZE - 4]) != fields[-1] or hsize != HEADER_SIZE:
+    fixed = fixed_header_size(version)
+    if len(data) < fixed:
+        raise err(f"truncated .rave file: {len(data)} bytes, the header alone needs {fixed}")
+    fields = _HEADER.unpack(data[:8] + data[fixed - HEADER_SIZE + 8 : fixed])  # without the unit bytes
+    if zlib.crc32(data[: fixed - 4]) != fields[-1] or hsize != fixed:
         raise err("corrupt .rave header (CRC mismatch)")
     _, _, _, n, chunk_size, n_chunks, sh_degree, codec_id = fields[:8]
     bits = fields[8:16]
     flags = fields[16]
-    if flags & ~FLAG_SH_VQ or (version == 1 and flags):
+    known = 0 if version == 1 else FLAG_SH_VQ if version == 2 else FLAG_SH_VQ | FAINT_MASK
+    if flags & ~known:
         raise err(f"unknown flags {flags:#x} in .rave header")
     bounds = torch.tensor(fields[17:23], dtype=torch.float32).reshape(2, 3)
     ranges = fields[23:29]
@@ -677,12 +785,12 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err(f"invalid chunk size {chunk_size} in .rave header")
     if n_chunks != -(-n // chunk_size):
         raise err(f"inconsistent header: {n} Gaussians in {n_chunks} chunks of {chunk_size}")
-    header_size, book_k, book_blob = HEADER_SIZE, 0, b""
+    header_size, book_k, book_blob = fixed, 0, b""
     if version >= 2:
-        if len(data) < HEADER_SIZE + HEADER_V2_EXTRA:
-            raise err(f"truncated .rave file: {len(data)} bytes, the header needs {HEADER_SIZE + HEADER_V2_EXTRA}")
-        book_k, book_len, ext_crc = _HEADER_V2.unpack_from(data, HEADER_SIZE)
-        if zlib.crc32(data[: HEADER_SIZE + HEADER_V2_EXTRA - 4]) != ext_crc:
+        if len(data) < fixed + HEADER_V2_EXTRA:
+            raise err(f"truncated .rave file: {len(data)} bytes, the header needs {fixed + HEADER_V2_EXTRA}")
+        book_k, book_len, ext_crc = _HEADER_V2.unpack_from(data, fixed)
+        if zlib.crc32(data[: fixed + HEADER_V2_EXTRA - 4]) != ext_crc:
             raise err("corrupt .rave header (CRC mismatch in the codebook section)")
         from .quantize import MAX_CODEBOOK
 
@@ -692,10 +800,10 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raw_book = _book_raw_size(book_k, coeffs, bits[5:8]) if book_k else 0
         if book_len > 2 * raw_book + 1024 or (book_k == 0 and book_len):
             raise err(f"implausible SH codebook length of {book_len} bytes in .rave header")
-        header_size = HEADER_SIZE + HEADER_V2_EXTRA + book_len + 4
+        header_size = fixed + HEADER_V2_EXTRA + book_len + 4
         if header_size > len(data):
             raise err(f"truncated .rave file: {len(data)} bytes, the header and codebook need {header_size}")
-        book_blob = data[HEADER_SIZE + HEADER_V2_EXTRA : header_size - 4]
+        book_blob = data[fixed + HEADER_V2_EXTRA : header_size - 4]
         if zlib.crc32(book_blob) != struct.unpack_from("<I", data, header_size - 4)[0]:
             raise err("corrupt .rave codebook (CRC mismatch)")
     index_end = header_size + INDEX_ENTRY_SIZE * n_chunks + 4
@@ -716,6 +824,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
             pos_bits=bits[0], rot_bits=bits[1], scale_bits=bits[2], opacity_bits=bits[3], sh0_bits=bits[4],
             shN_bits=tuple(bits[5:8]), scale_min=ranges[0], scale_max=ranges[1], sh0_range=ranges[2],
             shN_range=tuple(ranges[3:6]), sh_vq=book_k, sh_codebook=book,
+            faint_bits=(flags & FAINT_MASK) >> FAINT_SHIFT,
         )  # fmt: skip
     except RaveError as e:
         raise err(f"invalid quantization settings in .rave header: {e}") from None
@@ -756,7 +865,8 @@ def cut_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
     if chunks and chunks[-1].offset + chunks[-1].length > len(data):
         raise RaveError(f"the stream is truncated before Gaussian {k}", name)
     codec = get_codec(info.codec)
-    book = data[HEADER_SIZE + HEADER_V2_EXTRA : info.header_size - 4] if info.format_version >= 2 else b""
+    fixed = fixed_header_size(info.format_version)
+    book = data[fixed + HEADER_V2_EXTRA : info.header_size - 4] if info.format_version >= 2 else b""
     head = _header_bytes(k, info.chunk_size, info.sh_degree, codec, info.cfg, info.bounds, info.format_version, book)
     index = _index_bytes([(c.length, c.crc, c.count) for c in chunks])
     return b"".join([head, index, *(data[c.offset : c.offset + c.length] for c in chunks)])

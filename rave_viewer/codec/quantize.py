@@ -73,6 +73,17 @@ _BIT_FIELDS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")
 MAX_CODEBOOK = 1 << 16  # SH-rest codebook entries: indices fit two bytes
 SCALE_FIT_QUANTILE = 0.001  # fitted log-scale range: from this quantile (tinier ones clamp up) to the largest
 SH0_FIT_QUANTILE = 0.9999  # fitted SH DC range: this quantile of |DC| (rarer outliers clamp)
+MAX_FAINT_BITS = 8
+#: bits a faint Gaussian keeps at least, per attribute (the smallest grid that still codes a sign for SH/rotation)
+FAINT_MIN_BITS = {"pos": 1, "rot": 2, "scale": 1, "sh": 2}
+#: most bits a faint Gaussian's grid of each kind loses (log-scales: none, a coarser log-scale grid makes large faint
+#: Gaussians grow or shrink by whole factors: -20 dB on the SH0 scene)
+FAINT_CAP = {"pos": MAX_FAINT_BITS, "rot": MAX_FAINT_BITS, "scale": 0, "sh": MAX_FAINT_BITS}
+
+
+def kind_drop(drop, bits: int, kind: str):
+    """Bits a grid of ``kind`` with ``bits`` bits loses, per row of ``drop`` (torch or numpy integers)."""
+    return drop.clip(0, max(min(FAINT_CAP[kind], bits - FAINT_MIN_BITS[kind]), 0))
 
 
 def _is_real(v: object) -> bool:
@@ -105,6 +116,9 @@ class QuantConfig:
         sh0_bits, sh0_range: bits and symmetric range of the SH DC coefficients.
         shN_bits, shN_range: bits and symmetric range of the SH coefficients of degree 1, 2 and 3 (with
             ``sh_vq``: the precision of the codebook entries).
+        faint_bits: 0 = every Gaussian on the full grids; F > 0 = a Gaussian of quantized opacity alpha has its
+            position, rotation, log-scale and SH grids coarsened by ``min(F, floor(-log2 alpha))`` bits (format
+            version 3; :func:`faint_drop`): its share of the rendered error scales with alpha.
         sh_vq: 0 = every SH-rest coefficient scalar-quantized; K > 0 = the SH rest of a Gaussian is one index
             into a codebook of (at most) K entries, trained by k-means on the whole scene (format version 2).
         fit_ranges: fit the log-scale range and the SH DC range to the scene (:meth:`fit`) instead of using
@@ -125,6 +139,7 @@ class QuantConfig:
     shN_range: tuple[float, float, float] | None = None
     sh_vq: int = 0
     fit_ranges: bool = False
+    faint_bits: int = 0
     sh_codebook: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -139,6 +154,7 @@ class QuantConfig:
         if self.shN_range is not None:
             self.shN_range = tuple(float(r) for r in self.shN_range)
         self.sh_vq = int(self.sh_vq)
+        self.faint_bits = int(self.faint_bits)
         if self.sh_codebook is not None:
             self.sh_codebook = np.ascontiguousarray(self.sh_codebook, dtype=np.int32)
             self.sh_codebook.setflags(write=False)
@@ -163,7 +179,7 @@ class QuantConfig:
     @property
     def format_version(self) -> int:
         """The lowest .rave format version that can hold this configuration (2 for a codebook)."""
-        return 2 if self.sh_vq else 1
+        return 3 if self.faint_bits else 2 if self.sh_vq else 1
 
     def fit(self, g: Gaussians, bounds: Tensor | None = None) -> "QuantConfig":
         """This config with ``shN_range`` (when None) fitted to ``g``: per SH band, the 99.9th percentile of
@@ -219,6 +235,9 @@ class QuantConfig:
         if not isinstance(self.sh_vq, (int, np.integer)) or isinstance(self.sh_vq, (bool, np.bool_)) or not (
                 0 <= self.sh_vq <= MAX_CODEBOOK):
             raise RaveError(f"sh_vq must be an integer 0..{MAX_CODEBOOK} (codebook size), got {shown(self.sh_vq)}")
+        fb = self.faint_bits
+        if not isinstance(fb, (int, np.integer)) or isinstance(fb, (bool, np.bool_)) or not 0 <= fb <= MAX_FAINT_BITS:
+            raise RaveError(f"faint_bits must be an integer 0..{MAX_FAINT_BITS}, got {shown(fb)}")
         if not isinstance(self.fit_ranges, (bool, np.bool_)):
             raise RaveError(f"fit_ranges must be true or false, got {shown(self.fit_ranges)}")
         cb = self.sh_codebook
@@ -421,11 +440,61 @@ def _t(x, device) -> Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float64), device=device)
 
 
-def _sh_params(cfg: QuantConfig, k: int, device) -> tuple[Tensor, Tensor]:
-    """([K, 1] largest level L, [K, 1] range) of every higher-order SH coefficient, float64."""
+def _sh_params(cfg: QuantConfig, k: int, device, drop: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """([K, 1] largest level L, or [N, K, 1] per Gaussian with a faint ``drop``; [K, 1] range) of every
+    higher-order SH coefficient, float64."""
     band = _sh_band_of_coeff(k) - 1
     bits = np.array(cfg.shN_bits)[band][:, None]
-    return _t(_mid_tread_levels_vec(bits), device), _t(np.array(cfg.shN_range)[band][:, None], device)
+    r = _t(np.array(cfg.shN_range)[band][:, None], device)
+    if drop is None:
+        return _t(_mid_tread_levels_vec(bits), device), r
+    per_band = {b: _grid_max(int(cfg.shN_bits[b]), drop, "sh", sym=True) for b in set(band.tolist())}
+    return torch.stack([per_band[b] for b in band.tolist()], dim=1), r
+
+
+def _sh0_levels(cfg: QuantConfig, drop: Tensor | None, device) -> Tensor:
+    """Largest SH DC level: a 0-d tensor, or [N, 1, 1] per Gaussian with a faint ``drop``."""
+    if drop is None:
+        return _t(float(_mid_tread_levels_vec(cfg.sh0_bits)), device)
+    return _grid_max(cfg.sh0_bits, drop, "sh", sym=True)[:, :, None]
+
+
+_DROP_LUT: dict[tuple[int, int], Tensor] = {}
+
+
+def faint_drop_table(opacity_bits: int, faint_bits: int) -> Tensor:
+    """[2^opacity_bits] int64 bits dropped per opacity code q: ``min(faint_bits, floor(-log2 alpha))`` at the bin
+    centre ``alpha = (2q + 1) / 2^(opacity_bits + 1)``, in exact integer arithmetic (so it is portable)."""
+    t = _DROP_LUT.get((opacity_bits, faint_bits))
+    if t is None:
+        v = 2 * np.arange(1 << opacity_bits, dtype=np.int64) + 1  # odd: ceil(log2 v) = bit length (0 for v = 1)
+        ceil_log2 = np.where(v == 1, 0, np.frexp(v.astype(np.float64))[1])
+        t = torch.from_numpy(np.clip(opacity_bits + 1 - ceil_log2, 0, faint_bits).astype(np.int64))
+        _DROP_LUT[(opacity_bits, faint_bits)] = t
+    return t
+
+
+def faint_drop(cfg: QuantConfig, opacities: Tensor) -> Tensor | None:
+    """[N] int64 bits each Gaussian's grids lose (from its opacity codes [N]), or None without ``faint_bits``."""
+    if not cfg.faint_bits:
+        return None
+    return faint_drop_table(cfg.opacity_bits, cfg.faint_bits).to(opacities.device)[opacities.reshape(-1).long()]
+
+
+def _grid_max(bits: int, drop: Tensor | None, kind: str, sym: bool = False):
+    """Largest code M = 2^b - 1 (or mid-tread level L = 2^(b-1) - 1 with ``sym``) of a ``bits`` grid: a float, or
+    [N, 1] float64 per Gaussian with a faint ``drop`` (b = bits - :func:`kind_drop`)."""
+    if drop is None:
+        return float((1 << (bits - 1)) - 1) if sym else float((1 << bits) - 1)
+    e = bits - kind_drop(drop, bits, kind)
+    one = torch.ones_like(e)
+    m = (one << (e - 1)) - 1 if sym else (one << e) - 1
+    return m.to(torch.float64)[:, None]
+
+
+def _clip(x: Tensor, lo: float, hi) -> Tensor:
+    """``x`` clamped to [lo, hi], ``hi`` a number or a tensor broadcasting against ``x``."""
+    return x.clamp(lo, hi) if not isinstance(hi, Tensor) else torch.minimum(x.clamp_min(lo), hi)
 
 
 @torch.no_grad()
@@ -456,11 +525,17 @@ def _quantize_block(g: Gaussians, cfg: QuantConfig, bounds: Tensor) -> Quantized
     i32 = lambda t: t.to(torch.int32)  # noqa: E731
     n = len(g)
 
+    # opacities in sigmoid space (sigmoid(+-inf) = 1 / 0 falls in the extreme bins); first: they set the grids
+    mo = 1 << cfg.opacity_bits
+    a = torch.sigmoid(torch.nan_to_num(f64(g.opacities), nan=0.0))
+    opac = i32((a * mo).floor().clamp(0, mo - 1))
+    drop = faint_drop(cfg, opac)
+
     # positions
     lo, ext = _grid(bounds)
-    m = (1 << cfg.pos_bits) - 1
+    m = _grid_max(cfg.pos_bits, drop, "pos")
     x = (f64(g.means) - _t(lo, dev)) / _t(ext, dev) * m
-    means = i32(torch.nan_to_num(x, nan=0.0).round().clamp(0, m))
+    means = i32(_clip(torch.nan_to_num(x, nan=0.0).round(), 0, m))
 
     # rotations: smallest three
     q = f64(g.quats)
@@ -470,27 +545,21 @@ def _quantize_block(g: Gaussians, cfg: QuantConfig, bounds: Tensor) -> Quantized
     keep = torch.ones(n, 4, dtype=torch.bool, device=dev)
     keep[torch.arange(n, device=dev), idx] = False
     rest = q[keep].reshape(n, 3)
-    mr = (1 << cfg.rot_bits) - 1
-    rot = i32(((rest / _INV_SQRT2 + 1) * 0.5 * mr).round().clamp(0, mr))
+    mr = _grid_max(cfg.rot_bits, drop, "rot")
+    rot = i32(_clip(((rest / _INV_SQRT2 + 1) * 0.5 * mr).round(), 0, mr))
 
     # log-scales
     ref = scale_reference(bounds)
     s_lo, s_hi = ref + cfg.scale_min, ref + cfg.scale_max
-    ms = (1 << cfg.scale_bits) - 1
+    ms = _grid_max(cfg.scale_bits, drop, "scale")
     s = torch.nan_to_num(f64(g.scales), nan=s_lo, posinf=s_hi, neginf=s_lo)
-    scales = i32(((s - s_lo) / (s_hi - s_lo) * ms).round().clamp(0, ms))
-
-    # opacities in sigmoid space (sigmoid(+-inf) = 1 / 0 falls in the extreme bins)
-    mo = 1 << cfg.opacity_bits
-    a = torch.sigmoid(torch.nan_to_num(f64(g.opacities), nan=0.0))
-    opac = i32((a * mo).floor().clamp(0, mo - 1))
+    scales = i32(_clip(((s - s_lo) / (s_hi - s_lo) * ms).round(), 0, ms))
 
     # SH: symmetric mid-tread grids
     def sym(v: Tensor, L: Tensor, r: Tensor) -> Tensor:
         return i32((torch.nan_to_num(v, nan=0.0) / r * L).round().clamp(-L, L) + L)
 
-    L0 = float(_mid_tread_levels_vec(cfg.sh0_bits))
-    sh0 = sym(f64(g.sh0), _t(L0, dev), _t(cfg.sh0_range, dev))
+    sh0 = sym(f64(g.sh0), _sh0_levels(cfg, drop, dev), _t(cfg.sh0_range, dev))
     k = g.shN.shape[1]
     index = None
     if cfg.sh_vq and k:
@@ -504,7 +573,7 @@ def _quantize_block(g: Gaussians, cfg: QuantConfig, bounds: Tensor) -> Quantized
         shN = book[index.cpu().long()].to(dev)
         index = index.to(device=dev, dtype=torch.int32)
     elif k:
-        shN = sym(f64(g.shN), *_sh_params(cfg, k, dev))
+        shN = sym(f64(g.shN), *_sh_params(cfg, k, dev, drop))
     else:
         shN = torch.zeros(n, 0, 3, dtype=torch.int32, device=dev)
     return QuantizedGaussians(means, i32(idx), rot, scales, opac, sh0, shN, cfg=cfg, bounds=bounds, shN_index=index)
@@ -539,11 +608,13 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
         parts = [dequantize(q.subset(slice(a, min(a + _BLOCK, n)))) for a in range(0, n, _BLOCK)]
         return Gaussians.cat(parts)
     cfg, dev = q.cfg, q.means.device
+    drop = faint_drop(cfg, q.opacities)
     lo, ext = _grid(q.bounds)
-    m = (1 << cfg.pos_bits) - 1
-    means = (_t(lo, dev) + q.means.double() * _t(ext / m, dev)).float()
+    m = _grid_max(cfg.pos_bits, drop, "pos")
+    step = _t(ext / m, dev) if drop is None else _t(ext, dev) / m  # both exactly rounded: equal for equal m
+    means = (_t(lo, dev) + q.means.double() * step).float()
 
-    mr = (1 << cfg.rot_bits) - 1
+    mr = _grid_max(cfg.rot_bits, drop, "rot")
     rest = (q.rot.double() * (2.0 / mr) - 1.0) * _INV_SQRT2
     big = (1.0 - (rest[:, 0] * rest[:, 0] + rest[:, 1] * rest[:, 1] + rest[:, 2] * rest[:, 2])).clamp_min(0).sqrt()
     quat = torch.empty(n, 4, dtype=torch.float64, device=dev)
@@ -557,7 +628,7 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
 
     ref = scale_reference(q.bounds)
     s_lo, s_hi = ref + cfg.scale_min, ref + cfg.scale_max
-    ms = (1 << cfg.scale_bits) - 1
+    ms = _grid_max(cfg.scale_bits, drop, "scale")
     scales = (s_lo + q.scales.double() * ((s_hi - s_lo) / ms)).float()
 
     opacities = _opacity_table(cfg.opacity_bits, dev)[q.opacities.long()]
@@ -565,15 +636,14 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
     def sym(c: Tensor, L: Tensor, r: Tensor) -> Tensor:
         return ((c.double() - L) * (r / L)).float()
 
-    L0 = float(_mid_tread_levels_vec(cfg.sh0_bits))
-    sh0 = sym(q.sh0, _t(L0, dev), _t(cfg.sh0_range, dev))
+    sh0 = sym(q.sh0, _sh0_levels(cfg, drop, dev), _t(cfg.sh0_range, dev))
     k = q.shN.shape[1]
     if k and q.shN_index is not None and cfg.sh_codebook is not None and cfg.sh_codebook.shape[1] == k:
         # one dequantized codebook, gathered: the same float32 values as dequantizing every row's codes
         book = sym(torch.from_numpy(np.array(cfg.sh_codebook)).to(dev), *_sh_params(cfg, k, dev))
         shN = book[q.shN_index.long()]
     else:
-        shN = sym(q.shN, *_sh_params(cfg, k, dev)) if k else torch.zeros(n, 0, 3, device=dev)
+        shN = sym(q.shN, *_sh_params(cfg, k, dev, drop)) if k else torch.zeros(n, 0, 3, device=dev)
     return Gaussians(means, quats, scales, opacities, sh0, shN)
 
 

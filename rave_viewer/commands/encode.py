@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..codec.coders import CODECS, DEFAULT_CODEC
     from ..codec.container import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_GAUSSIANS
     from ..codec.presets import DEFAULT_QUALITY, PRESETS
-    from ..codec.quantize import BIT_RANGES
+    from ..codec.quantize import BIT_RANGES, MAX_FAINT_BITS
 
     d = PRESETS[DEFAULT_QUALITY][0]
 
@@ -57,8 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the bit depth of whichever attribute saves the most bytes per dB while the renders of "
                         f"{TUNE_VIEWS} orbit views at {TUNE_SIZE}x{TUNE_SIZE} stay above the preset's target PSNR "
                         "vs the original's (slower: renders every candidate)")
-    p.add_argument("--format-version", type=int, choices=(1, 2), default=2,
-                   help="(.ply) .rave format version to write (default 2; 1 for older readers: scalar SH rest)")
+    p.add_argument("--order", choices=("spatial", "file"), default="spatial",
+                   help="(.ply) order of the Gaussians in the stream: spatial (default: sorted by the Morton code "
+                        "of their positions, so each chunk is a compact region: 4-9 %% smaller) or file (the PLY's "
+                        "own order, e.g. a ranked scene whose prefixes should stay its first Gaussians)")
+    p.add_argument("--format-version", type=int, choices=(1, 2, 3), default=None,
+                   help="(.ply) .rave format version to write (default: 2, or 3 when the preset coarsens faint "
+                        "Gaussians' grids; 1 for older readers: scalar SH rest, no faint classes)")
     g = p.add_argument_group("quantization bit depths of a .ply input, overriding the preset (a .ckpt keeps its "
                              "own)")
     for flag, name, what in (("--pos-bits", "pos_bits", "bits per position axis over the scene bounds"),
@@ -77,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sh-codebook", type=int_in(0, 1 << 16), default=None, metavar="K",
                    help=f"SH-rest codebook entries (k-means on the scene), 0 = scalar SH rest (medium preset: "
                         f"{d['sh_vq']})")
+    g.add_argument("--faint-bits", type=int_in(0, MAX_FAINT_BITS), default=None, metavar="F",
+                   help=f"bits faint Gaussians' position, rotation and SH grids lose: min(F, floor(-log2 opacity)); "
+                        f"0 = none (medium preset: {d.get('faint_bits', 0)}; format version 3)")
     p.add_argument("--quiet", action="store_true",
                    help="print nothing but errors and warnings (no summary, no progress bar)")
     add_force(p)
@@ -92,7 +100,14 @@ def quant_config_from_args(args: argparse.Namespace):
         over["shN_bits"] = tuple(args.shN_bits)
     if getattr(args, "sh_codebook", None) is not None:
         over["sh_vq"] = args.sh_codebook
-    if getattr(args, "format_version", 2) == 1:
+    if getattr(args, "faint_bits", None) is not None:
+        over["faint_bits"] = args.faint_bits
+    version = getattr(args, "format_version", None)
+    if version is not None and version < 3:
+        if over.get("faint_bits"):
+            raise RaveError(f"--format-version {version} cannot hold faint classes (--faint-bits 0)")
+        over["faint_bits"] = 0  # faint classes need version 3
+    if version == 1:
         if over.get("sh_vq"):
             raise RaveError("--format-version 1 cannot hold an SH codebook (--sh-codebook 0)")
         over["sh_vq"] = 0
@@ -125,7 +140,8 @@ def make_encoder(args: argparse.Namespace):
                           quiet=getattr(args, "quiet", False))
     enc = ProgressiveEncoder(g, cfg, args.codec, args.chunk_size,
                              progress=not getattr(args, "quiet", False), name=str(path),
-                             format_version=getattr(args, "format_version", 2))  # fmt: skip
+                             format_version=getattr(args, "format_version", None),
+                             spatial_order=getattr(args, "order", "spatial") == "spatial")  # fmt: skip
     return enc, None
 
 

@@ -27,9 +27,14 @@ def test_cli_encode_decode_round_trip(tmp_path, capsys):
     out = tmp_path / "s.rave"
     assert main(["encode", str(ply), "-o", str(out), "--chunk-size", "64", "--codec", "zstd"]) == 0
     assert "150 Gaussians" in capsys.readouterr().err
-    enc = ProgressiveEncoder(read_ply(ply), preset("medium"), codec="zstd", chunk_size=64)  # the default preset
+    # the default preset, in spatial order (the default for a PLY)
+    enc = ProgressiveEncoder(read_ply(ply), preset("medium"), codec="zstd", chunk_size=64, spatial_order=True)
     assert out.read_bytes() == enc.encode()
-    assert decode(out).info.format_version == 2 and enc.cfg.sh_codebook is not None
+    assert decode(out).info.format_version == 3 and enc.cfg.sh_codebook is not None and enc.cfg.faint_bits == 2
+    # --order file keeps the PLY's order (what the encoder does without spatial_order)
+    given = tmp_path / "given.rave"
+    assert main(["encode", str(ply), "-o", str(given), "--chunk-size", "64", "--codec", "zstd", "--order", "file"]) == 0
+    assert given.read_bytes() == ProgressiveEncoder(read_ply(ply), preset("medium"), codec="zstd", chunk_size=64).encode()
     back = tmp_path / "back.ply"
     assert main(["decode", str(out), "-o", str(back)]) == 0
     dec = read_ply(back)
@@ -48,7 +53,7 @@ def test_cli_bit_options_and_truncated_input(tmp_path, capsys):
     res = decode(out)
     cfg = preset("medium", pos_bits=12, shN_bits=(6, 5, 4))  # the options override the default preset
     assert res.info.cfg == cfg.fit(read_ply(ply))  # ranges and codebook fitted
-    enc = ProgressiveEncoder(read_ply(ply), cfg, chunk_size=30)
+    enc = ProgressiveEncoder(read_ply(ply), cfg, chunk_size=30, spatial_order=True)
     cut = tmp_path / "cut.rave"
     cut.write_bytes(out.read_bytes()[: enc.overhead() + sum(enc.chunk_sizes()[:2]) + 3])  # 2 chunks + 3 bytes
     capsys.readouterr()
@@ -83,7 +88,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv_tail, needle):
 
 
 def test_cli_quality_presets_order_size_and_fidelity(tmp_path, capsys):
-    """--quality low < medium < high < lossless-ish in bytes, and in fidelity (attribute error of the decode)."""
+    """--quality low < medium < high < very-high < lossless-ish in bytes, and in fidelity (attribute error of the decode)."""
     from rave_viewer.codec.presets import PRESETS
 
     g = Gaussians.random(3000, 3, seed=4)
@@ -94,11 +99,11 @@ def test_cli_quality_presets_order_size_and_fidelity(tmp_path, capsys):
         out = tmp_path / f"{q}.rave"
         assert main(["encode", str(ply), "-o", str(out), "--quality", q, "--quiet"]) == 0
         res = decode(out)
-        order = ProgressiveEncoder(g, preset(q), progress=False).stream_order()
+        order = ProgressiveEncoder(g, preset(q), progress=False, spatial_order=True).stream_order()
         ref = g.subset(order)
         sizes.append(out.stat().st_size)
         errors.append(float((res.gaussians.means - ref.means).abs().mean() + (res.gaussians.sh0 - ref.sh0).abs().mean()))
-        assert res.info.format_version == 2
+        assert res.info.format_version == 3 and res.info.cfg.faint_bits == PRESETS[q][0]["faint_bits"]
         assert (res.info.cfg.sh_codebook is not None) == (PRESETS[q][0].get("sh_vq", 0) > 0)
     assert sizes == sorted(sizes) and errors == sorted(errors, reverse=True)
 
@@ -124,9 +129,13 @@ def test_cli_writes_and_still_reads_format_version_1(tmp_path, capsys):
     capsys.readouterr()
     assert main(["info", str(tmp_path / "v2.rave")]) == 0
     text = capsys.readouterr().out
-    assert "format version 2" in text and "SH codebook" in text
+    assert "format version 3" in text and "SH codebook" in text
     assert main(["encode", str(ply), "-o", str(tmp_path / "x.rave"), "--format-version", "1",
                  "--sh-codebook", "64"]) == 2
+    assert main(["encode", str(ply), "-o", str(tmp_path / "x.rave"), "--format-version", "2",
+                 "--faint-bits", "2"]) == 2  # faint classes need version 3
+    assert main(["encode", str(ply), "-o", str(tmp_path / "v2b.rave"), "--format-version", "2"]) == 0
+    assert decode(tmp_path / "v2b.rave").info.format_version == 2
 
 
 def test_decode_cli_does_not_load_the_renderer(tmp_path):

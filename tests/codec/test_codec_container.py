@@ -12,6 +12,7 @@ import torch
 
 from rave_viewer.codec import (
     CODECS,
+    FORMAT_VERSION,
     ProgressiveEncoder,
     QuantConfig,
     RaveStreamWarning,
@@ -165,8 +166,8 @@ def test_wrong_magic_newer_version_and_flipped_bytes(tmp_path):
     with pytest.raises(RaveError, match=r"x\.rave: not a \.rave file"):
         decode(p)
     newer = bytearray(data)
-    newer[4:6] = struct.pack("<H", 3)
-    with pytest.raises(RaveError, match="version 3 is newer"):
+    newer[4:6] = struct.pack("<H", FORMAT_VERSION + 1)
+    with pytest.raises(RaveError, match=f"version {FORMAT_VERSION + 1} is newer"):
         decode(bytes(newer))
     hdr = bytearray(data)
     hdr[30] ^= 0x10

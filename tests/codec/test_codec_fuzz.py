@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from rave_viewer.codec import ProgressiveEncoder, QuantConfig, RaveStreamWarning, decode, read_info
-from rave_viewer.codec.container import HEADER_SIZE, HEADER_V2_EXTRA
+from rave_viewer.codec.container import HEADER_SIZE, HEADER_V2_EXTRA, fixed_header_size
 from rave_viewer.errors import RaveError
 from rave_viewer.scene.gaussians import Gaussians
 
@@ -35,16 +35,17 @@ def _outcome(data: bytes) -> str:
 def _refix_crcs(data: bytearray) -> bytearray:
     """Recompute every CRC (header, v2 codebook section and codebook, index, chunks) so that mutations reach the
     decompressors, the codebook checks and the unpacker."""
-    data[HEADER_SIZE - 4 : HEADER_SIZE] = struct.pack("<I", zlib.crc32(data[: HEADER_SIZE - 4]))
     version = struct.unpack_from("<H", data, 4)[0]
-    start = HEADER_SIZE
+    fixed = fixed_header_size(version)
+    data[fixed - 4 : fixed] = struct.pack("<I", zlib.crc32(data[: fixed - 4]))
+    start = fixed
     if version >= 2:
-        ext = HEADER_SIZE + HEADER_V2_EXTRA
+        ext = fixed + HEADER_V2_EXTRA
         data[ext - 4 : ext] = struct.pack("<I", zlib.crc32(data[: ext - 4]))
-        book_len = struct.unpack_from("<I", data, HEADER_SIZE + 4)[0]
+        book_len = struct.unpack_from("<I", data, fixed + 4)[0]
         start = ext + book_len + 4
         data[start - 4 : start] = struct.pack("<I", zlib.crc32(data[ext : start - 4]))
-    n_chunks = struct.unpack_from("<I", data, 20)[0]
+    n_chunks = struct.unpack_from("<I", data, 20 + fixed - HEADER_SIZE)[0]
     end = start + 12 * n_chunks
     off = end + 4
     for i in range(n_chunks):
@@ -59,11 +60,12 @@ STREAMS = {  # (format version, SH degree, config)
     "v1": (1, 1, QuantConfig(shN_bits=(3, 4, 4))),
     "v2": (2, 1, QuantConfig(shN_bits=(3, 4, 4))),
     "v2-codebook": (2, 2, QuantConfig(shN_bits=(5, 6, 4), sh_vq=8, fit_ranges=True)),
+    "v3-faint": (3, 1, QuantConfig(shN_bits=(5, 6, 4), faint_bits=3, opacity_bits=4)),
 }
 
 
 @pytest.mark.parametrize("kind,codec", [("v1", "lzma"), ("v1", "zstd"), ("v1", "brotli"), ("v2", "zstd"),
-                                        ("v2-codebook", "lzma"), ("v2-codebook", "brotli")])
+                                        ("v2-codebook", "lzma"), ("v2-codebook", "brotli"), ("v3-faint", "lzma")])
 def test_fuzz_truncations_flips_and_forgeries(codec, kind):
     rng = random.Random(1234)
     version, degree, cfg = STREAMS[kind]
