@@ -196,9 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         r0, r1 = ckpt.rate_range()
         ps = ckpt.rd["psnr"]
-        from ..rave.backbone import for_object
-
-        unit = for_object(ckpt).unit_label
+        unit = getattr(ckpt, "unit_label", "Gaussians")
         print(f"wrote {args.output}: {len(ckpt):,} {unit}, {ckpt.num_levels} levels, rates "
               f"{format_bytes(r0)} .. {format_bytes(r1)} (MB = 10^6 bytes), {psnr_label(ckpt.meta)} "
               f"{min(ps):.2f}-{max(ps):.2f} dB, "
@@ -221,10 +219,11 @@ def warn_if_falling(ckpt, out) -> None:
         return
     front = pareto_levels(ckpt.level_sizes, rd)
     best = front[-1]
+    unit = getattr(ckpt, "unit_label", "Gaussians")
     where = ", ".join(f"G_{l}->G_{l + 1} {a:.2f}->{b:.2f} dB" for l, a, b in falls)
     warnings.warn(
-        f"{out}: the RD curve on the held-back views falls as the rate rises ({where}): the model's extra Gaussians "
-        f"hurt unseen views (floaters, view-specific Gaussians). Pareto front: levels {', '.join(map(str, front))}; "
+        f"{out}: the RD curve on the held-back views falls as the rate rises ({where}): the model's extra {unit} "
+        f"hurt unseen views (floaters, view-specific {unit}). Pareto front: levels {', '.join(map(str, front))}; "
         f"the best picture is G_{best} at {format_bytes(ckpt.level_rates[best - 1])} "
         f"(rave encode --rate {ckpt.level_rates[best - 1]})",
         stacklevel=2,

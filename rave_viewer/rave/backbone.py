@@ -68,6 +68,10 @@ class Backbone(Protocol):
         """Rendered Gaussians a view costs at most (the effort budget's N, rave/budget.py)."""
         ...
 
+    def describe(self) -> str:
+        """The model's size in words for the start line ("1,000 Gaussians", "850 anchors (8,500 ...)")."""
+        ...
+
     def units(self, *, backend: str, background: Tensor | None) -> UnitModel:
         """The model as RAVE units (its own parameters, detached)."""
         ...
@@ -213,6 +217,9 @@ class GaussianBackbone:
 
     def cost(self) -> int:
         return len(self.model)
+
+    def describe(self) -> str:
+        return f"{len(self.model):,} Gaussians"
 
     def units(self, *, backend, background) -> GaussianUnits:
         return GaussianUnits(self.model, backend=backend, background=background)

@@ -75,12 +75,13 @@ class Effort:
     side: int
     steps: int | None
     why: dict = field(default_factory=dict)
+    size: str = ""  # the model's size in words when its units are not Gaussians ("8,550 anchors (85,500 ...)")
 
     def line(self, finetune: bool = True) -> str:
         """``build: 1,000,000 Gaussians -> 32 views at 512 px, 1,500 steps (...)``: what a user can change."""
         steps = f"{self.steps:,} steps" if finetune and self.steps else "no fine-tuning"
         why = "; ".join(f"{k}: {v}" for k, v in self.why.items() if v)
-        return (f"build: {self.n:,} Gaussians -> {self.views} views at {self.side} px, {steps}"
+        return (f"build: {self.size or f'{self.n:,} Gaussians'} -> {self.views} views at {self.side} px, {steps}"
                 + (f" ({why})" if why else "") + " (--views/--max-side/--steps to change)")
 
 

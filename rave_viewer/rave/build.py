@@ -377,6 +377,7 @@ def build_self(ply: str | os.PathLike, out: str | os.PathLike | None, cfg: Build
     cfg = cfg.replace(views=eff.views, max_side=eff.side, steps=eff.steps)
     b = Builder(bb, train, test, cfg, scene_scale=scene_scale(views), progress=progress, sources=sources,
                 train_steps=train_steps, targets="self")
+    eff.size = bb.describe()
     b.effort = eff
     if on_start is not None:
         on_start(b)
@@ -429,6 +430,7 @@ def build(ply: str | os.PathLike, data: str | os.PathLike | None, out: str | os.
     cfg = cfg.replace(downscale=down, views=eff.views, max_side=eff.side, steps=eff.steps)
     b = Builder(bb, train, test, cfg, scene_scale=ds.scene_scale, progress=progress, sources=sources,
                 train_steps=train_steps)
+    eff.size = bb.describe()
     b.effort = eff
     if on_start is not None:
         on_start(b)

@@ -73,6 +73,9 @@ class ScaffoldBackbone:
     def cost(self) -> int:
         return self.model.num_neural()
 
+    def describe(self) -> str:
+        return f"{len(self.model):,} anchors (up to {self.cost():,} neural Gaussians per view)"
+
     def units(self, *, backend, background) -> ScaffoldUnits:
         return ScaffoldUnits(self.model, backend=backend, background=background)
 
