@@ -68,7 +68,7 @@ def summary(ckpt) -> dict:
 
 def _gaussian_fields(ckpt) -> dict:
     return {"gaussians": len(ckpt), "sh_degree": ckpt.gaussians.sh_degree, "quant": _quant_shown(ckpt.quant),
-            "stream_format_version": 2}  # what `rave encode` writes from this checkpoint
+            "stream_format_version": max(2, ckpt.quant.format_version)}  # what `rave encode` writes from it
 
 
 def _anchor_fields(ckpt) -> dict:

@@ -62,7 +62,7 @@ MAX_CHUNK_SIZE = 1 << 18  # = rave_viewer.codec.container.MAX_CHUNK_SIZE (checke
 MAX_SEED = 2**32 - 1  # = commands._args.MAX_SEED: every numpy/torch generator takes it as is
 MAX_CONFIG_BYTES = 1 << 20  # a build config is a few hundred bytes
 MAX_RIG_VIEWS = 10_000  # rig views (each is rendered once as a target and scored at every level)
-QUALITIES = ("low", "medium", "high", "lossless-ish")  # = codec.presets.PRESETS (checked by a test)
+QUALITIES = ("low", "medium", "high", "very-high", "lossless-ish")  # = codec.presets.PRESETS (checked by a test)
 RIG_SHAPES = ("auto", "sphere", "hemisphere")  # = rig.SHAPES
 RIG_UPS = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")  # = rig.UPS
 
@@ -126,7 +126,7 @@ class BuildConfig:
     codec: str = _f("lzma", "Entropy coder of the .rave chunks.", choices=CODECS)
     chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1, max=MAX_CHUNK_SIZE)
     quality: str = _f("medium", "Codec quality preset (as rave encode --quality): bit depths, fitted ranges and "
-                      "the SH-rest codebook of the stream, the level table and the QAT quantizer.",
+                      "the SH-rest codebook of the stream (format version 3), the level table and the QAT quantizer.",
                       choices=QUALITIES)
     quant: dict = _f({}, "QuantConfig overrides on top of the quality preset (bit depths, ranges); empty = the "
                      "preset as it is.")

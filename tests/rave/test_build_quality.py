@@ -30,14 +30,14 @@ def test_builder_uses_the_preset(tiny_dataset, tiny_model, builder_factory):
         want = PRESETS[name][0]
         assert (b.quant.pos_bits, b.quant.opacity_bits) == (want["pos_bits"], want["opacity_bits"])
         assert 0 < b.quant.sh_vq <= want["sh_vq"] and b.quant.sh_codebook is not None  # SH degree 1: a codebook
-        assert b.quant.format_version == 2
+        assert b.quant.format_version == 3
 
 
-def test_default_checkpoint_streams_are_version_2_with_a_codebook(ckpt_context):
+def test_default_checkpoint_streams_are_version_3_with_a_codebook(ckpt_context):
     from rave_viewer.codec.container import read_info
 
     assert ckpt_context.quant.sh_vq > 0
     k = ckpt_context.select(rate=ckpt_context.rate_range()[1])
     data = ckpt_context.encoder().encode(k)
     info = read_info(data)
-    assert info.format_version == 2 and len(data) == ckpt_context.prefix_bytes(k)
+    assert info.format_version == 3 and len(data) == ckpt_context.prefix_bytes(k)

@@ -494,5 +494,5 @@ def test_v2_checkpoint_with_a_codebook_keeps_exact_rates(tmp_path):
         data = enc.encode(k)
         assert len(data) == back.prefix_bytes(k)
         res = decode(data)
-        assert res.info.format_version == 2 and res.info.cfg == ck.quant
+        assert res.info.format_version == 3 and res.info.cfg == ck.quant
         assert res.gaussians.equal(back.decoded_gaussians().subset(enc.stream_order(k)))
