@@ -53,8 +53,8 @@ import torch
 from torch import Tensor
 
 from ..errors import RaveError
-from ..fileio import atomic_write
 from ..scene.gaussians import Gaussians, num_sh_bases
+from .chunked import INDEX_ENTRY_SIZE, ChunkedEncoder, index_bytes, iter_index
 from .coders import DEFAULT_CODEC, Codec, CodecError, codec_by_id, get_codec
 from .morton import morton_encode
 from .quantize import QuantConfig, QuantizedGaussians, dequantize, quantize
@@ -95,9 +95,6 @@ _HEADER_V2 = struct.Struct("<III")
 HEADER_V2_EXTRA = _HEADER_V2.size
 FLAG_SH_VQ = 1  # header flags bit: the SH rest is coded as codebook indices
 FAINT_SHIFT, FAINT_MASK = 8, 0x0F00  # (v3) header flags bits 8-11: faint_bits of the quantizer
-_ENTRY = struct.Struct("<III")
-INDEX_ENTRY_SIZE = _ENTRY.size
-_PROGRESS_MIN_CHUNKS = 8  # show a tqdm bar when compressing at least this many chunks
 DECODE_WORKERS = min(8, os.cpu_count() or 1)  # threads decompressing chunks in parallel
 
 
@@ -392,9 +389,6 @@ def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: Qu
     return head + ext + book + struct.pack("<I", zlib.crc32(book))
 
 
-def _index_bytes(entries: list[tuple[int, int, int]]) -> bytes:
-    body = b"".join(_ENTRY.pack(*e) for e in entries)
-    return body + struct.pack("<I", zlib.crc32(body))
 
 
 # -- encoder -----------------------------------------------------------------------------------------------
@@ -422,7 +416,7 @@ def _full_grid_morton(q: QuantizedGaussians) -> np.ndarray:
     return morton_encode(m.numpy())
 
 
-class ProgressiveEncoder:
+class ProgressiveEncoder(ChunkedEncoder):
     """Encodes any prefix of an ordered scene ``g`` into a .rave stream, with exact sizes for every prefix.
 
     Construction quantizes ``g`` once (cheap); chunks are compressed lazily when a size or the bytes are first
@@ -480,8 +474,7 @@ class ProgressiveEncoder:
         self.header_size = len(self._header(0))
         self._morton = morton_encode(self.quantized.means.numpy())
         self._cols = _columns(self.quantized, self._layout)
-        self._full: list[tuple[bytes, int] | None] = [None] * (self.n // self.chunk_size)
-        self._partial: tuple[int, bytes, int] | None = None  # (k, compressed, crc) of the last partial chunk
+        self._init_cache()
 
     # -- chunk compression -----------------------------------------------------------------------------
     def _compress_range(self, a: int, b: int) -> tuple[bytes, int]:
@@ -489,113 +482,9 @@ class ProgressiveEncoder:
         data = self.codec.compress(raw)
         return data, zlib.crc32(data)
 
-    def _ensure_full(self, n_chunks: int) -> None:
-        """Compress (once) the first ``n_chunks`` full chunks, in threads, with a bar when there are many."""
-        todo = [i for i in range(n_chunks) if self._full[i] is None]
-        if not todo:
-            return
-        cs = self.chunk_size
-        job = lambda i: self._compress_range(i * cs, (i + 1) * cs)  # noqa: E731
-        bar = None
-        if self.progress and len(todo) >= _PROGRESS_MIN_CHUNKS:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(todo), desc=f"compressing ({self.codec.name})", unit="chunk", leave=False)
-        try:
-            if len(todo) == 1 or self.workers <= 1:
-                for i in todo:
-                    self._full[i] = job(i)
-                    bar and bar.update(1)
-            else:
-                with ThreadPoolExecutor(self.workers) as pool:
-                    for i, res in zip(todo, pool.map(job, todo)):
-                        self._full[i] = res
-                        bar and bar.update(1)
-        finally:
-            bar and bar.close()
-
-    def _partial_chunk(self, k: int) -> tuple[bytes, int]:
-        if self._partial is None or self._partial[0] != k:
-            a = (k // self.chunk_size) * self.chunk_size
-            self._partial = (k, *self._compress_range(a, k))
-        return self._partial[1], self._partial[2]
-
-    def _check_k(self, k: int | None) -> int:
-        if k is None:
-            return self.n
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= self.n:
-            raise RaveError(f"prefix length must be an integer 0..{self.n}, got {k!r}")
-        return int(k)
-
-    def _chunks(self, k: int) -> list[tuple[bytes, int, int]]:
-        """(compressed, crc, count) of every chunk of the first ``k`` Gaussians."""
-        full, rest = divmod(k, self.chunk_size)
-        self._ensure_full(full)
-        out = [(d, c, self.chunk_size) for d, c in self._full[:full]]
-        if rest:
-            out.append((*self._partial_chunk(k), rest))
-        return out
-
-    # -- public API ----------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return self.n
-
-    def n_chunks(self, k: int | None = None) -> int:
-        return -(-self._check_k(k) // self.chunk_size)
-
     def _header(self, k: int) -> bytes:
         return _header_bytes(k, self.chunk_size, self.sh_degree, self.codec, self.cfg, self.bounds,
                              self.format_version, self._book)
-
-    def overhead(self, k: int | None = None) -> int:
-        """Bytes of header (with the codebook) + chunk index of the first ``k`` Gaussians' file."""
-        return self.header_size + INDEX_ENTRY_SIZE * self.n_chunks(k) + 4
-
-    def size_of_prefix(self, k: int) -> int:
-        """Exact size in bytes of the .rave file holding the first ``k`` Gaussians (0 <= k <= N)."""
-        k = self._check_k(k)
-        full, rest = divmod(k, self.chunk_size)
-        self._ensure_full(full)
-        size = self.overhead(k) + sum(len(d) for d, _ in self._full[:full])
-        if rest:
-            size += len(self._partial_chunk(k)[0])
-        return size
-
-    def partial_chunk_size(self, k: int) -> int:
-        """Compressed bytes of the last, partial chunk of the first ``k`` Gaussians (0 if k ends on a chunk).
-
-        With the sizes at the chunk boundaries known (a checkpoint's chunk table), ``size_of_prefix(k)`` is
-        ``table[k // chunk] + INDEX_ENTRY_SIZE + partial_chunk_size(k)``: one partial chunk compressed, no full
-        chunk touched.
-        """
-        k = self._check_k(k)
-        return len(self._partial_chunk(k)[0]) if k % self.chunk_size else 0
-
-    def chunk_sizes(self) -> list[int]:
-        """Compressed bytes of every full chunk (compresses them all once)."""
-        self._ensure_full(len(self._full))
-        return [len(d) for d, _ in self._full]
-
-    def encode(self, k: int | None = None) -> bytes:
-        """The .rave bytes of the first ``k`` Gaussians (all when None); ``len == size_of_prefix(k)``."""
-        return b"".join(self._pieces(self._check_k(k)))
-
-    def _pieces(self, k: int) -> list[bytes]:
-        chunks = self._chunks(k)
-        head = self._header(k)
-        index = _index_bytes([(len(d), c, n) for d, c, n in chunks])
-        return [head, index, *(d for d, _, _ in chunks)]
-
-    def write(self, path: str | os.PathLike, k: int | None = None) -> int:
-        """Write the first ``k`` Gaussians to ``path`` atomically (temp + rename); returns the bytes written."""
-        pieces = self._pieces(self._check_k(k))
-        try:
-            with atomic_write(path, "wb") as f:
-                for p in pieces:
-                    f.write(p)
-        except OSError as e:
-            raise RaveError(f"cannot write: {e.strerror or e}", path) from None
-        return sum(len(p) for p in pieces)
 
     def _local_order(self, k: int) -> Tensor:
         """[k] int64 indices into ``self.quantized`` in the order the decoder returns them."""
@@ -833,7 +722,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err("corrupt .rave chunk index (CRC mismatch)")
     raw_per = _Layout.of(cfg, sh_degree).bytes_per_gaussian
     chunks, offset = [], index_end
-    for i, (length, crc, count) in enumerate(_ENTRY.iter_unpack(index)):
+    for i, (length, crc, count) in enumerate(iter_index(index)):
         want = min(chunk_size, n - i * chunk_size)
         if count != want:
             raise err(f"chunk {i} declares {count} Gaussians, expected {want}")
@@ -868,7 +757,7 @@ def cut_stream(data_or_path, k: int, *, name: str | None = None) -> bytes:
     fixed = fixed_header_size(info.format_version)
     book = data[fixed + HEADER_V2_EXTRA : info.header_size - 4] if info.format_version >= 2 else b""
     head = _header_bytes(k, info.chunk_size, info.sh_degree, codec, info.cfg, info.bounds, info.format_version, book)
-    index = _index_bytes([(c.length, c.crc, c.count) for c in chunks])
+    index = index_bytes([(c.length, c.crc, c.count) for c in chunks])
     return b"".join([head, index, *(data[c.offset : c.offset + c.length] for c in chunks)])
 
 
