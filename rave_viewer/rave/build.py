@@ -137,12 +137,31 @@ def rd_counts(ckpt, points: int) -> list[int]:
     out, step, i, extra = sorted(counts), (r1 - r0) / (points - 1), 0, 0
     while ckpt.interpolate and i < len(out) - 1 and extra < points:
         a, b = out[i], out[i + 1]
-        if b - a > 1 and ckpt.prefix_bytes(b) - ckpt.prefix_bytes(a) > step:
-            out.insert(i + 1, (a + b) // 2)
+        mid = (a + b) // 2
+        ba, bb = ckpt.prefix_bytes(a), ckpt.prefix_bytes(b)
+        # a partial chunk can compress smaller with one more unit: only a prefix strictly between a and b in
+        # bytes keeps the table's bytes increasing with the count
+        if b - a > 1 and bb - ba > step and ba < ckpt.prefix_bytes(mid) < bb:
+            out.insert(i + 1, mid)
             extra += 1
         else:
             i += 1
-    return out
+    return _undominated(ckpt, out)
+
+
+def _undominated(ckpt, counts: list[int]) -> list[int]:
+    """``counts`` without the prefixes that cost more bytes than a longer one (a partial chunk can compress
+    smaller with more units), so the table's bytes never fall as the count rises; the levels always stay."""
+    levels = set(int(s) for s in ckpt.level_sizes)
+    keep: list[int] = []  # from the longest down
+    for k in reversed(counts):
+        if keep and ckpt.prefix_bytes(k) > ckpt.prefix_bytes(keep[-1]):
+            if k not in levels:
+                continue
+            while keep and keep[-1] not in levels and ckpt.prefix_bytes(keep[-1]) < ckpt.prefix_bytes(k):
+                keep.pop()
+        keep.append(k)
+    return keep[::-1]
 
 
 def rd_table(ckpt, cams: Cameras, points: int, *, backend: str = "auto",
