@@ -97,7 +97,15 @@ PROSE = {
     ("build", "downscale"): lambda text: text == _build_help("DOWNSCALE_RULE"),
     ("build", "views"): lambda text: text == _build_help("views_rule")() + "; printed at start",
     ("build", "max_side"): lambda text: text == _build_help("side_rule")() + "; printed at start",
+    ("encode", "format_version"): lambda text: _format_version_rule(text),
 }
+
+
+def _format_version_rule(text: str) -> bool:
+    """--format-version's default in words: the writer's default version, or the newest when the settings need it."""
+    from rave_viewer.codec.container import DEFAULT_WRITE_VERSION, FORMAT_VERSION
+
+    return text.startswith(f"{DEFAULT_WRITE_VERSION}, or {FORMAT_VERSION} when the preset coarsens faint")
 
 
 def test_help_output_is_what_the_parsers_say(capsys):

@@ -58,9 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{TUNE_VIEWS} orbit views at {TUNE_SIZE}x{TUNE_SIZE} stay above the preset's target PSNR "
                         "vs the original's (slower: renders every candidate)")
     p.add_argument("--order", choices=("spatial", "file"), default="spatial",
-                   help="(.ply) order of the Gaussians in the stream: spatial (default: sorted by the Morton code "
-                        "of their positions, so each chunk is a compact region: 4-9 %% smaller) or file (the PLY's "
-                        "own order, e.g. a ranked scene whose prefixes should stay its first Gaussians)")
+                   help="(.ply) order of the Gaussians in the stream (default spatial): spatial sorts them by the "
+                        "Morton code of their positions, so each chunk is a compact region (4-9 %% smaller); file "
+                        "keeps the PLY's own order, e.g. a ranked scene whose prefixes should stay its first Gaussians")
     p.add_argument("--format-version", type=int, choices=(1, 2, 3), default=None,
                    help="(.ply) .rave format version to write (default: 2, or 3 when the preset coarsens faint "
                         "Gaussians' grids; 1 for older readers: scalar SH rest, no faint classes)")

@@ -378,7 +378,8 @@ def test_rave_encode_and_the_viewer_accept_tool_files(tmp_path, capsys):
     assert ours == [f"{p}: ignored 1 vertex property that is not a 3DGS parameter (red)", f"{p}: {BAD_MESSAGE}"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the encoder's note about the infinite opacities
-        expected = ProgressiveEncoder(want, preset(), chunk_size=16, progress=False)  # the CLI's default preset
+        expected = ProgressiveEncoder(want, preset(), chunk_size=16, progress=False,
+                                      spatial_order=True)  # the CLI's default preset and order
         assert out.read_bytes() == expected.encode()
     assert decode(out).n_decoded == len(want) == 42
 
