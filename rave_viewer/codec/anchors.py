@@ -48,9 +48,10 @@ from torch import Tensor
 
 from ..errors import RaveError
 from ..jsonio import strict_loads
-from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, index_bytes, iter_index, parallel_map
+from .chunked import DEFAULT_WORKERS, INDEX_ENTRY_SIZE, ChunkedEncoder, index_bytes, parallel_map
 from .coders import DEFAULT_CODEC, CodecError, codec_by_id, get_codec
-from .container import MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, RaveValueWarning, _check_limit, _load
+from .container import (MAX_CHUNK_SIZE, ChunkEntry, RaveStreamWarning, RaveValueWarning, _check_limit, _load,
+                        read_index)
 from .morton import morton_encode
 from .unit_type import MAGIC, UNIT_ANCHORS, split_version, unit_type_of, version_field, wrong_unit_message
 
@@ -763,19 +764,8 @@ def _parse(data: bytes, name: str | None) -> AnchorStreamInfo:
     except CodecError as e:
         raise err(f"the MLP weights do not decode: {e}") from None
     mlps = _parse_mlps(mlp, err)
-    index = data[header_size:index_end - 4]
-    if zlib.crc32(index) != struct.unpack_from("<I", data, index_end - 4)[0]:
-        raise err("corrupt .rave chunk index (CRC mismatch)")
     raw_per = _Layout.of(quant, k, S).raw_per_anchor
-    chunks, offset = [], index_end
-    for i, (length, c, count) in enumerate(iter_index(index)):
-        want = min(chunk_size, n - i * chunk_size)
-        if count != want:
-            raise err(f"chunk {i} declares {count} anchors, expected {want}")
-        if length == 0 or length > 2 * raw_per * count + 1024:
-            raise err(f"chunk {i} declares an implausible length of {length} bytes")
-        chunks.append(ChunkEntry(length, c, count, offset))
-        offset += length
+    chunks, offset = read_index(data, header_size, index_end, n, chunk_size, raw_per, "anchors", err)
     return AnchorStreamInfo(
         format_version=version, n_anchors=n, codec=codec.name, chunk_size=chunk_size, feat_dim=F, n_offsets=k,
         scaling_dim=S, quant=quant, spec=spec, mlps=mlps, mlp_bytes=mlp_len, mlp_raw_bytes=mlp_raw, chunks=chunks,

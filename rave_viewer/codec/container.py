@@ -535,6 +535,25 @@ class ChunkEntry:
     offset: int  # byte offset of the chunk in the file
 
 
+def read_index(data: bytes, header_size: int, index_end: int, n: int, chunk_size: int, raw_per_unit: int,
+               units: str, err) -> tuple[list[ChunkEntry], int]:
+    """The CRC-checked chunk index at ``data[header_size:index_end]`` of a stream of ``n`` units, and the byte
+    offset where its chunks end; ``err(message)`` makes the error raised for a corrupt or implausible entry."""
+    index = data[header_size : index_end - 4]
+    if zlib.crc32(index) != struct.unpack_from("<I", data, index_end - 4)[0]:
+        raise err("corrupt .rave chunk index (CRC mismatch)")
+    chunks, offset = [], index_end
+    for i, (length, crc, count) in enumerate(iter_index(index)):
+        want = min(chunk_size, n - i * chunk_size)
+        if count != want:
+            raise err(f"chunk {i} declares {count} {units}, expected {want}")
+        if length == 0 or length > 2 * raw_per_unit * count + 1024:
+            raise err(f"chunk {i} declares an implausible length of {length} bytes")
+        chunks.append(ChunkEntry(length, crc, count, offset))
+        offset += length
+    return chunks, offset
+
+
 @dataclass
 class StreamInfo:
     """What the header and chunk index of a .rave stream say (nothing decompressed)."""
@@ -717,19 +736,8 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         )  # fmt: skip
     except RaveError as e:
         raise err(f"invalid quantization settings in .rave header: {e}") from None
-    index = data[header_size : index_end - 4]
-    if zlib.crc32(index) != struct.unpack_from("<I", data, index_end - 4)[0]:
-        raise err("corrupt .rave chunk index (CRC mismatch)")
     raw_per = _Layout.of(cfg, sh_degree).bytes_per_gaussian
-    chunks, offset = [], index_end
-    for i, (length, crc, count) in enumerate(iter_index(index)):
-        want = min(chunk_size, n - i * chunk_size)
-        if count != want:
-            raise err(f"chunk {i} declares {count} Gaussians, expected {want}")
-        if length == 0 or length > 2 * raw_per * count + 1024:
-            raise err(f"chunk {i} declares an implausible length of {length} bytes")
-        chunks.append(ChunkEntry(length, crc, count, offset))
-        offset += length
+    chunks, offset = read_index(data, header_size, index_end, n, chunk_size, raw_per, "Gaussians", err)
     return StreamInfo(
         format_version=version, n_gaussians=n, sh_degree=sh_degree, codec=codec.name, chunk_size=chunk_size,
         cfg=cfg, bounds=bounds, chunks=chunks, file_size=len(data), expected_size=offset, header_size=header_size,
