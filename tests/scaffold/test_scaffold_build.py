@@ -9,24 +9,12 @@ rate spacing, a byte-exact save/load round trip and the top level's PSNR above a
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
 from rave_viewer.errors import RaveError
+from threads import one_thread
 
-
-
-@contextlib.contextmanager
-def one_thread():
-    """One torch thread (as conftest.one_thread: tiny renders are slower with more threads than cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 #: Measured (seed 0, 150 steps, cpu; see the printed line): the trained model renders the 2 test views at
