@@ -9,10 +9,13 @@ lowering it hides the blocks past the new end (a message of a few bytes each; sh
 change therefore sends about (Gaussians added + one block) x 32 bytes, never the whole scene again.
 
 viser's splats have no spherical harmonics: for SH degree > 0 the per-Gaussian colour is evaluated for the
-direction from the camera (:func:`view_colours`, the same SH evaluation as the server renderer) and re-sent
-when the camera rests somewhere new (:meth:`BlockSplats.recolour`), so a still browser image matches the
-server's. Non-finite values (real PLYs carry ±inf and NaN) are made harmless here: such a Gaussian gets
-opacity 0 at the scene centre (otherwise the browser's bounding sphere becomes NaN).
+direction from the camera (:func:`view_colours`, the same SH evaluation as the server renderer) when the camera
+rests somewhere new (:meth:`BlockSplats.recolour`), so a still browser image matches the server's. viser
+re-sends a node's whole buffer (32 bytes per Gaussian) for a colour change, so only the shown blocks whose 8-bit
+colours (what the browser holds) moved beyond :func:`stale` are re-sent; a hidden block is checked when it is
+shown again. Colours are evaluated for the shown prefix only, and for more when a rate change shows more.
+Non-finite values (real PLYs carry ±inf and NaN) are made harmless here: such a Gaussian gets opacity 0 at the
+scene centre (otherwise the browser's bounding sphere becomes NaN).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ FLOAT16_MAX = 65_000.0  # viser sends covariances as float16
 BYTES_PER_SPLAT = 32  # viser's buffer layout: 8 uint32 per Gaussian
 AUTO_BROWSER_GAUSSIANS = 300_000  # above this many Gaussians (CPU server), a tab starts in browser rendering
 RECOLOUR_SHIFT = 0.02  # re-evaluate SH colours once the camera moved this share of the scene radius
+RECOLOUR_MEAN_LEVELS = 0.5  # re-send a block's colours when they moved by more than this (of 255) on average,
+RECOLOUR_PEAK_LEVELS = 8  # ... or when more than RECOLOUR_PEAK_SHARE of its Gaussians moved by more than this
+RECOLOUR_PEAK_SHARE = 0.01
 
 
 @dataclass
@@ -93,6 +99,19 @@ def splat_arrays(g: Gaussians) -> SplatArrays:
     return SplatArrays(means.numpy(), cov.numpy(), rgb.numpy(), op.numpy())
 
 
+def to_u8(rgb: np.ndarray) -> np.ndarray:
+    """[N, 3] colours in [0, 1] as the 8 bits viser sends (its own conversion: x 255, truncated)."""
+    return np.clip(np.asarray(rgb, np.float32) * 255.0, 0, 255).astype(np.uint8)
+
+
+def stale(held: np.ndarray, new: np.ndarray) -> bool:
+    """Whether a block's 8-bit colours ``held`` [n, 3] (in the browser) are too far from ``new`` to keep."""
+    if not len(held):
+        return False
+    d = np.abs(new.astype(np.int16) - held.astype(np.int16))
+    return bool(d.mean() > RECOLOUR_MEAN_LEVELS or (d.max(1) > RECOLOUR_PEAK_LEVELS).mean() > RECOLOUR_PEAK_SHARE)
+
+
 def view_colours(g: Gaussians, campos: np.ndarray) -> np.ndarray:
     """[N, 3] RGB in [0, 1] of every Gaussian seen from ``campos`` [3] (SH evaluated as the server renders)."""
     with torch.no_grad():
@@ -116,16 +135,41 @@ class BlockSplats:
         self.tail_key: tuple[int, int] | None = None  # (first, end) Gaussian of the tail node
         self.k: int | None = None
         self.bytes_sent = 0  # splat payload bytes sent so far (32 per Gaussian)
+        self.recolour_bytes = 0  # of which the last recolour sent
         self.campos: np.ndarray | None = None  # where the colours were evaluated from (SH scenes)
-        self._colours: np.ndarray | None = None
+        self._colours: np.ndarray | None = None  # [m, 3] uint8 colours of the first m Gaussians from campos
+        self._held = to_u8(arrays.rgbs)  # [N, 3] uint8: what the browser holds (or will get) per Gaussian
+
+    def _evaluate(self, k: int) -> None:
+        """Colours from ``campos`` for at least the first ``k`` Gaussians (SH scenes)."""
+        have = 0 if self._colours is None else len(self._colours)
+        if self.sh is None or self.campos is None or k <= have:
+            return
+        part = self.sh.map(lambda t: t[have:k])
+        new = to_u8(view_colours(part, self.campos))
+        self._colours = new if self._colours is None else np.concatenate([self._colours, new])
 
     def _rgbs(self, a: int, b: int) -> np.ndarray:
-        return self.arrays.rgbs[a:b] if self._colours is None else self._colours[a:b]
+        if self._colours is not None:
+            self._evaluate(b)
+            self._held[a:b] = self._colours[a:b]
+        return self._held[a:b]
 
     def _add(self, name: str, a: int, b: int):
         s = self.arrays.slice(a, b)
         self.bytes_sent += (b - a) * BYTES_PER_SPLAT
         return self.scene.add_gaussian_splats(name, s.centers, s.covariances, self._rgbs(a, b), s.opacities)
+
+    def _refresh(self, handle, a: int, b: int, force: bool = False) -> int:
+        """Re-send a node's colours if the browser's are stale (or ``force``); returns the bytes sent."""
+        if self._colours is None:
+            return 0
+        self._evaluate(b)
+        if not force and not stale(self._held[a:b], self._colours[a:b]):
+            return 0
+        handle.rgbs = self._rgbs(a, b)
+        self.bytes_sent += (b - a) * BYTES_PER_SPLAT
+        return (b - a) * BYTES_PER_SPLAT
 
     def show(self, k: int) -> None:
         """Show the first ``k`` Gaussians, sending only what the browser does not hold yet."""
@@ -136,6 +180,7 @@ class BlockSplats:
                 self.nodes[j] = self._add(f"{self.name}/block{j:05d}", j * self.block, (j + 1) * self.block)
                 self.visible.add(j)
             elif j not in self.visible:
+                self._refresh(self.nodes[j], j * self.block, (j + 1) * self.block)  # (hidden during a recolour)
                 self.nodes[j].visible = True
                 self.visible.add(j)
         for j in sorted(self.visible):
@@ -153,21 +198,21 @@ class BlockSplats:
         self.k = k
 
     def recolour(self, campos: np.ndarray, force: bool = False) -> bool:
-        """Re-evaluate SH colours for a camera at ``campos`` and re-send them (SH scenes, camera moved enough)."""
+        """Re-evaluate SH colours for a camera at ``campos`` (SH scenes, camera moved enough) and re-send the shown
+        blocks whose colours went stale (:func:`stale`; ``force``: all of them); True if evaluated."""
         if self.sh is None:
             return False
         campos = np.asarray(campos, dtype=np.float64)
         if not force and self.campos is not None and np.linalg.norm(campos - self.campos) < RECOLOUR_SHIFT * self.radius:
             return False
-        self._colours = view_colours(self.sh, campos)
-        self.campos = campos
-        for j, h in self.nodes.items():
-            h.rgbs = self._colours[j * self.block:(j + 1) * self.block]
-            self.bytes_sent += self.block * BYTES_PER_SPLAT
+        self.campos, self._colours = campos, np.zeros((0, 3), np.uint8)  # (evaluated on demand, from 0 on)
+        self._evaluate(self.k or 0)
+        sent = 0
+        for j in sorted(self.visible):
+            sent += self._refresh(self.nodes[j], j * self.block, (j + 1) * self.block, force)
         if self.tail is not None:
-            a, b = self.tail_key
-            self.tail.rgbs = self._colours[a:b]
-            self.bytes_sent += (b - a) * BYTES_PER_SPLAT
+            sent += self._refresh(self.tail, *self.tail_key, force)
+        self.recolour_bytes = sent
         return True
 
     def remove(self) -> None:
@@ -216,5 +261,5 @@ class LatestWorker:
 
 __all__ = [
     "AUTO_BROWSER_GAUSSIANS", "BLOCK", "BYTES_PER_SPLAT", "BlockSplats", "block_for", "LatestWorker", "SplatArrays",
-    "splat_arrays", "view_colours",
+    "splat_arrays", "stale", "to_u8", "view_colours",
 ]  # fmt: skip
