@@ -100,6 +100,12 @@ class NeuralGaussians:
     opacity: Tensor
     scales: Tensor
 
+    def owners(self) -> Tensor:
+        """[M] int64: the index (into the decoded ``params``) of the anchor each kept neural Gaussian came from;
+        non-decreasing when ``anchors`` is (as :func:`decode_for_camera` returns them)."""
+        k = self.mask.numel() // max(self.anchors.numel(), 1)
+        return self.anchors.repeat_interleave(k)[self.mask]
+
 
 def logit_of_tanh(a: Tensor) -> Tensor:
     """logit(tanh(a)) for a > 0, stably: with y = 2a, log(e^y - 1) - log 2 = y + log(-expm1(-y)) - log 2."""
@@ -246,3 +252,27 @@ def render_views(params: dict[str, Tensor], mlps: ScaffoldMLPs, spec: ScaffoldSp
     if not imgs:
         raise RaveError("no cameras to render")
     return torch.cat(imgs), decoded, infos
+
+
+def snapshot_gaussians(model: ScaffoldModel, *, view_distance: float | None = None,
+                       camera: Tensor | None = None) -> tuple[Gaussians, float | None]:
+    """One fixed set of neural Gaussians for all of ``model`` (e.g. a PLY), and the view distance used (None
+    with ``camera``). Each anchor is decoded as seen from a virtual camera at ``view_distance`` outside it, on
+    the line from the scene centre (median anchor position) through the anchor, looking back at the centre (as an
+    orbiting capture sees it); the distance defaults to the median distance of the anchors to that centre.
+    ``camera`` [3]: decode every anchor for one camera at that position instead (exact there). The same
+    snapshot as ``rave decode`` writes (commands/decode.py, ``SNAPSHOT_HELP``)."""
+    x = model.params["anchor"].detach().float()
+    if camera is not None:
+        campos, dist = torch.as_tensor(camera, dtype=torch.float32).reshape(3), None
+    else:
+        centre = x.median(dim=0).values
+        r = (x - centre).norm(dim=1)
+        dist = float(r.median()) if view_distance is None else float(view_distance)
+        if not dist > 0:  # a single anchor, or all at the centre
+            dist = 10.0 * float(model.spec.voxel_size)
+        out = (x - centre) / r.clamp_min(1e-12)[:, None]
+        out[r <= 1e-12] = torch.tensor([0.0, 0.0, 1.0])
+        campos = x + dist * out  # [N, 3]: one virtual camera per anchor
+    with torch.no_grad():
+        return decode(model.params, model.mlps, model.spec, campos).gaussians, dist

@@ -534,6 +534,10 @@ class ViewerApp:
         #: tabs start in browser rendering for large scenes on a CPU server (the user can switch back)
         self.auto_browser = (source.n > AUTO_BROWSER_GAUSSIANS and self.frames.backend == "cpu") if browser is None \
             else bool(browser)
+        if self.auto_browser and source.browser_note:  # (e.g. view-dependent anchors): the server renders
+            if browser:
+                print(f"rave-view: {source.browser_note}", file=sys.stderr)
+            self.auto_browser = False
         self.clients: dict[int, ClientState] = {}
         self._lock = threading.Lock()
         self._splats: SplatArrays | None = None

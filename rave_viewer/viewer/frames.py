@@ -147,6 +147,9 @@ def letterbox(img: np.ndarray, width: int, height: int, labels: list[tuple] = ()
 class FrameRenderer:
     """Renders prefixes of one source; caches test-view renders (keyed by selection and view).
 
+    A source whose Gaussians depend on the camera (``source.view_dependent``, e.g. Scaffold-GS anchors) is drawn
+    through its per-camera hooks (``source.gaussians_for`` / ``source.added_for``) in every view: live frames,
+    test views and their PSNR, alpha/depth, A/B split and what the slider adds; ``k`` then counts its units.
     Thread-safe: renders hold no shared mutable state; the small caches are guarded by a lock.
     """
 
@@ -160,18 +163,25 @@ class FrameRenderer:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._adds = None
+        self.device = device
+        self.view_dependent = bool(getattr(source, "view_dependent", False))
         #: live views on the CPU: the projection is kept per camera, so a rate change at rest projects only
-        #: what it adds (render/cached.py)
-        self.prefix = PrefixRenderer(self.gaussians) if self.backend == "cpu" else None
+        #: what it adds (render/cached.py); not for view-dependent sources (their Gaussians change per camera)
+        self.prefix = PrefixRenderer(self.gaussians) if self.backend == "cpu" and not self.view_dependent else None
+
+    def gaussians_for(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int):
+        """The Gaussians the first ``k`` units show to this camera, on the render device."""
+        if not self.view_dependent:
+            return self.gaussians.prefix(int(k))
+        return self.source.gaussians_for(int(k), viewmat, K, int(width), int(height)).to(self.device)
 
     def render(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int, cached: bool = False) -> Tensor:
-        """[H, W, 3] float image of the first ``k`` Gaussians; ``cached``: through :attr:`prefix` (live views)."""
+        """[H, W, 3] float image of the first ``k`` units; ``cached``: through :attr:`prefix` (live views)."""
         if cached and self.prefix is not None:
             return self.prefix.render(k, viewmat, K, width, height).clamp(0, 1)
         with torch.no_grad():
-            colors, _, _ = render(
-                self.gaussians.prefix(int(k)), viewmat[None], K[None], int(width), int(height), backend=self.backend
-            )
+            g = self.gaussians_for(k, viewmat, K, width, height)
+            colors, _, _ = render(g, viewmat[None], K[None], int(width), int(height), backend=self.backend)
         return colors[0].clamp(0, 1).cpu()
 
     def warm_up(self) -> None:
@@ -201,28 +211,39 @@ class FrameRenderer:
         img[:, max(wl - 1, 0):wl + 1] = 255
         return draw_labels(img, [(0, labels[0]), (wl, labels[1])])
 
+    @staticmethod
+    def _paint_added(g, added: Tensor):
+        """``g`` with the Gaussians where ``added`` [len(g)] bool is set coloured :data:`ADDED_RGB`."""
+        added = added.to(g.sh0.device)
+        sh0, shN = g.sh0.clone(), g.shN.clone()
+        sh0[added] = ((torch.tensor(ADDED_RGB) - 0.5) / 0.28209479177387814).to(sh0)
+        shN[added] = 0
+        return type(g)(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh0=sh0, shN=shN)
+
     def added_gaussians(self, k_lo: int, k_hi: int):
-        """The first ``k_hi`` Gaussians with those from ``k_lo`` to ``k_hi`` coloured :data:`ADDED_RGB`."""
+        """The first ``k_hi`` Gaussians with those from ``k_lo`` to ``k_hi`` coloured :data:`ADDED_RGB`
+        (a camera-independent source; see :meth:`render_adds` for any source)."""
         key = ("adds", int(k_lo), int(k_hi))
         with self._lock:
             if self._adds is not None and self._adds[0] == key:
                 return self._adds[1]
         g = self.gaussians.prefix(int(k_hi))
-        sh0, shN = g.sh0.clone(), g.shN.clone()
-        sh0[k_lo:] = ((torch.tensor(ADDED_RGB) - 0.5) / 0.28209479177387814).to(sh0)
-        shN[k_lo:] = 0
-        g = type(g)(means=g.means, quats=g.quats, scales=g.scales, opacities=g.opacities, sh0=sh0, shN=shN)
+        g = self._paint_added(g, torch.arange(len(g), device=g.sh0.device) >= int(k_lo))
         with self._lock:
             self._adds = (key, g)
         return g
 
     def render_adds(self, k_a: int, k_b: int, c2w: np.ndarray, fov_y: float, width: int, height: int) -> Tensor:
-        """What the slider adds between A and B: the larger selection, its extra Gaussians in magenta."""
+        """What the slider adds between A and B: the larger selection, its extra units' Gaussians in magenta."""
         lo, hi = sorted((int(k_a), int(k_b)))
         vm, K = viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height)
+        if self.view_dependent:
+            g, added = self.source.added_for(lo, hi, vm, K, int(width), int(height))
+            g = self._paint_added(g.to(self.device), added)
+        else:
+            g = self.added_gaussians(lo, hi)
         with torch.no_grad():
-            colors, _, _ = render(self.added_gaussians(lo, hi), vm[None], K[None], int(width), int(height),
-                                  backend=self.backend)  # fmt: skip
+            colors, _, _ = render(g, vm[None], K[None], int(width), int(height), backend=self.backend)
         return colors[0].clamp(0, 1).cpu()
 
     def render_mode(self, k: int, c2w: np.ndarray, fov_y: float, width: int, height: int, mode: str) -> Tensor:
@@ -232,8 +253,9 @@ class FrameRenderer:
             return self.render_c2w(k, c2w, fov_y, width, height)
         if mode not in RENDER_MODES:
             raise ValueError(f"render mode must be one of {RENDER_MODES}")
-        g = self.gaussians.prefix(int(k))
-        vm, K = viewmat_from_c2w(c2w).to(g.means), intrinsics_from_fov(fov_y, width, height)
+        vm, K = viewmat_from_c2w(c2w), intrinsics_from_fov(fov_y, width, height)
+        g = self.gaussians_for(k, vm, K, width, height)
+        vm = vm.to(g.means)
         if mode == "depth":
             z = g.means @ vm[2, :3] + vm[2, 3]
             front = z[z > 0]
@@ -269,7 +291,7 @@ class FrameRenderer:
         return self.cams.images[view].float().clamp(0, 1)
 
     def test_psnr(self, k: int, view: int) -> float:
-        """Exact PSNR (dB) of the first ``k`` Gaussians on test view ``view``."""
+        """Exact PSNR (dB) of the first ``k`` units (Gaussians, anchors) on test view ``view``."""
         return float(psnr(self.render_test(k, view), self.ground_truth(view)))
 
     def comparison(self, k: int, view: int, how: str, width: int, height: int) -> np.ndarray:
@@ -279,10 +301,10 @@ class FrameRenderer:
             h, w = r.shape[:2]
             if min(width / w, height / (2 * h)) > min(width / (2 * w), height / h):
                 img = torch.cat([r, gt], dim=0)
-                labels = [(0.0, 0.0, f"RAVE, {k:,} Gaussians"), (0.0, 0.5, "ground truth")]
+                labels = [(0.0, 0.0, f"RAVE, {k:,} {self.source.unit_label}"), (0.0, 0.5, "ground truth")]
             else:
                 img = torch.cat([r, gt], dim=1)
-                labels = [(0.0, f"RAVE, {k:,} Gaussians"), (0.5, "ground truth")]
+                labels = [(0.0, f"RAVE, {k:,} {self.source.unit_label}"), (0.5, "ground truth")]
         elif how == "difference":
             img = ((r - gt).abs() * DIFF_GAIN).clamp(0, 1)
             labels = [(0.0, f"|render - ground truth| x {DIFF_GAIN:g}")]

@@ -17,7 +17,6 @@ import numpy as np
 from . import exports
 from .page_script import SHORTCUTS
 from .session import COMPARE_MODES, MB, SHOW_MODES, Session, fmt_bytes, fmt_int, markdown_table, readout_rows
-from .sources import MODE_LABELS
 from .frames import RENDER_MODES
 from .viewpoint import UP_CHOICES
 
@@ -87,7 +86,7 @@ class Panel:
         gui, src = self.gui, self.source
         n_lv = f", {src.n_levels} levels" if src.n_levels else ""
         self.title = gui.add_markdown(
-            f"**{src.path.name}** ({src.kind}): {fmt_int(src.n)} Gaussians{n_lv}. "
+            f"**{src.path.name}** ({src.kind}): {fmt_int(src.n)} {src.unit_label}{n_lv}. "
             "Sizes in KB = 10^3 and MB = 10^6 bytes."
         )
         self.note = gui.add_markdown(f"_{src.note}_", visible=bool(src.note))
@@ -96,7 +95,8 @@ class Panel:
             spec = self.session.spec()
             with gui.add_folder("Bitrate"):
                 self.mode = gui.add_dropdown(
-                    "Target by", [MODE_LABELS[m] for m in src.modes], initial_value=MODE_LABELS[self.session.mode],
+                    "Target by", [src.mode_labels[m] for m in src.modes],
+                    initial_value=src.mode_labels[self.session.mode],
                     hint="What the slider and the number field set: rate (Eq. 3), Gaussian count, or mean PSNR.",
                 )  # fmt: skip
                 value = spec.to_ui(self.session.target)
@@ -162,9 +162,9 @@ class Panel:
             self.btn_frame.on_click(lambda _: self._guarded(self.host.frame_scene))
             self.btn_reset.on_click(lambda _: self._guarded(self.host.reset_view))
             self.browser = gui.add_checkbox(
-                "Browser rendering", bool(self.session.browser),
-                hint="Render in the browser (WebGL splats; a rate change sends only the Gaussians it adds; "
-                     "SH colour evaluated for the camera when it rests) instead of on the server.",
+                "Browser rendering", bool(self.session.browser), disabled=bool(src.browser_note),
+                hint=src.browser_note or "Render in the browser (WebGL splats; a rate change sends only the Gaussians "
+                     "it adds; SH colour evaluated for the camera when it rests) instead of on the server.",
             )  # fmt: skip
             self.browser.on_update(lambda _: self._guarded(self.on_browser))
             self.jpeg = gui.add_slider("JPEG quality", min=40, max=95, step=5, initial_value=85,
@@ -279,7 +279,7 @@ class Panel:
     # -- callbacks (public so tests can drive them without a browser) ---------------------------------------
     def on_mode(self) -> None:
         self.typed_cap = None
-        spec = self.session.set_mode(self.mode.value)
+        spec = self.session.set_mode(self.source.mode_of(self.mode.value))
         value = spec.to_ui(self.session.target)
         for h, label in ((self.slider, spec.label), (self.number, f"Type {spec.label}")):
             # widen first so the new value is always inside [min, max] while the range changes
@@ -422,6 +422,11 @@ class Panel:
 
     def on_browser(self) -> None:
         on = bool(self.browser.value)
+        if on and self.source.browser_note:  # the source cannot be drawn as fixed splats: say why, stay on the server
+            self._set_quietly(self.browser, value=False)
+            self.session.set_browser(False)
+            self.host.notify("Browser rendering is not available", self.source.browser_note)
+            return
         self.session.set_browser(on)
         self._status["mode"] = "browser" if on else "server"
         self.host.set_browser_rendering(on)

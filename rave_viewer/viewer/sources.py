@@ -9,6 +9,12 @@ A ViewSource holds the Gaussians in *render order*: the operating point with ``k
   chunk would hold), with their exact byte sizes read from the stream's index; no test views, no PSNR.
 * ``.ply``: one model, no ranking and no rate information, so no bitrate controls (``note`` says why).
 
+A checkpoint of other units than Gaussians opens as a subclass chosen by the checkpoint's ``unit_type``
+(:data:`CKPT_SOURCES`): Scaffold-GS anchors are :class:`~rave_viewer.viewer.anchor_source.AnchorViewSource`,
+whose Gaussians depend on the camera. Code that draws asks the source through the per-camera hooks
+:meth:`ViewSource.gaussians_for` and :meth:`ViewSource.added_for` when :attr:`ViewSource.view_dependent` is set;
+``k`` then counts the source's units (:attr:`ViewSource.unit_label`), not Gaussians.
+
 Rates are bytes; the UI shows them in KB (10^3 bytes) or MB (10^6 bytes).
 """
 
@@ -20,9 +26,10 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from ..codec.container import DEFAULT_MAX_GAUSSIANS
 from ..errors import RaveError
@@ -53,7 +60,20 @@ RAVE_NOTE = (
 
 @dataclass
 class ViewSource:
-    """Everything the viewer can show from one file (see the module docstring)."""
+    """Everything the viewer can show from one file (see the module docstring).
+
+    Per-camera hook: :meth:`gaussians_for` (and :meth:`added_for`) give the Gaussians the selection with k units
+    shows to one camera. Here that is ``gaussians.prefix(k)`` for every camera; a subclass whose Gaussians
+    depend on the camera sets :attr:`view_dependent` (renderers then decode per frame instead of caching a
+    projection of ``gaussians``) and says in :attr:`browser_note` why the browser cannot draw it.
+    """
+
+    #: True when the Gaussians depend on the camera: draw through gaussians_for(), not gaussians.prefix(k)
+    view_dependent: ClassVar[bool] = False
+    #: what k counts, as the panel and the frame labels name it ("Gaussians", "anchors")
+    unit_label: ClassVar[str] = "Gaussians"
+    #: why browser rendering (client-side splats of ``gaussians``) is not available; empty: it is
+    browser_note: ClassVar[str] = ""
 
     path: Path
     kind: str  # "ckpt" | "rave" | "ply"
@@ -80,6 +100,22 @@ class ViewSource:
         """What the test views' images are: "photos", or "self" (renders of the full model, a dataset-free build)."""
         meta = getattr(self.checkpoint, "meta", None) or {}
         return "self" if meta.get("targets") == "self" else "photos"
+
+    @property
+    def mode_labels(self) -> dict[str, str]:
+        """UI label of each slider target (:data:`MODE_LABELS` with the count named after :attr:`unit_label`)."""
+        unit = self.unit_label[:-1] if self.unit_label.endswith("s") else self.unit_label
+        return {**MODE_LABELS, "count": f"{unit} count"}
+
+    def mode_of(self, label: str) -> str:
+        """The mode a UI label (or a mode name) stands for."""
+        if label in self.modes:
+            return label
+        labels = self.mode_labels
+        for m in self.modes:
+            if label in (labels[m], MODE_LABELS[m]):
+                return m
+        raise RaveError(f"no slider target '{label}' (available: {', '.join(self.modes) or 'none'})", self.path)
 
     @property
     def has_rate_control(self) -> bool:
@@ -248,6 +284,19 @@ class ViewSource:
             keep[:] = True
         return np.asarray(rd["bytes"], float)[keep], np.asarray(rd["psnr"], float)[keep]
 
+    # -- what a camera sees ---------------------------------------------------------------------------------
+    def gaussians_for(self, k: int, viewmat: torch.Tensor, K: torch.Tensor, width: int, height: int) -> Gaussians:
+        """The Gaussians the selection with ``k`` units shows to one camera (viewmat [4, 4] world-to-camera,
+        K [3, 3], image size), on the CPU. Here: ``gaussians.prefix(k)`` whatever the camera."""
+        return self.gaussians.prefix(int(k))
+
+    def added_for(self, k_lo: int, k_hi: int, viewmat: torch.Tensor, K: torch.Tensor, width: int,
+                  height: int) -> tuple[Gaussians, torch.Tensor]:
+        """(:meth:`gaussians_for` ``k_hi``, bool [M]: which of them belong to the units ``k_lo``..``k_hi``), for
+        "what the slider adds". Here: the Gaussians from index ``k_lo`` on."""
+        g = self.gaussians_for(k_hi, viewmat, K, width, height)
+        return g, torch.arange(len(g)) >= int(k_lo)
+
     # -- exports ------------------------------------------------------------------------------------------
     def encode_prefix(self, k: int) -> bytes:
         """The .rave stream of the selection with k Gaussians (exactly ``bytes_of(k)`` bytes)."""
@@ -297,6 +346,21 @@ def _sniff(path: Path) -> str:
     raise RaveError("not a .ckpt, .rave or .ply file (unknown format)", path)
 
 
+def _gaussian_ckpt_source(path: Path, ckpt, cams: Cameras | None) -> ViewSource:
+    # what a receiver decodes (quantized, dequantized): the same Gaussians the RD table was measured on
+    return ViewSource(path=path, kind="ckpt", gaussians=ckpt.decoded_gaussians(), test_cameras=cams, checkpoint=ckpt)
+
+
+def _anchor_ckpt_source(path: Path, ckpt, cams: Cameras | None) -> ViewSource:
+    from .anchor_source import AnchorViewSource
+
+    return AnchorViewSource.from_checkpoint(path, ckpt, cams)
+
+
+#: how a loaded checkpoint becomes a ViewSource, by its ``unit_type`` (the classes of rave.checkpoint.load_checkpoint)
+CKPT_SOURCES = {"gaussians": _gaussian_ckpt_source, "anchors": _anchor_ckpt_source}
+
+
 def _open_ckpt(path: Path, lp: LoadProgress | None = None) -> ViewSource:
     from ..rave.checkpoint import load_checkpoint
 
@@ -307,8 +371,11 @@ def _open_ckpt(path: Path, lp: LoadProgress | None = None) -> ViewSource:
     cams = ckpt.test_cameras if ckpt.test_cameras is not None and len(ckpt.test_cameras) else None
     if cams is not None and cams.images is None:
         cams = None
-    # what a receiver decodes (quantized, dequantized): the same Gaussians the RD table was measured on
-    return ViewSource(path=path, kind="ckpt", gaussians=ckpt.decoded_gaussians(), test_cameras=cams, checkpoint=ckpt)
+    make = CKPT_SOURCES.get(getattr(ckpt, "unit_type", "gaussians"))
+    if make is None:
+        raise RaveError(f"the viewer cannot show a checkpoint of {ckpt.unit_label} (unit type "
+                        f"'{ckpt.unit_type}')", path)
+    return make(path, ckpt, cams)
 
 
 def _with_warnings(note: str, caught: list) -> str:
@@ -414,4 +481,4 @@ def find_demo_scene(root: str | os.PathLike | None = None) -> tuple[Path, str]:
     raise RaveError(f"no demo scene found (looked for *.ckpt / *.ply in {where}); pass a file to open")
 
 
-__all__ = ["KINDS", "MODES", "MODE_LABELS", "ViewSource", "open_source", "find_demo_scene"]
+__all__ = ["CKPT_SOURCES", "KINDS", "MODES", "MODE_LABELS", "ViewSource", "open_source", "find_demo_scene"]
