@@ -473,12 +473,13 @@ class Panel:
             def row(name, s):
                 size = f"{fmt_bytes(s.nbytes)} ({fmt_int(s.nbytes)} bytes)" if s.nbytes is not None else "n/a"
                 ps = f"{s.psnr:.2f} dB" if s.psnr is not None else "n/a"
-                return (name, f"{size}, {fmt_int(s.k)} Gaussians, {ps}")
+                return (name, f"{size}, {fmt_int(s.k)} {unit}, {ps}")
 
+            unit = self.source.unit_label
             ab = [row("A (left)", sel), row("B (right)", b)]
             if sel.nbytes is not None and b.nbytes is not None:
-                ab.append(("B - A", f"{fmt_int(b.nbytes - sel.nbytes)} bytes, {fmt_int(b.k - sel.k)} Gaussians"))
-            ab.append(("Added (magenta)", f"Gaussians {fmt_int(lo)}..{fmt_int(hi)} of the ranked order"))
+                ab.append(("B - A", f"{fmt_int(b.nbytes - sel.nbytes)} bytes, {fmt_int(b.k - sel.k)} {unit}"))
+            ab.append(("Added (magenta)", f"{unit.capitalize()} {fmt_int(lo)}..{fmt_int(hi)} of the ranked order"))
             self.ab_readout.content = markdown_table(ab)
 
     def show_view(self, view: int | None) -> None:

@@ -209,6 +209,15 @@ def test_viewer_app_selects_anchors_and_refuses_browser_rendering(source, capsys
             rts.viewer_width, rts.viewer_height = 80, 60
             img = cs._render_guarded(cs.camera_state(), rts)
             assert cs.errors == 0 and img.shape == (60, 80, 3) and img.max() > 50
+            # A/B views through the app: readouts count anchors, "what the slider adds" paints them magenta
+            ab = p.ab_readout.content.replace("\u00a0", " ")
+            assert f"Anchors {cs.session.k_b:,}..300 of the ranked order" in ab  # B: the coarsest level
+            assert f"{cs.session.k:,} anchors" in ab and "Gaussians" not in ab, ab
+            p.show.value = "what the slider adds"
+            px = cs._render_guarded(cs.camera_state(), rts).reshape(-1, 3).astype(int)
+            assert cs.errors == 0 and int(((px[:, 0] + px[:, 2] - 2 * px[:, 1]) > 120).sum()) > 5
+            p.show.value = "A/B split"
+            assert cs._render_guarded(cs.camera_state(), rts).shape == (60, 80, 3) and cs.errors == 0
         finally:
             cs.close()
     finally:
