@@ -246,3 +246,25 @@ def _shift(i: int) -> np.ndarray:
     m = np.eye(4)
     m[0, 3] = 0.01 * i
     return m
+
+
+def test_exports_and_the_rate_sweep_video_of_an_anchor_checkpoint(source, frames, tmp_path):
+    import imageio_ffmpeg
+
+    from rave_viewer.viewer import exports
+    from rave_viewer.viewer.session import Session
+    from rave_viewer.viewer.video import orbit_path, sweep_ks, write_sweep
+
+    sel = Session(source).selection()
+    (rave_name, data), (ply_name, ply) = exports.selection_files(source, sel)
+    assert data == source.checkpoint.encoder().encode(sel.k) and len(data) == sel.nbytes
+    assert rave_name.endswith(".rave") and ply_name.endswith(".ply") and ply == source.ply_bytes(sel.k)
+    (csv_name, csv), (png_name, _) = exports.rd_files(source, sel)
+    assert len(csv.decode().strip().splitlines()) == len(source.checkpoint.rd["count"]) + 1
+    ks = sweep_ks(source, 4)
+    assert ks[0] == source.min_count and ks[-1] == source.n
+    c2w, _, fov = pose_of_test_view(source.test_cameras, 0)
+    poses = orbit_path(np.zeros(3), np.array([0, 0, 1.0]), c2w[:3, 3], fov, 4)
+    out = tmp_path / "sweep.mp4"
+    assert write_sweep(out, frames, source, poses, np.array([0, 0, 1.0]), size=(64, 48), fps=4) == 4
+    assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 4
