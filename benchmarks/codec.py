@@ -152,7 +152,7 @@ def fidelity(img: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
 # -- formats --------------------------------------------------------------------------------------------------
 def rave_round_trip(g: Gaussians, quality: str):
     t = time.perf_counter()
-    enc = ProgressiveEncoder(g, preset(quality), progress=False)
+    enc = ProgressiveEncoder(g, preset(quality), progress=False, spatial_order=True)  # as `rave encode` (PLY)
     data = enc.encode()
     t_enc = time.perf_counter() - t
     t_dec = min(_timed(lambda: decode(data)) for _ in range(3))
@@ -192,16 +192,18 @@ def spz_round_trip(g: Gaussians):
     return size, t_enc, t_dec, dec, version
 
 
-def splat_transform_round_trip(ply: Path, ext: str):
+def splat_transform_round_trip(ply: Path, ext: str, sh_iterations: int | None = None, workers: int = 2):
     """(bytes, encode s, decode s, decoded) through splat-transform (``ext`` ".sog" or ".compressed.ply");
-    None when it is not installed. Times include starting node (~0.3 s)."""
+    None when it is not installed. Times include starting node (~0.3 s). ``sh_iterations``: SOG's SH k-means
+    iterations (``-i``; None = its default, 10); ``workers``: its ``--max-workers`` (default 4; 2 on this machine)."""
     exe = str(SPLAT_TRANSFORM) if SPLAT_TRANSFORM.exists() else None
     if exe is None or shutil.which("node") is None:
         return None
+    opts = ["--max-workers", str(workers)] + (["-i", str(sh_iterations)] if sh_iterations and ext == ".sog" else [])
     with tempfile.TemporaryDirectory() as d:
         out, back = Path(d) / f"s{ext}", Path(d) / "back.ply"
         t = time.perf_counter()
-        subprocess.run([exe, "-q", "-w", "-g", "cpu", str(ply), str(out)], check=True, capture_output=True)
+        subprocess.run([exe, "-q", "-w", "-g", "cpu", *opts, str(ply), str(out)], check=True, capture_output=True)
         t_enc = time.perf_counter() - t
         t = time.perf_counter()
         subprocess.run([exe, "-q", "-w", str(out), str(back)], check=True, capture_output=True)
@@ -245,13 +247,15 @@ def bench_scene(label: str, ply: Path, args) -> dict:
     spz = spz_round_trip(g)
     if spz is not None:
         add(f"SPZ v{spz[4]} (gsply)", *spz[:4])
+    its = args.sog_iterations if n >= args.sog_iterations_above else None
     for ext, name in ((".sog", "SOG"), (".compressed.ply", "compressed.ply")):
         try:
-            r = splat_transform_round_trip(ply, ext)
+            r = splat_transform_round_trip(ply, ext, its, args.sog_workers)
         except subprocess.CalledProcessError as e:
             r = None
             print(f"  {name} failed: {e.stderr.decode(errors='replace')[-300:]}", file=sys.stderr)
         if r is not None:
+            name += f" -i {its}" if its and ext == ".sog" else ""
             add(f"{name} (splat-transform)", *r, note="times include node start-up")
     return dict(label=label, ply=ply, n=n, sh=g.sh_degree, ply_bytes=ply_bytes, rows=rows,
                 cli=cli_decode_time(ply) if n > 100_000 else None)
@@ -281,11 +285,13 @@ def speed_rows(scenes) -> list[dict]:
         size = os.path.getsize(ply)
         for q in PRESETS:
             b, t_enc, t_dec, _ = rave_round_trip(g, q)
-            rows.append(dict(scene=label, fmt=f".rave {q}", enc=size / t_enc / 1e6, dec=size / t_dec / 1e6))
+            rows.append(dict(scene=label, fmt=f".rave {q}", enc=size / t_enc / 1e6, dec=size / t_dec / 1e6,
+                             load=os.getloadavg()[0]))
             print(f"  speed {label} {q}: {rows[-1]['enc']:.1f} / {rows[-1]['dec']:.1f} MB/s", file=sys.stderr)
         spz = spz_round_trip(g)
         if spz is not None:
-            rows.append(dict(scene=label, fmt=f"SPZ v{spz[4]} (gsply)", enc=size / spz[1] / 1e6, dec=size / spz[2] / 1e6))
+            rows.append(dict(scene=label, fmt=f"SPZ v{spz[4]} (gsply)", enc=size / spz[1] / 1e6, dec=size / spz[2] / 1e6,
+                             load=os.getloadavg()[0]))
     return rows
 
 
@@ -316,7 +322,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 def report(results: list[dict], args, cmd: str) -> str:
     st = "present" if SPLAT_TRANSFORM.exists() else "ABSENT (SOG / compressed.ply not measured)"
-    lines = ["# .rave codec benchmark (format version 2)", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
+    lines = ["# .rave codec benchmark (format version 3)", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
              f"Machine: {machine_line(('numpy', 'sklearn', 'gsply'))}; load average at start "
              f"{args.load:.1f} (the machine is shared: speeds are indicative, sizes and PSNR are exact)", "",
              f"splat-transform (npm, benchmarks/.npm): {st}. Views: {args.views} orbit views at {args.size}x{args.size} "
@@ -359,9 +365,19 @@ def report(results: list[dict], args, cmd: str) -> str:
                           f"{res['cli']:.2f} s (median of 3; target <= 3 s)."]
         lines.append("")
     if getattr(args, "speed_rows", None):
-        lines += ["## Speed (nothing rendered, one torch thread; separate --speed pass)", "",
+        loads = [r["load"] for r in args.speed_rows if "load" in r]
+        at = f", 1-min load average {min(loads):.1f}-{max(loads):.1f} during the pass" if loads else ""
+        lines += [f"## Speed (nothing rendered, one torch thread; separate --speed pass{at})", "",
                   "| scene | format | encode MB/s | decode MB/s |", "|---|---|---:|---:|"]
         lines += [f"| {r['scene']} | {r['fmt']} | {r['enc']:.1f} | {r['dec']:.1f} |" for r in args.speed_rows]
+        lines += ["", "Medians over the scenes (targets: encode >= 10 MB/s, decode >= 50 MB/s):", "",
+                  "| format | encode MB/s | decode MB/s | targets met? |", "|---|---:|---:|---|"]
+        for fmt in dict.fromkeys(r["fmt"] for r in args.speed_rows):
+            e = float(np.median([r["enc"] for r in args.speed_rows if r["fmt"] == fmt]))
+            d = float(np.median([r["dec"] for r in args.speed_rows if r["fmt"] == fmt]))
+            ok = "-" if not fmt.startswith(".rave") else f"encode {'yes' if e >= 10 else 'NO'}, " \
+                                                           f"decode {'yes' if d >= 50 else 'NO'}"
+            lines.append(f"| {fmt} | {e:.1f} | {d:.1f} | {ok} |")
         lines.append("")
     lines += ["![RD points](codec_rd.png)", ""]
     return "\n".join(lines)
@@ -372,6 +388,10 @@ def main(argv=None) -> int:
     p.add_argument("plys", nargs="*", help="more 3DGS PLYs to benchmark")
     p.add_argument("--views", type=int, default=16)
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--sog-iterations", type=int, help="SOG SH k-means iterations (splat-transform -i; default 10) "
+                   "for scenes of at least --sog-iterations-above Gaussians (the row's name says so)")
+    p.add_argument("--sog-iterations-above", type=int, default=0, metavar="N")
+    p.add_argument("--sog-workers", type=int, default=2, help="splat-transform --max-workers (default 2)")
     p.add_argument("--only", nargs="*", help="only scenes whose label contains one of these words")
     p.add_argument("--write", action="store_true", help="write benchmarks/CODEC.md and benchmarks/codec_rd.png")
     p.add_argument("--save", metavar="JSON", help="also store the measured rows (to --merge runs made in parallel)")
@@ -384,6 +404,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1 if busy else max(1, os.cpu_count() or 1))
     if args.speed:
         import json
+
+        torch.set_num_threads(1)  # the speed table is one torch thread, whatever the load
 
         scenes = make_scenes()
         if args.only:
