@@ -98,7 +98,18 @@ PROSE = {
     ("build", "views"): lambda text: text == _build_help("views_rule")() + "; printed at start",
     ("build", "max_side"): lambda text: text == _build_help("side_rule")() + "; printed at start",
     ("encode", "format_version"): lambda text: _format_version_rule(text),
+    ("build", "chunk_size"): lambda text: text == "the backbone's, " + _chunk_rule(),
 }
+
+
+def _chunk_rule() -> str:
+    """--chunk-size's default in words: every backbone's own default (BuildConfig leaves it empty)."""
+    from rave_viewer.rave.backbone import GaussianBackbone
+    from rave_viewer.rave.config import BuildConfig
+    from rave_viewer.scaffold.backbone import ScaffoldBackbone
+
+    assert BuildConfig().chunk_size is None
+    return f"{GaussianBackbone.default_chunk_size} Gaussians or {ScaffoldBackbone.default_chunk_size} anchors"
 
 
 def _format_version_rule(text: str) -> bool:

@@ -16,8 +16,8 @@ from pathlib import Path
 from ..fileio import atomic_write_text
 from .job import FAILED
 
-#: CSV columns, in order.
-COLUMNS = ("scene", "status", "gaussians", "levels", "rate_min_bytes", "rate_max_bytes", "psnr_min_db",
+#: CSV columns, in order ("gaussians" counts the ranked units, "unit" says which: Gaussians or anchors).
+COLUMNS = ("scene", "status", "gaussians", "unit", "levels", "rate_min_bytes", "rate_max_bytes", "psnr_min_db",
            "psnr_max_db", "psnr_vs", "build_seconds", "level_sizes", "level_rates", "checkpoint", "error", "notes")
 #: Scenes named in the PNG's legend (the curves of the others are drawn unlabelled).
 MAX_LEGEND = 20
@@ -36,6 +36,7 @@ def rows(results: dict[str, dict]) -> list[dict]:
             "scene": name,
             "status": r.get("status", FAILED),
             "gaussians": str(s["gaussians"]) if ok else "",
+            "unit": str(s.get("unit", "Gaussians")) if ok else "",
             "levels": str(s["levels"]) if ok else "",
             "rate_min_bytes": str(rates[0]) if rates else "",
             "rate_max_bytes": str(rates[-1]) if rates else "",
@@ -86,12 +87,12 @@ def markdown(table: list[dict], *, title: str, runner: str = "", png: str | None
              "up to date, of the run that built it).", ""]
     if png:
         lines += [f"![RD curves of every scene]({png})", ""]
-    lines += ["| scene | status | Gaussians | levels | rate range | PSNR range (dB) | PSNR vs | build s |",
+    lines += ["| scene | status | units | levels | rate range | PSNR range (dB) | PSNR vs | build s |",
               "|---|---|---:|---:|---|---|---|---:|"]
     for r in table:
         rate = f"{_size(r['rate_min_bytes'])} – {_size(r['rate_max_bytes'])}" if r["rate_min_bytes"] else ""
         psnr = (f"{float(r['psnr_min_db']):.2f} – {float(r['psnr_max_db']):.2f}" if r["psnr_min_db"] else "")
-        g = f"{int(r['gaussians']):,}" if r["gaussians"] else ""
+        g = f"{int(r['gaussians']):,} {r.get('unit') or 'Gaussians'}" if r["gaussians"] else ""
         lines.append(f"| {_md(r['scene'])} | {r['status']} | {g} | {r['levels']} | {rate} | {psnr} | "
                      f"{r['psnr_vs']} | {r['build_seconds']} |")
     failed = [r for r in table if r["status"] == FAILED]

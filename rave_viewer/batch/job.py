@@ -79,7 +79,8 @@ def summary(ckpt) -> dict:
     rd = ckpt.rd or {}
     meta = ckpt.meta or {}
     return {
-        "gaussians": len(ckpt),
+        "gaussians": len(ckpt),  # ranked units (Gaussians or anchors: "unit")
+        "unit": str(getattr(ckpt, "unit_label", "Gaussians")),
         "input_gaussians": int(meta.get("input_gaussians", len(ckpt))),
         "levels": int(ckpt.num_levels),
         "level_sizes": [int(x) for x in ckpt.level_sizes],

@@ -2,17 +2,21 @@
 
 Folder layout (``rave build-all SCENES_DIR``), entries whose names start with "." are ignored::
 
-    SCENES_DIR/<name>/scene.ply      the trained model (or the folder's only *.ply)
+    SCENES_DIR/<name>/scene.ply      the trained model (or the folder's only model file: *.ply, *.scaffold)
     SCENES_DIR/<name>/data/          optional: its dataset (COLMAP or transforms.json); else self-distillation
     SCENES_DIR/<name>/cameras.json   optional, without data/: poses for self-distillation instead of the rig
     SCENES_DIR/<name>/rave.yaml      optional: this scene's build options (instead of --config)
-    SCENES_DIR/<name>.ply            a model without dataset (self-distillation on a rig)
+    SCENES_DIR/<name>.ply            a model without dataset (self-distillation on a rig); also <name>.scaffold
+
+Model files are those of every registered backbone (rave/backbone.py: 3DGS ``.ply``, Scaffold-GS ``.scaffold``);
+``scene.<suffix>`` in a folder is the model whatever else the folder holds.
 
 Manifest: ``SCENES_DIR/scenes.yaml`` / ``scenes.csv`` (or that file given instead of the folder), one scene per
-entry / row with ``ply`` (required), ``name``, ``data``, ``cameras``, ``config``; relative paths are relative
+entry / row with ``ply`` (required; ``model`` is the same key, for .scaffold files), ``name``, ``data``,
+``cameras``, ``config``; relative paths are relative
 to the manifest's folder. YAML: a list of mappings, or ``scenes:`` holding that list.
 
-A folder that is not a usable scene (no PLY, several PLYs) becomes a job with a ``problem``: it is reported
+A folder that is not a usable scene (no model file, several) becomes a job with a ``problem``: it is reported
 as failed in the catalogue, the others still build.
 """
 
@@ -30,7 +34,7 @@ from ..errors import RaveError, shown
 #: Manifest files looked for in SCENES_DIR (in this order).
 MANIFEST_NAMES = ("scenes.yaml", "scenes.yml", "scenes.csv")
 #: Keys of a manifest entry.
-MANIFEST_KEYS = ("name", "ply", "data", "cameras", "config")
+MANIFEST_KEYS = ("name", "ply", "model", "data", "cameras", "config")
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_SCENES = 100_000
 #: A scene name is a file name stem in OUT_DIR: letters, digits, ".", "_", "-", not starting with ".".
@@ -44,7 +48,7 @@ class JobSpec:
     """One scene to build: inputs, the output checkpoint, and how to build it (what a worker needs, picklable)."""
 
     name: str
-    ply: str | None
+    ply: str | None  # the model file (.ply, .scaffold: any backbone's)
     out: str = ""  # OUT_DIR/<name>.ckpt
     data: str | None = None
     cameras: str | None = None
@@ -73,17 +77,29 @@ def _check_name(name: str, where) -> str:
     return name
 
 
-def _scene_folder(d: Path) -> JobSpec:
+def model_suffixes() -> tuple[str, ...]:
+    """File suffixes of every registered backbone's model (".ply", ".scaffold"), lower case."""
+    from ..rave.backbone import backbone_classes
+
+    return tuple(s for cls in backbone_classes() for s in cls.suffixes)
+
+
+def _is_model(p: Path, suffixes: tuple[str, ...]) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes
+
+
+def _scene_folder(d: Path, suffixes: tuple[str, ...]) -> JobSpec:
     """A ``SCENES_DIR/<name>/`` folder as a job (with a problem when it holds no single model)."""
     name = d.name
-    ply = d / "scene.ply"
-    if not ply.is_file():
-        plys = sorted(p for p in d.glob("*.ply") if p.is_file() and not p.name.startswith("."))
-        if len(plys) == 1:
-            ply = plys[0]
-        else:
-            what = "no .ply" if not plys else f"{len(plys)} .ply files and no scene.ply"
-            return JobSpec(name, None, problem=f"{d}: {what} in the scene folder (expected {name}/scene.ply)")
+    named = [d / f"scene{s}" for s in suffixes if (d / f"scene{s}").is_file()]
+    models = named or sorted(p for p in d.iterdir() if _is_model(p, suffixes))
+    if len(models) == 1:
+        ply = models[0]
+    else:
+        kinds = " or ".join(suffixes)
+        what = (f"no model file ({kinds})" if not models else
+                f"{len(models)} model files ({', '.join(p.name for p in models)}) and no single scene.*")
+        return JobSpec(name, None, problem=f"{d}: {what} in the scene folder (expected {name}/scene.ply)")
     data = d / "data"
     cams = d / "cameras.json"
     cfg = d / "rave.yaml"
@@ -94,6 +110,7 @@ def _scene_folder(d: Path) -> JobSpec:
 
 def _from_layout(root: Path, skip: list[Path]) -> list[JobSpec]:
     jobs: list[JobSpec] = []
+    suffixes = model_suffixes()
     try:
         entries = sorted(root.iterdir(), key=lambda p: p.name)
     except OSError as e:
@@ -102,8 +119,8 @@ def _from_layout(root: Path, skip: list[Path]) -> list[JobSpec]:
         if e.name.startswith(".") or any(_same_dir(e, s) for s in skip):
             continue
         if e.is_dir():
-            jobs.append(_scene_folder(e))
-        elif e.is_file() and e.suffix.lower() == ".ply":
+            jobs.append(_scene_folder(e, suffixes))
+        elif _is_model(e, suffixes):
             jobs.append(JobSpec(e.stem, str(e)))
     return jobs
 
@@ -169,6 +186,10 @@ def _from_manifest(path: Path) -> list[JobSpec]:
             if not isinstance(v, str):
                 raise RaveError(f"{where}: '{k}' must be a text (a name or a path), got {shown(v)}", path)
             vals[k] = v
+        if "ply" in vals and "model" in vals:
+            raise RaveError(f"{where}: both 'ply' and 'model' (the same key: give one)", path)
+        if "model" in vals:
+            vals["ply"] = vals.pop("model")
         if "ply" not in vals:
             raise RaveError(f"{where}: no 'ply' (the trained model to build from)", path)
         ply = base / vals["ply"]
@@ -204,7 +225,7 @@ def discover(scenes: str | os.PathLike, out_dir: str | os.PathLike) -> list[JobS
     else:
         jobs = _from_layout(root, [out])
     if not jobs:
-        raise RaveError("no scenes found (expected <name>/scene.ply folders, <name>.ply files or a "
+        raise RaveError("no scenes found (expected <name>/scene.ply folders, <name>.ply or <name>.scaffold files or a "
                         "scenes.yaml / scenes.csv manifest; see rave build-all --help)", root)
     if len(jobs) > MAX_SCENES:
         raise RaveError(f"{len(jobs):,} scenes; at most {MAX_SCENES:,} in one batch", root)

@@ -50,6 +50,13 @@ def default_steps_text() -> str:
             f"beside scene.ply, rounded, at least {d.min_steps}; {DEFAULT_STEPS} without a record")
 
 
+def chunk_defaults() -> str:
+    """Each backbone's default chunk size in words: "4096 Gaussians or 512 anchors"."""
+    from ..rave.backbone import backbone_classes
+
+    return " or ".join(f"{c.default_chunk_size} {c.unit_label}" for c in backbone_classes())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = BuildConfig()
     max_down = BuildConfig.__dataclass_fields__["downscale"].metadata["max"]
@@ -101,7 +108,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"and SH-rest codebook, also used by the QAT fine-tuning and the RD table (default "
                         f"{d.quality})")
     p.add_argument("--chunk-size", type=int_in(1, MAX_CHUNK_SIZE), metavar="N",
-                   help=f"Gaussians per .rave chunk, 1..{MAX_CHUNK_SIZE} (default {d.chunk_size})")
+                   help=f"units per .rave chunk, 1..{MAX_CHUNK_SIZE} (default: the backbone's, {chunk_defaults()})")
     p.add_argument("--downscale", type=int_in(1, max_down), metavar="N",
                    help=f"load the dataset's images at 1/N of their size, 1..{max_down} (default: {DOWNSCALE_RULE})")
     p.add_argument("--views", type=int_in(1, 100_000), metavar="N",

@@ -192,15 +192,16 @@ def tune_config(g, cfg, quality: str | None, codec: str, chunk_size: int, quiet:
 
 
 def write_prefix(enc, k: int | None, out: str | os.PathLike, quiet: bool = False, note: str = "") -> int:
-    """Write the first ``k`` Gaussians of ``enc`` (all when None) to ``out``; print a one-line summary
+    """Write the first ``k`` units of ``enc`` (all when None) to ``out``; print a one-line summary
     (ending with ``note``, if any)."""
     n = len(enc) if k is None else int(k)
     size = enc.write(out, k)
     if size != enc.size_of_prefix(n):  # the promise the format makes; cheap (everything is cached)
         raise AssertionError(f"wrote {size} bytes, size_of_prefix promised {enc.size_of_prefix(n)}")
     if not quiet:
-        per = f", {size / n:.2f} B/Gaussian" if n else ""
-        print(f"wrote {out}: {n} Gaussians, {size} bytes ({size / 1e6:.3f} MB, MB = 10^6 bytes{per}) "
+        units = getattr(enc, "unit_label", "Gaussians")  # (an anchor checkpoint's encoder says "anchors")
+        per = f", {size / n:.2f} B/{units[:-1]}" if n else ""
+        print(f"wrote {out}: {n} {units}, {size} bytes ({size / 1e6:.3f} MB, MB = 10^6 bytes{per}) "
               f"with {enc.codec.name}, {enc.n_chunks(n)} chunk(s) of {enc.chunk_size}, format "
               f"v{getattr(enc, 'format_version', 1)}{note}",
               file=sys.stderr)  # fmt: skip

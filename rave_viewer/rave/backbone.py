@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..errors import RaveError
 from ..scene.cameras import Cameras
+from .config import PARAM_NAMES
 from .units import GaussianUnits, UnitModel
 
 #: name -> "module:Class" of every backbone (imported lazily; order = sniffing order).
@@ -42,6 +43,8 @@ class Backbone(Protocol):
     suffixes: ClassVar[tuple[str, ...]]  # model file suffixes, lower case (".ply")
     source_key: ClassVar[str]  # key of the model file in the build record's ``sources``
     default_chunk_size: ClassVar[int]  # units per .rave chunk when the config leaves it empty
+    param_names: ClassVar[tuple[str, ...]]  # the units' parameters (what ``importance_params`` may name)
+    default_importance_params: ClassVar[tuple[str, ...]]  # scored when the config leaves ``importance_params`` empty
     model: Any
     quant: Any  # fitted by fit_quant(); None before
 
@@ -86,10 +89,6 @@ class Backbone(Protocol):
 
     def lrs(self, cfg, scene_scale: float) -> dict[str, float]:
         """Fine-tuning Adam learning rate per parameter name (names missing stay frozen)."""
-        ...
-
-    def importance_params(self, cfg) -> list[str]:
-        """Parameters whose gradients enter the importance score."""
         ...
 
     def encoder(self, ranked: UnitModel, cfg, *, progress: bool):
@@ -184,6 +183,8 @@ class GaussianBackbone:
     suffixes: ClassVar[tuple[str, ...]] = (".ply",)
     source_key: ClassVar[str] = "ply"
     default_chunk_size: ClassVar[int] = 4096
+    param_names: ClassVar[tuple[str, ...]] = PARAM_NAMES
+    default_importance_params: ClassVar[tuple[str, ...]] = PARAM_NAMES
 
     def __init__(self, gaussians):
         gaussians.validate("input model")
@@ -242,9 +243,6 @@ class GaussianBackbone:
         return {"means": cfg.means_lr * scene_scale, "quats": cfg.quats_lr, "scales": cfg.scales_lr,
                 "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
 
-    def importance_params(self, cfg) -> list[str]:
-        return list(cfg.importance_params)
-
     def encoder(self, ranked: GaussianUnits, cfg, *, progress: bool):
         from ..codec import ProgressiveEncoder
 
@@ -279,5 +277,18 @@ class GaussianBackbone:
         return {"backbone": self.name, "input_gaussians": len(self.model), "sh_degree": self.model.sh_degree}
 
 
+def importance_params(bb: Backbone, cfg) -> list[str]:
+    """The parameters whose gradients enter the importance score: the config's ``importance_params`` checked
+    against the backbone's own names (one RaveError line otherwise), or the backbone's default when empty."""
+    names = cfg.importance_params
+    if names is None:
+        return list(bb.default_importance_params)
+    bad = [p for p in names if p not in bb.param_names]
+    if bad:
+        raise RaveError(f"config key 'importance_params' names {', '.join(map(repr, bad))}, not a parameter of "
+                        f"{bb.unit_label} (this model's: {', '.join(bb.param_names)})")
+    return list(names)
+
+
 __all__ = ["BACKBONES", "Backbone", "GaussianBackbone", "backbone_classes", "decoded_units", "for_file",
-           "for_object", "get", "wrap"]
+           "for_object", "get", "importance_params", "wrap"]

@@ -224,7 +224,8 @@ class Builder:
         self.stages: dict[str, dict] = {}
         self._levels: Levels | None = None
         self._tuned: dict[bool, tuple[UnitModel, dict]] = {}
-        self._imp = {"accumulate": self.cfg.importance, "param_names": self.backbone.importance_params(self.cfg),
+        self._imp = {"accumulate": self.cfg.importance,
+                     "param_names": backbone.importance_params(self.backbone, self.cfg),
                      "batch": self.cfg.importance_batch,
                      "full_model_score": "blend" if targets == "self" else "gradient"}
 

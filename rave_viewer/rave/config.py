@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..codec.anchors import ANCHOR_FIELDS, DEFAULT_ANCHOR_CHUNK
 from ..errors import RaveError, shown
 from ..yaml_checks import key_text as _key
 from ..yaml_checks import limit_text as _limit
@@ -55,7 +56,8 @@ BACKENDS = ("auto", "cpu", "gsplat", "reference")
 CODECS = ("lzma", "zstd", "brotli")
 #: Fine-tuning level weights of the authors' code, finest -> coarsest (only for 8 levels).
 AUTHORS_LEVEL_WEIGHTS = (0.32, 0.20, 0.16, 0.12, 0.08, 0.04, 0.04, 0.04)
-PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")
+PARAM_NAMES = ("means", "quats", "scales", "opacities", "sh0", "shN")  # 3DGS Gaussians' parameters
+KNOWN_PARAMS = PARAM_NAMES + ANCHOR_FIELDS  # every backbone's (each backbone checks its own: rave/backbone.py)
 MAX_LEVELS = 64  # levels or anchors (the paper uses 8; each level costs a scoring pass and a fine-tuning share)
 MAX_STEPS = 10_000_000  # fine-tuning steps (the paper's are ~3000; 10M is days of work, never a real setting)
 MAX_CHUNK_SIZE = 1 << 18  # = rave_viewer.codec.container.MAX_CHUNK_SIZE (checked by a test)
@@ -96,7 +98,10 @@ class BuildConfig:
     importance: str = _f("norm_of_sum", "norm_of_sum: L2 norm of the gradient summed over the training views "
                          "(paper, authors' code; default); sum_of_norms: sum over the views of per-view norms.",
                          choices=IMPORTANCE_MODES)
-    importance_params: list = _f(list(PARAM_NAMES), "Parameters whose gradients enter the score.")
+    importance_params: list | None = _f(None, "Parameters whose gradients enter the score; empty: the backbone's "
+                                        f"(3DGS: all of {', '.join(PARAM_NAMES)}; Scaffold-GS: anchor_feat, as "
+                                        "the authors' code). Scaffold-GS names: "
+                                        f"{', '.join(ANCHOR_FIELDS)}.")
     importance_batch: int = _f(1, "Views rendered per forward/backward in norm_of_sum scoring.", min=1,
                                 max=1024)
     # -- fine-tuning --------------------------------------------------------------------------------------
@@ -124,7 +129,8 @@ class BuildConfig:
     rank_quantized: bool = _f(True, "Score the quantized model (what a receiver decodes) when ranking.")
     # -- codec --------------------------------------------------------------------------------------------
     codec: str = _f("lzma", "Entropy coder of the .rave chunks.", choices=CODECS)
-    chunk_size: int = _f(4096, "Gaussians per .rave chunk.", min=1, max=MAX_CHUNK_SIZE)
+    chunk_size: int | None = _f(None, "Units per .rave chunk; empty: the backbone's (3DGS: 4096 Gaussians, "
+                                f"Scaffold-GS: {DEFAULT_ANCHOR_CHUNK} anchors).", min=1, max=MAX_CHUNK_SIZE)
     quality: str = _f("medium", "Codec quality preset (as rave encode --quality): bit depths, fitted ranges and "
                       "the SH-rest codebook of the stream (format version 3), the level table and the QAT quantizer.",
                       choices=QUALITIES)
@@ -265,9 +271,10 @@ def from_dict(d: dict[str, Any], path: str | os.PathLike | None = None) -> Build
 
 
 def _check_consistency(cfg: BuildConfig, path) -> None:
-    bad = [p for p in cfg.importance_params if not isinstance(p, str) or p not in PARAM_NAMES]
-    if bad or not cfg.importance_params:
-        raise RaveError(f"config key 'importance_params' must list some of {', '.join(PARAM_NAMES)}", path)
+    names = cfg.importance_params
+    if names is not None and (not names or any(not isinstance(p, str) or p not in KNOWN_PARAMS for p in names)):
+        raise RaveError("config key 'importance_params' must list some of "
+                        f"{', '.join(PARAM_NAMES)} (3DGS) or {', '.join(ANCHOR_FIELDS)} (Scaffold-GS)", path)
     rd = cfg.rig_distances
     if not 1 <= len(rd) <= 16 or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rd):
         raise RaveError("config key 'rig_distances' must be 1..16 numbers", path)

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from ..codec.anchors import DEFAULT_ANCHOR_CHUNK
 from .model import ANCHOR_FIELDS, ScaffoldModel
 from .units import SCORE_DEFAULT, ScaffoldUnits
 
@@ -36,7 +37,9 @@ class ScaffoldBackbone:
     unit_label: ClassVar[str] = "anchors"
     suffixes: ClassVar[tuple[str, ...]] = (".scaffold",)
     source_key: ClassVar[str] = "scaffold"
-    default_chunk_size: ClassVar[int] = 1024  # = codec.anchors.DEFAULT_ANCHOR_CHUNK (~40 KB per chunk)
+    default_chunk_size: ClassVar[int] = DEFAULT_ANCHOR_CHUNK  # (~40 KB per chunk at ~80 B per anchor)
+    param_names: ClassVar[tuple[str, ...]] = ANCHOR_FIELDS
+    default_importance_params: ClassVar[tuple[str, ...]] = SCORE_DEFAULT  # the feature's gradient (authors' code)
 
     def __init__(self, model: ScaffoldModel, train_config: dict | None = None):
         self.model = model.detached()
@@ -77,7 +80,8 @@ class ScaffoldBackbone:
         return f"{len(self.model):,} anchors (up to {self.cost():,} neural Gaussians per view)"
 
     def units(self, *, backend, background) -> ScaffoldUnits:
-        return ScaffoldUnits(self.model, backend=backend, background=background)
+        # score_params None: every gradient importance() hands over counts (it computes just the configured ones)
+        return ScaffoldUnits(self.model, backend=backend, background=background, score_params=None)
 
     def fit_quant(self, cfg):
         import warnings
@@ -102,9 +106,6 @@ class ScaffoldBackbone:
         d = ScaffoldConfig().to_dict()
         d.update({k: v for k, v in self.train_config.items() if k in d and isinstance(v, (int, float))})
         return {p: float(d[key]) * (scene_scale if scaled else 1.0) for p, (key, scaled) in LR_KEYS.items()}
-
-    def importance_params(self, cfg) -> list[str]:
-        return list(SCORE_DEFAULT)
 
     def _model_dict(self) -> dict:
         return {"spec": self.model.spec.to_dict(), "mlps": self.model.mlp_tensors()}

@@ -27,6 +27,11 @@ def test_layout(tmp_path):
     touch(root / "room" / "cameras.json")
     touch(root / "room" / "rave.yaml")
     touch(root / "statue.ply")  # a model without dataset
+    touch(root / "anchors" / "scene.scaffold")  # Scaffold-GS models are found like PLYs
+    touch(root / "anchors" / "data" / "transforms_train.json")
+    touch(root / "bust.scaffold")
+    touch(root / "mixed" / "scene.scaffold")  # scene.<suffix> wins over the folder's other model files
+    touch(root / "mixed" / "old.ply")
     touch(root / "two" / "a.ply")
     touch(root / "two" / "b.ply")
     (root / "empty").mkdir()
@@ -35,7 +40,7 @@ def test_layout(tmp_path):
     out = root / "out"  # inside SCENES_DIR: never taken for a scene
     touch(out / "x" / "scene.ply")
     jobs = {j.name: j for j in discover(root, out)}
-    assert sorted(jobs) == ["empty", "garden", "room", "statue", "two"]
+    assert sorted(jobs) == ["anchors", "bust", "empty", "garden", "mixed", "room", "statue", "two"]
     g = jobs["garden"]
     assert (g.ply, g.data, g.cameras, g.config) == (str(root / "garden" / "scene.ply"), str(root / "garden" / "data"),
                                                     None, None)
@@ -44,8 +49,13 @@ def test_layout(tmp_path):
     assert (r.ply, r.data, r.cameras, r.config) == (str(root / "room" / "point_cloud.ply"), None,
                                                     str(root / "room" / "cameras.json"), str(root / "room" / "rave.yaml"))
     assert jobs["statue"].ply == str(root / "statue.ply") and jobs["statue"].data is None
-    assert "2 .ply files and no scene.ply" in jobs["two"].problem and "two/scene.ply" in jobs["two"].problem
-    assert "no .ply" in jobs["empty"].problem
+    assert "2 model files (a.ply, b.ply) and no single scene.*" in jobs["two"].problem
+    assert "two/scene.ply" in jobs["two"].problem
+    assert "no model file (.ply or .scaffold)" in jobs["empty"].problem
+    a = jobs["anchors"]
+    assert (a.ply, a.data, a.problem) == (str(root / "anchors" / "scene.scaffold"), str(root / "anchors" / "data"), None)
+    assert jobs["bust"].ply == str(root / "bust.scaffold") and jobs["bust"].data is None
+    assert jobs["mixed"].ply == str(root / "mixed" / "scene.scaffold") and jobs["mixed"].problem is None
 
 
 def test_layout_name_clash_and_bad_names(tmp_path):
@@ -64,10 +74,11 @@ def test_yaml_manifest(tmp_path):
     touch(tmp_path / "m" / "g" / "scene.ply")
     touch(tmp_path / "m" / "lego.ply")
     man = touch(tmp_path / "m" / "scenes.yaml", "scenes:\n  - ply: g/scene.ply\n    data: g/colmap\n"
-                "  - {name: lego-hi, ply: lego.ply, config: hi.yaml}\n")
+                "  - {name: lego-hi, ply: lego.ply, config: hi.yaml}\n  - {model: room/scene.scaffold}\n")
     for where in (man.parent, man):  # the folder holding scenes.yaml, or the file itself
         jobs = discover(where, tmp_path / "out")
-        assert [j.name for j in jobs] == ["g", "lego-hi"]
+        assert [j.name for j in jobs] == ["g", "lego-hi", "room"]
+        assert jobs[2].ply == str(tmp_path / "m" / "room" / "scene.scaffold")  # 'model': the same key as 'ply'
         assert jobs[0].data == str(tmp_path / "m" / "g" / "colmap")
         assert jobs[1].config == str(tmp_path / "m" / "hi.yaml") and jobs[1].data is None
 
@@ -86,6 +97,7 @@ def test_csv_manifest(tmp_path):
     ("- {ply: a.ply, name: ../x}\n", "not usable as a file name"),
     ("- {ply: a.ply, name: catalogue}\n", "not usable as a file name"),
     ("- {ply: 3}\n", "'ply' must be a text"),
+    ("- {ply: a.ply, model: a.scaffold}\n", "both 'ply' and 'model'"),
     ("ply: a.ply\n", "a list of scenes"),
     ("- [\n", "not valid YAML"),
     ("[]\n", "no scenes found"),
@@ -125,10 +137,12 @@ def test_catalogue_of_a_failure_and_an_odd_error():
                    "rd": {"bytes": [900, 2_500_000], "psnr": [20.0, 30.5], "count": [5, 10]}, "psnr_vs": "photos"}}}
     table = rows(results)
     assert [r["scene"] for r in table] == ["a", "b"]
-    assert csv_text(table).splitlines()[1] == ("a,built,10,2,900,2500000,20.0000,30.5000,photos,2.0,5;10,"
-                                               "900;2500000,a.ckpt,,")
+    assert csv_text(table).splitlines()[1] == ("a,built,10,Gaussians,2,900,2500000,20.0000,30.5000,photos,2.0,5;10,"
+                                               "900;2500000,a.ckpt,,")  # (a summary without "unit": Gaussians)
     md = markdown(table, title="t")
-    assert "| a | built | 10 | 2 | 900 B – 2.5 MB | 20.00 – 30.50 | photos | 2.0 |" in md
+    assert "| a | built | 10 Gaussians | 2 | 900 B – 2.5 MB | 20.00 – 30.50 | photos | 2.0 |" in md
+    results["a"]["summary"]["unit"] = "anchors"
+    assert "| a | built | 10 anchors | 2 |" in markdown(rows(results), title="t")
     assert "- **b**: b.ply: bad \\| pipe" in md
 
 

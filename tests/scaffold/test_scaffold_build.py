@@ -211,3 +211,63 @@ def test_bad_scaffold_inputs_are_one_line(scaffold_file, scaffold_data, tmp_path
     assert main(["build", str(stripped), "--data", str(scaffold_data), "-o", str(tmp_path / "y.ckpt")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MLP weights" in err[0], err
+
+
+def test_importance_params_are_the_backbones_own(trained, scaffold_dataset, scaffold_file, scaffold_data, tmp_path,
+                                                 capsys):
+    """`importance_params` names anchor parameters for a Scaffold model (default: the feature, as the authors'
+    code); a 3DGS name for an anchor model is one line naming it; the configured names change the score."""
+    from rave_viewer.cli import main
+    from rave_viewer.rave.build import Builder
+    from rave_viewer.rave.config import BuildConfig
+
+    train, test = scaffold_dataset.train, scaffold_dataset.test
+    default = Builder(trained.model, train, test, BuildConfig(backend="cpu"), progress=False)
+    assert default._imp["param_names"] == ["anchor_feat"] and default.cfg.chunk_size == 512  # the backbone's
+    offs = Builder(trained.model, train, test, BuildConfig(backend="cpu", importance_params=["offset"]),
+                   progress=False)
+    assert offs._imp["param_names"] == ["offset"]
+    from rave_viewer.rave.importance import importance
+
+    with one_thread():
+        units = offs.backbone.units(backend="cpu", background=None)
+        a = importance(units, train[[0, 1, 2]], param_names=default._imp["param_names"], progress=False)
+        b = importance(units, train[[0, 1, 2]], param_names=offs._imp["param_names"], progress=False)
+    assert a.shape == b.shape == (len(trained.model),) and (a > 0).any() and (b > 0).any()
+    assert not torch.allclose(a / a.max(), b / b.max())  # another parameter's gradient: another score
+    with pytest.raises(RaveError, match="'sh0', not a parameter of anchors"):
+        Builder(trained.model, train, test, BuildConfig(backend="cpu", importance_params=["means", "sh0"]),
+                progress=False)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("importance_params: [sh0]\nsteps: 2\n")
+    assert main(["build", str(scaffold_file), "--data", str(scaffold_data), "-o", str(tmp_path / "z.ckpt"),
+                 "--config", str(cfg), "--backend", "cpu"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "importance_params" in err[0] and "anchor_feat" in err[0], err
+    assert not (tmp_path / "z.ckpt").exists()
+
+
+def test_build_all_finds_and_builds_a_scaffold_scene(scaffold_file, scaffold_data, tmp_path, capsys):
+    """`rave build-all` takes SCENES_DIR/<name>/scene.scaffold like a PLY: the catalogue says anchors, and the
+    checkpoint is an anchor checkpoint with the backbone's default chunk size."""
+    import shutil
+
+    from rave_viewer.batch.catalogue import read_csv
+    from rave_viewer.cli import main
+    from rave_viewer.rave.checkpoint import load_checkpoint
+
+    scene = tmp_path / "scenes" / "tiny"
+    scene.mkdir(parents=True)
+    shutil.copy(scaffold_file, scene / "scene.scaffold")
+    shutil.copytree(scaffold_data, scene / "data")
+    (tmp_path / "tiny.yaml").write_text("num_levels: 3\nsteps: 4\nrd_points: 64\n")
+    with one_thread():
+        rc = main(["build-all", str(tmp_path / "scenes"), "-o", str(tmp_path / "out"), "--config",
+                   str(tmp_path / "tiny.yaml"), "--backend", "cpu", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    (row,) = read_csv(tmp_path / "out" / "catalogue.csv")
+    ck = load_checkpoint(tmp_path / "out" / "tiny.ckpt")
+    assert row["status"] == "built" and row["unit"] == "anchors" and int(row["gaussians"]) == len(ck)
+    assert ck.unit_type == "anchors" and ck.chunk_size == 512 and ck.num_levels == 3
+    assert row["level_rates"] == ";".join(map(str, ck.level_rates))
+    assert "anchors |" in (tmp_path / "out" / "catalogue.md").read_text()
