@@ -69,25 +69,10 @@ def _unit_of(path: str) -> str:
 
 def snapshot_gaussians(model, *, view_distance: float | None = None, camera=None):
     """(the neural Gaussians of every anchor of ``model`` for the snapshot viewpoints, the view distance used or
-    None with ``camera``): see :data:`SNAPSHOT_HELP`."""
-    import torch
+    None with ``camera``): see :data:`SNAPSHOT_HELP` (scaffold.model.snapshot_gaussians)."""
+    from ..scaffold.model import snapshot_gaussians as snapshot
 
-    from ..scaffold.model import decode as decode_neural
-
-    x = model.params["anchor"].detach().float()
-    if camera is not None:
-        campos, dist = torch.as_tensor(camera, dtype=torch.float32).reshape(3), None
-    else:
-        centre = x.median(dim=0).values
-        r = (x - centre).norm(dim=1)
-        dist = float(r.median()) if view_distance is None else float(view_distance)
-        if not dist > 0:  # a single anchor, or all at the centre
-            dist = 10.0 * float(model.spec.voxel_size)
-        out = (x - centre) / r.clamp_min(1e-12)[:, None]
-        out[r <= 1e-12] = torch.tensor([0.0, 0.0, 1.0])
-        campos = x + dist * out  # [N, 3]: one virtual camera per anchor
-    with torch.no_grad():
-        return decode_neural(model.params, model.mlps, model.spec, campos).gaussians, dist
+    return snapshot(model, view_distance=view_distance, camera=camera)
 
 
 def _anchor_model(args: argparse.Namespace, unit: str):

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         from ..viewer.remote import attach
 
         attach(app, source)
-    print(f"rave-view: {source.path.name} ({source.n:,} Gaussians, {source.kind}), rendering with {backend}")
+    print(f"rave-view: {source.path.name} ({source.n:,} {source.unit_label}, {source.kind}), rendering with {backend}")
     print(f"open {app.url} in a browser (Ctrl+C to stop)", flush=True)
     if is_wildcard_host(args.host):
         print(f"from other machines: {app.url.replace('localhost', socket.gethostname(), 1)}", flush=True)

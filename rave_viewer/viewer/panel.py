@@ -453,7 +453,8 @@ class Panel:
         sel = self.session.selection()
         view = self.session.snapshot().view
         name = None if view is None or not self._views else f"view {self._views[view + 1].split(': ', 1)[-1]}"
-        rows = readout_rows(sel, self.session.view_psnr(), name, targets=self.source.targets)
+        rows = readout_rows(sel, self.session.view_psnr(), name, targets=self.source.targets,
+                            unit=self.source.unit_label)
         cap = self.typed_cap
         if cap is not None and sel.mode == "rate" and sel.nbytes is not None:
             how = f"{fmt_int(cap - sel.nbytes)} under" if sel.nbytes <= cap else "over: the lowest point"

@@ -77,7 +77,7 @@ def slider_spec(source: ViewSource, mode: str) -> SliderSpec:
     if mode == "rate":
         scale, unit = (MB, "MB") if hi >= MB else (KB, "KB")
     elif mode == "count":
-        scale, unit = 1.0, "Gaussians"
+        scale, unit = 1.0, source.unit_label
     else:
         scale, unit = 1.0, "dB"
     lo_u, hi_u = lo / scale, hi / scale
@@ -93,7 +93,7 @@ def slider_spec(source: ViewSource, mode: str) -> SliderSpec:
         lo_u, hi_u = round(lo_u, precision), round(hi_u, precision)
         if hi_u <= lo_u:
             hi_u = round(lo_u + step, precision)
-    label = {"rate": f"Rate [{unit}]", "count": "Gaussians", "psnr": "PSNR [dB]"}[mode]
+    label = {"rate": f"Rate [{unit}]", "count": source.unit_label, "psnr": "PSNR [dB]"}[mode]
     return SliderSpec(mode, label, unit, scale, lo_u, hi_u, step, precision)
 
 
@@ -282,21 +282,22 @@ class Session:
 
 # -- readouts -----------------------------------------------------------------------------------------------
 def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None,
-                 targets: str = "photos") -> list[tuple[str, str]]:
+                 targets: str = "photos", unit: str = "Gaussians") -> list[tuple[str, str]]:
     """(label, value) rows of the live readout table; ``targets="self"`` (``meta["targets"]`` of a checkpoint
-    built without a dataset) labels the PSNR rows "vs the full model": its test views are renders, not photos."""
+    built without a dataset) labels the PSNR rows "vs the full model": its test views are renders, not photos.
+    ``unit``: what the source's units are called (``ViewSource.unit_label``: "Gaussians", "anchors")."""
     vs = " vs the full model" if targets == "self" else ""
     rows = []
     if sel.mode is not None and sel.target is not None:
         if sel.mode == "rate":
             rows.append(("Target rate", fmt_bytes(sel.target)))
         elif sel.mode == "count":
-            rows.append(("Target count", f"{fmt_int(round(sel.target))} Gaussians"))
+            rows.append(("Target count", f"{fmt_int(round(sel.target))} {unit}"))
         else:
             rows.append((f"Target PSNR{vs}", f"{sel.target:.2f} dB"))
     if sel.nbytes is not None:
         rows.append(("Encoded size", f"{fmt_bytes(sel.nbytes)} ({fmt_int(sel.nbytes)} bytes)"))
-    rows.append(("Gaussians", f"{fmt_int(sel.k)} of {fmt_int(sel.n)} ({100 * sel.share:.1f} %)"))
+    rows.append((unit[:1].upper() + unit[1:], f"{fmt_int(sel.k)} of {fmt_int(sel.n)} ({100 * sel.share:.1f} %)"))
     if sel.level is not None:
         rows.append(("Level", f"{sel.level} of {sel.n_levels}"))
     if sel.psnr is not None:

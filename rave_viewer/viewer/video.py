@@ -108,7 +108,7 @@ def write_sweep(path: str | os.PathLike, frames: FrameRenderer, source: ViewSour
         for i, ((pos, look, fov), k) in enumerate(zip(poses, ks)):
             img = to_uint8(frames.render_c2w(k, look_at_c2w(pos, look, up), fov, W, H))
             nbytes, ps = source.bytes_of(k), source.psnr_at(k)
-            text = (fmt_bytes(nbytes) if nbytes is not None else "") + f" | {k:,} Gaussians"
+            text = (fmt_bytes(nbytes) if nbytes is not None else "") + f" | {k:,} {source.unit_label}"
             text += f" | {ps:.2f} dB" if ps is not None else ""
             writer.send(np.ascontiguousarray(draw_labels(img, [(0, text)])))
             bar.update(1)

@@ -200,7 +200,10 @@ def test_viewer_app_selects_anchors_and_refuses_browser_rendering(source, capsys
             p.mode.value = "anchor count"
             p.slider.value = 300
             assert cs.session.mode == "count" and cs.session.k == 300
-            assert readout(p)["Encoded size"].endswith(f"({source.checkpoint.prefix_bytes(300):,} bytes)")
+            rows = readout(p)
+            assert rows["Encoded size"].endswith(f"({source.checkpoint.prefix_bytes(300):,} bytes)")
+            assert rows["Target count"] == "300 anchors" and rows["Anchors"].startswith(f"300 of {source.n:,}")
+            assert p.slider.label == "anchors" and "Gaussians" not in rows
             # browser rendering is refused with a message, and the server keeps rendering
             p.browser.value = True
             assert p.browser.value is False and not cs.session.snapshot().browser
