@@ -30,13 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..codec.anchors import ANCHOR_FIELDS  # per-anchor parameters, in file and optimiser order (one copy)
 from ..errors import RaveError
 from ..render.sh import SH_C0
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
 
-#: Per-anchor parameters (leading dimension = number of anchors), in file and optimiser order.
-ANCHOR_FIELDS = ("anchor", "offset", "anchor_feat", "scaling")
 MLP_NAMES = ("mlp_opacity", "mlp_cov", "mlp_color")
 _LOG2 = math.log(2.0)
 
