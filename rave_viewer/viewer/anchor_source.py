@@ -11,7 +11,8 @@ slider asks for more anchors: an anchor's neural Gaussians do not depend on the 
 first k anchors are a prefix of those of any longer prefix (anchor-major order), so a slider step at rest
 decodes only the anchors it adds and a step down decodes nothing.
 
-Selection, sizes, levels, PSNR and .rave export are :class:`~rave_viewer.viewer.sources.ViewSource`'s, through
+An anchor ``.rave`` stream opens the same way (:meth:`AnchorViewSource.from_stream`): its chunk boundaries are the
+stops, as for a Gaussian stream. Selection, sizes, levels, PSNR and .rave export are :class:`~rave_viewer.viewer.sources.ViewSource`'s, through
 the checkpoint's :class:`~rave_viewer.rave.checkpoint.RankedCheckpoint` code (the same as for Gaussians).
 ``gaussians`` is one static snapshot of all anchors (each seen from the scene's typical view distance, as
 ``rave decode`` writes a PLY: :func:`~rave_viewer.scaffold.model.snapshot_gaussians`) for what needs one fixed
@@ -79,10 +80,44 @@ class AnchorViewSource(ViewSource):
         return cls(path=path, kind="ckpt", gaussians=snap, test_cameras=cams, checkpoint=ckpt, note=ANCHOR_NOTE,
                    scaffold=model)
 
+    @classmethod
+    def from_stream(cls, path: Path, dec, note: str) -> "AnchorViewSource":
+        """The source of a decoded anchor ``.rave`` stream (:class:`~rave_viewer.codec.anchors.DecodedAnchors`):
+        the slider moves over its chunk boundaries, with the exact size of each cut; no test views, no PSNR."""
+        from ..errors import RaveError
+        from ..rave.anchor_checkpoint import scaffold_model
+        from ..scaffold.model import snapshot_gaussians
+
+        if dec.n_decoded == 0:
+            raise RaveError("the anchor .rave stream holds no complete chunk (0 anchors decoded)", path)
+        model = scaffold_model(dec.anchors, dec.spec, dec.mlps, path)
+        model.mlps.requires_grad_(False)
+        stops, stop_bytes, count = [], [], 0
+        for j, c in enumerate(dec.info.chunks, start=1):
+            if count + c.count > dec.n_decoded:
+                break
+            count += c.count
+            stops.append(count)
+            stop_bytes.append(dec.info.prefix_size(j))
+        snap, _ = snapshot_gaussians(model)
+        src = cls(path=path, kind="rave", gaussians=snap, stops=stops, stop_bytes=stop_bytes, stream_info=dec.info,
+                  note=f"{ANCHOR_NOTE} {note}", scaffold=model)  # fmt: skip
+        src._cache["data"] = path.read_bytes()
+        return src
+
     @property
     def n(self) -> int:
-        """Anchors in the checkpoint (the largest selection)."""
-        return len(self.checkpoint)
+        """Anchors of the largest selection (the checkpoint's, or the stream's complete chunks)."""
+        return len(self.checkpoint) if self.checkpoint is not None else int(self.stops[-1])
+
+    def _cut_stream(self, k: int) -> bytes:
+        """The stream's own first chunks up to ``k`` anchors (a chunk boundary), re-headered."""
+        from ..codec.anchors import cut_anchor_stream
+        from ..errors import RaveError
+
+        if k not in self.stops:
+            raise RaveError(f"{k} anchors is not a chunk boundary of this stream", self.path)
+        return cut_anchor_stream(self._cache["data"], k, name=str(self.path))
 
     # -- what a camera sees ---------------------------------------------------------------------------------
     def _decoded(self, k: int, viewmat: Tensor, K: Tensor, width: int, height: int) -> tuple[Gaussians, Tensor]:

@@ -385,11 +385,30 @@ def _with_warnings(note: str, caught: list) -> str:
 
 def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
                lp: LoadProgress | None = None) -> ViewSource:  # fmt: skip
-    from ..codec import decode
-    from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
+    """A .rave stream as a source, by the unit type in its first bytes (:data:`STREAM_SOURCES`)."""
+    from ..codec.unit_type import unit_type_of
 
     if lp is not None:
         lp.step("decoding the stream")
+    with open(path, "rb") as f:
+        unit = unit_type_of(f.read(6)) or "gaussians"  # (not a known unit: the Gaussian reader says what is wrong)
+    return STREAM_SOURCES[unit](path, max_gaussians)
+
+
+def _anchor_stream_source(path: Path, max_units: int | None) -> ViewSource:
+    from ..codec.anchors import decode_anchors
+    from .anchor_source import AnchorViewSource
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dec = decode_anchors(path, max_anchors=max_units)
+    return AnchorViewSource.from_stream(path, dec, _with_warnings(RAVE_NOTE, caught))
+
+
+def _gaussian_stream_source(path: Path, max_gaussians: int | None) -> ViewSource:
+    from ..codec import decode
+    from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dec = decode(path, max_gaussians=max_gaussians)
@@ -411,6 +430,10 @@ def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
     )  # fmt: skip
     src._cache["data"] = path.read_bytes()
     return src
+
+
+#: how a .rave stream becomes a ViewSource, by the unit type of its version field (codec/unit_type.py)
+STREAM_SOURCES = {"gaussians": _gaussian_stream_source, "anchors": _anchor_stream_source}
 
 
 def _open_ply(path: Path, lp: LoadProgress | None = None) -> ViewSource:

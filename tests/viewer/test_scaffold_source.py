@@ -271,3 +271,34 @@ def test_exports_and_the_rate_sweep_video_of_an_anchor_checkpoint(source, frames
     out = tmp_path / "sweep.mp4"
     assert write_sweep(out, frames, source, poses, np.array([0, 0, 1.0]), size=(64, 48), fps=4) == 4
     assert imageio_ffmpeg.count_frames_and_secs(str(out))[0] == 4
+
+
+def test_an_anchor_rave_stream_opens_with_its_chunk_boundaries(source, anchor_ckpt, tmp_path):
+    """`rave-view stream.rave` of anchors: the stops are the stream's chunk boundaries with their exact cut sizes,
+    frames are the decoded anchors' neural Gaussians for the camera, exports cut the stream; a cut file decodes
+    its complete chunks (with the warning in the panel note)."""
+    from rave_viewer.codec.anchors import cut_anchor_stream, decode_anchors
+    from rave_viewer.viewer.sources import open_source
+
+    stream = tmp_path / "s.rave"
+    stream.write_bytes(source.checkpoint.encoder().encode(source.n))
+    src = open_source(stream)
+    data = stream.read_bytes()
+    assert src.kind == "rave" and src.unit_label == "anchors" and src.view_dependent and src.n == source.n
+    assert src.modes == ("rate", "count") and src.stops[-1] == source.n and src.stop_bytes[-1] == len(data)
+    for k, b in list(zip(src.stops, src.stop_bytes))[:: max(len(src.stops) // 5, 1)]:
+        assert len(cut_anchor_stream(data, k)) == b == src.bytes_of(k)
+        assert src.encode_prefix(k) == cut_anchor_stream(data, k)
+    assert decode_anchors(src.encode_prefix(src.stops[2])).n_decoded == src.stops[2]
+    # frames: the stream's decoded anchors are the checkpoint's decoded anchors (same quantizer, same order)
+    c2w, fov, vm, K = _camera(source, 0)
+    k = src.stops[len(src.stops) // 2]
+    img = FrameRenderer(src, "cpu").render_c2w(k, c2w, fov, W, H)
+    ref = render(_reference(source, k, vm, K).gaussians, vm[None], K[None], W, H, backend="cpu")[0][0]
+    assert (img - ref.clamp(0, 1)).abs().max() <= 1e-6 and float(img.max()) > 0.1
+    # a stream cut mid-chunk: its complete chunks, and the note says it was cut
+    cut = tmp_path / "cut.rave"
+    info = src.stream_info  # (the full index comes first: cut after it, the first 4 chunks and 5 bytes)
+    cut.write_bytes(data[: info.index_end + sum(c.length for c in info.chunks[:4]) + 5])
+    part = open_source(cut)
+    assert part.stops == src.stops[:4] and "Warning" in part.note
