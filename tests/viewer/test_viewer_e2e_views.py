@@ -121,14 +121,24 @@ def test_keys_on_the_slider_never_move_the_camera_and_shortcuts_press_buttons(br
         _wait(lambda: cs.session.snapshot().show == "A/B split", 30, "split by key")
         # the split view: two operating points with two different byte counts, each with its PSNR
         page.get_by_text("B (right)").wait_for(timeout=30_000)
-        rows = {}
-        for row in page.locator("tr").all_inner_texts():
-            cells = [c.replace("\u00a0", " ").strip() for c in row.split("\t") if c.strip()]
-            if len(cells) == 2 and cells[0] in ("A (left)", "B (right)"):
-                rows[cells[0]] = cells[1]
+
+        def split_rows() -> dict[str, str]:
+            rows = {}
+            for row in page.locator("tr").all_inner_texts():
+                cells = [c.replace("\u00a0", " ").strip() for c in row.split("\t") if c.strip()]
+                if len(cells) == 2 and cells[0] in ("A (left)", "B (right)"):
+                    rows[cells[0]] = cells[1]
+            return rows
+
+        def a_bytes(rows) -> int | None:
+            found = re.findall(r"\(([\d,]+) bytes\)", rows.get("A (left)", ""))
+            return int(found[0].replace(",", "")) if found else None
+
+        # the page shows the A row of the latest selection once its update arrived (it may lag a key press)
+        _wait(lambda: a_bytes(split_rows()) == cs.session.selection().nbytes, 30, "the A row of the selection")
+        rows = split_rows()
         (ba,), (bb,) = (re.findall(r"\(([\d,]+) bytes\)", rows[x]) for x in ("A (left)", "B (right)"))
         assert ba != bb and all(" dB" in rows[x] for x in rows)
-        assert int(ba.replace(",", "")) == cs.session.selection().nbytes
         _wait(lambda: cs.frames_shown > n, 30, "a split frame")
         page.keyboard.press("b")
         _wait(lambda: cs.session.snapshot().show == "render", 30, "split off by key")
