@@ -67,14 +67,6 @@ def _unit_of(path: str) -> str:
     return "ckpt" if str(path).lower().endswith(".ckpt") else "gaussians"
 
 
-def snapshot_gaussians(model, *, view_distance: float | None = None, camera=None):
-    """(the neural Gaussians of every anchor of ``model`` for the snapshot viewpoints, the view distance used or
-    None with ``camera``): see :data:`SNAPSHOT_HELP` (scaffold.model.snapshot_gaussians)."""
-    from ..scaffold.model import snapshot_gaussians as snapshot
-
-    return snapshot(model, view_distance=view_distance, camera=camera)
-
-
 def _anchor_model(args: argparse.Namespace, unit: str):
     """(ScaffoldModel of the decoded anchors, what it came from) of an anchor stream or checkpoint."""
     from ..codec.anchors import decode_anchors
@@ -132,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"wrote {args.anchors}: {len(model)} anchors (decoded {source})", file=sys.stderr)
     if args.output is not None:
+        from ..scaffold.model import snapshot_gaussians  # (lazily: importing the CLI stays light)
+
         g, dist = snapshot_gaussians(model, view_distance=args.view_distance, camera=args.camera)
         write_ply(g, args.output)
         if not args.quiet:

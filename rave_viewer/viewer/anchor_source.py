@@ -12,8 +12,8 @@ first k anchors are a prefix of those of any longer prefix (anchor-major order),
 decodes only the anchors it adds and a step down decodes nothing.
 
 An anchor ``.rave`` stream opens the same way (:meth:`AnchorViewSource.from_stream`): its chunk boundaries are the
-stops, as for a Gaussian stream. Selection, sizes, levels, PSNR and .rave export are :class:`~rave_viewer.viewer.sources.ViewSource`'s, through
-the checkpoint's :class:`~rave_viewer.rave.checkpoint.RankedCheckpoint` code (the same as for Gaussians).
+stops, as for a Gaussian stream. Selection, sizes, levels, PSNR and .rave export are
+:class:`~rave_viewer.viewer.sources.ViewSource`'s, through the checkpoint's :class:`~rave_viewer.rave.checkpoint.RankedCheckpoint` code (the same as for Gaussians).
 ``gaussians`` is one static snapshot of all anchors (each seen from the scene's typical view distance, as
 ``rave decode`` writes a PLY: :func:`~rave_viewer.scaffold.model.snapshot_gaussians`) for what needs one fixed
 set: the scene's centre, radius and up axis. Browser rendering (client-side splats) cannot follow the view and is
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..scene.cameras import Cameras
 from ..scene.gaussians import Gaussians
-from .sources import ViewSource
+from .sources import ViewSource, chunk_stops
 
 ANCHOR_NOTE = (
     "Scaffold-GS anchors: the slider selects anchors; each frame decodes their neural Gaussians for the camera "
@@ -92,13 +92,7 @@ class AnchorViewSource(ViewSource):
             raise RaveError("the anchor .rave stream holds no complete chunk (0 anchors decoded)", path)
         model = scaffold_model(dec.anchors, dec.spec, dec.mlps, path)
         model.mlps.requires_grad_(False)
-        stops, stop_bytes, count = [], [], 0
-        for j, c in enumerate(dec.info.chunks, start=1):
-            if count + c.count > dec.n_decoded:
-                break
-            count += c.count
-            stops.append(count)
-            stop_bytes.append(dec.info.prefix_size(j))
+        stops, stop_bytes = chunk_stops(dec.info, dec.n_decoded)
         snap, _ = snapshot_gaussians(model)
         src = cls(path=path, kind="rave", gaussians=snap, stops=stops, stop_bytes=stop_bytes, stream_info=dec.info,
                   note=f"{ANCHOR_NOTE} {note}", scaffold=model)  # fmt: skip

@@ -96,7 +96,7 @@ def capture(scene: str | os.PathLike, out: str | os.PathLike, *, rate_fraction: 
                 page = ctx.new_page()
                 page.set_viewport_size({"width": size[0], "height": size[1]})
                 page.goto(app.url)
-                page.get_by_text(source.unit_label[:1].upper() + source.unit_label[1:]).first.wait_for(timeout=60_000)
+                page.get_by_text(source.unit_label.capitalize()).first.wait_for(timeout=60_000)
                 for _ in range(200):
                     if app.clients:
                         break

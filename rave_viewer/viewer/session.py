@@ -297,7 +297,7 @@ def readout_rows(sel: Selection, view_psnr: float | None, view_name: str | None,
             rows.append((f"Target PSNR{vs}", f"{sel.target:.2f} dB"))
     if sel.nbytes is not None:
         rows.append(("Encoded size", f"{fmt_bytes(sel.nbytes)} ({fmt_int(sel.nbytes)} bytes)"))
-    rows.append((unit[:1].upper() + unit[1:], f"{fmt_int(sel.k)} of {fmt_int(sel.n)} ({100 * sel.share:.1f} %)"))
+    rows.append((unit.capitalize(), f"{fmt_int(sel.k)} of {fmt_int(sel.n)} ({100 * sel.share:.1f} %)"))
     if sel.level is not None:
         rows.append(("Level", f"{sel.level} of {sel.n_levels}"))
     if sel.psnr is not None:

@@ -11,8 +11,9 @@ A ViewSource holds the Gaussians in *render order*: the operating point with ``k
 
 A checkpoint of other units than Gaussians opens as a subclass chosen by the checkpoint's ``unit_type``
 (:data:`CKPT_SOURCES`): Scaffold-GS anchors are :class:`~rave_viewer.viewer.anchor_source.AnchorViewSource`,
-whose Gaussians depend on the camera. Code that draws asks the source through the per-camera hooks
-:meth:`ViewSource.gaussians_for` and :meth:`ViewSource.added_for` when :attr:`ViewSource.view_dependent` is set;
+whose Gaussians depend on the camera. Code that draws asks the source through the per-camera hook
+:meth:`ViewSource.gaussians_for` (and, for "what the slider adds", the subclass's ``added_for``) when
+:attr:`ViewSource.view_dependent` is set;
 ``k`` then counts the source's units (:attr:`ViewSource.unit_label`), not Gaussians.
 
 Rates are bytes; the UI shows them in KB (10^3 bytes) or MB (10^6 bytes).
@@ -62,10 +63,12 @@ RAVE_NOTE = (
 class ViewSource:
     """Everything the viewer can show from one file (see the module docstring).
 
-    Per-camera hook: :meth:`gaussians_for` (and :meth:`added_for`) give the Gaussians the selection with k units
-    shows to one camera. Here that is ``gaussians.prefix(k)`` for every camera; a subclass whose Gaussians
-    depend on the camera sets :attr:`view_dependent` (renderers then decode per frame instead of caching a
-    projection of ``gaussians``) and says in :attr:`browser_note` why the browser cannot draw it.
+    Per-camera hook: :meth:`gaussians_for` gives the Gaussians the selection with k units shows to one camera.
+    Here that is ``gaussians.prefix(k)`` for every camera; a subclass whose Gaussians depend on the camera sets
+    :attr:`view_dependent` (renderers then decode per frame instead of caching a projection of ``gaussians``),
+    supplies ``added_for(k_lo, k_hi, viewmat, K, width, height)`` -> (Gaussians of ``k_hi`` units, bool mask of
+    those from units ``k_lo``..``k_hi``) for "what the slider adds", and says in :attr:`browser_note` why the
+    browser cannot draw it.
     """
 
     #: True when the Gaussians depend on the camera: draw through gaussians_for(), not gaussians.prefix(k)
@@ -290,13 +293,6 @@ class ViewSource:
         K [3, 3], image size), on the CPU. Here: ``gaussians.prefix(k)`` whatever the camera."""
         return self.gaussians.prefix(int(k))
 
-    def added_for(self, k_lo: int, k_hi: int, viewmat: torch.Tensor, K: torch.Tensor, width: int,
-                  height: int) -> tuple[Gaussians, torch.Tensor]:
-        """(:meth:`gaussians_for` ``k_hi``, bool [M]: which of them belong to the units ``k_lo``..``k_hi``), for
-        "what the slider adds". Here: the Gaussians from index ``k_lo`` on."""
-        g = self.gaussians_for(k_hi, viewmat, K, width, height)
-        return g, torch.arange(len(g)) >= int(k_lo)
-
     # -- exports ------------------------------------------------------------------------------------------
     def encode_prefix(self, k: int) -> bytes:
         """The .rave stream of the selection with k Gaussians (exactly ``bytes_of(k)`` bytes)."""
@@ -383,6 +379,19 @@ def _with_warnings(note: str, caught: list) -> str:
     return note + "".join(f" Warning: {' '.join(str(w.message).split())}." for w in caught)
 
 
+def chunk_stops(info, n_decoded: int) -> tuple[list[int], list[int]]:
+    """(units at each chunk boundary a decoded stream reaches, exact size of the stream cut there) from its
+    ``info`` (container or anchor StreamInfo: ``chunks``, ``prefix_size``) and the units decoded."""
+    stops, stop_bytes, count = [], [], 0
+    for j, c in enumerate(info.chunks, start=1):
+        if count + c.count > n_decoded:
+            break
+        count += c.count
+        stops.append(count)
+        stop_bytes.append(info.prefix_size(j))
+    return stops, stop_bytes
+
+
 def _open_rave(path: Path, max_gaussians: int | None = DEFAULT_MAX_GAUSSIANS,
                lp: LoadProgress | None = None) -> ViewSource:  # fmt: skip
     """A .rave stream as a source, by the unit type in its first bytes (:data:`STREAM_SOURCES`)."""
@@ -407,7 +416,6 @@ def _anchor_stream_source(path: Path, max_units: int | None) -> ViewSource:
 
 def _gaussian_stream_source(path: Path, max_gaussians: int | None) -> ViewSource:
     from ..codec import decode
-    from ..codec.container import HEADER_SIZE, INDEX_ENTRY_SIZE
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -415,15 +423,7 @@ def _gaussian_stream_source(path: Path, max_gaussians: int | None) -> ViewSource
     note = _with_warnings(RAVE_NOTE, caught)
     if dec.n_decoded == 0:
         raise RaveError("the .rave stream holds no complete chunk (0 Gaussians decoded)", path)
-    stops, stop_bytes, count, size = [], [], 0, 0
-    head = int(getattr(dec.info, "header_size", HEADER_SIZE))  # (v2 streams: header + codebook section)
-    for j, c in enumerate(dec.info.chunks, start=1):
-        if count + c.count > dec.n_decoded:
-            break
-        count += c.count
-        size += c.length
-        stops.append(count)
-        stop_bytes.append(head + INDEX_ENTRY_SIZE * j + 4 + size)
+    stops, stop_bytes = chunk_stops(dec.info, dec.n_decoded)
     src = ViewSource(
         path=path, kind="rave", gaussians=dec.gaussians, stops=stops, stop_bytes=stop_bytes,
         stream_info=dec.info, note=note,

@@ -11,7 +11,7 @@ import torch
 
 from rave_viewer.cli import main
 from rave_viewer.codec.anchors import ANCHOR_FIELDS, AnchorEncoder, AnchorQuant, decode_anchors
-from rave_viewer.commands.decode import snapshot_gaussians
+from rave_viewer.scaffold.model import snapshot_gaussians
 from rave_viewer.rave.anchor_checkpoint import scaffold_model
 from rave_viewer.scaffold import io
 from rave_viewer.scaffold.model import ScaffoldMLPs, ScaffoldModel, ScaffoldSpec, decode

@@ -76,7 +76,7 @@ def _reference(source, k, vm, K, w=W, h=H, cull=True):
 
 
 def test_open_source_selects_sizes_and_levels_as_the_checkpoint(source, anchor_ckpt):
-    from rave_viewer.commands.decode import snapshot_gaussians
+    from rave_viewer.scaffold.model import snapshot_gaussians
     from rave_viewer.viewer.anchor_source import AnchorViewSource
 
     ck = source.checkpoint
