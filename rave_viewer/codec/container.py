@@ -1,6 +1,6 @@
 """The progressive .rave file: every prefix of a ranked scene is a valid file whose exact size is known.
 
-Layout (all integers little-endian; format version 3; versions 1 and 2 are the special cases noted)::
+Layout (all integers little-endian; format version 4; versions 1-3 are the special cases noted)::
 
     header   HEADER_SIZE bytes   magic b"RAVE", version (high byte: unit type 0 = Gaussians, unit_type.py), header
                                  size, N, chunk size, chunk count, SH degree, codec id, bit depths, flags (bit 0:
@@ -19,7 +19,10 @@ column per quantized attribute (rotation index, rotation, scales, opacity, SH DC
 coefficient, or with a codebook (v2) one index per Gaussian), 1 byte per value up to 8 bits, else a high and a low
 byte plane. With ``faint_bits`` (v3) a Gaussian's opacity code says how many bits its position, rotation and SH
 grids lose (quantize.faint_drop): the chunk is sorted by that class, then by Morton code, and each class's deltas
-start from zero (its positions are on its own grid); the decoder reads the opacity column first. The codebook is stored once in the header, so every prefix shares it and the header's size does not
+start from zero (its positions are on its own grid); the decoder reads the opacity column first. With the SH
+transform (v4, header flags bit 1, transform.py) the codebook section holds D = 3 x SH-rest coefficients in place
+of K and the basis (step float64, [D + 2, D] int32) as its blob; each chunk then has D 16-bit columns of transform
+codes in place of the SH-rest coefficients. The codebook is stored once in the header, so every prefix shares it and the header's size does not
 depend on the prefix.
 
 Reading from a network (byte ranges): :func:`bytes_needed` says how many leading bytes the header, codebook and
@@ -60,8 +63,8 @@ from .morton import morton_encode
 from .quantize import QuantConfig, QuantizedGaussians, dequantize, quantize
 
 MAGIC = b"RAVE"
-FORMAT_VERSION = 3  # the newest version this module reads
-#: what the encoder writes unless told otherwise: 2, or 3 when the settings need it (faint_bits)
+FORMAT_VERSION = 4  # the newest version this module reads
+#: what the encoder writes unless told otherwise: 2, or 3-4 when the settings need it (faint_bits, shN_step)
 DEFAULT_WRITE_VERSION = 2
 DEFAULT_CHUNK_SIZE = 4096
 MAX_CHUNK_SIZE = 1 << 18  # Gaussians per chunk: bounds the memory one (forged) chunk can claim
@@ -94,6 +97,8 @@ def fixed_header_size(version: int) -> int:
 _HEADER_V2 = struct.Struct("<III")
 HEADER_V2_EXTRA = _HEADER_V2.size
 FLAG_SH_VQ = 1  # header flags bit: the SH rest is coded as codebook indices
+FLAG_SH_KLT = 2  # (v4) header flags bit: the SH rest is transform-coded (transform.py); the codebook section
+#                  then holds D = 3 x SH-rest coefficients as "K" and the basis as its blob
 FAINT_SHIFT, FAINT_MASK = 8, 0x0F00  # (v3) header flags bits 8-11: faint_bits of the quantizer
 DECODE_WORKERS = min(8, os.cpu_count() or 1)  # threads decompressing chunks in parallel
 
@@ -135,6 +140,12 @@ class _Layout:
             bits.append(8 if k <= 256 else 16)
             mx.append(k - 1)
             return cls(cfg, sh_degree, tuple(bits), tuple(mx), tuple(kinds + [""]))
+        if cfg.shN_step and sh_degree:  # transform codes: 16 bits each, 0..2 L_j (faint rows share the bound)
+            from .transform import levels
+
+            lv = levels(cfg)
+            return cls(cfg, sh_degree, tuple(bits + [16] * len(lv)), tuple(mx + [int(2 * v) for v in lv]),
+                       tuple(kinds + [""] * len(lv)))
         for band in range(1, sh_degree + 1):
             b = cfg.shN_bits[band - 1]
             bits += [b] * (3 * (2 * band + 1))
@@ -361,7 +372,11 @@ def _book_raw_size(k: int, c: int, shN_bits) -> int:
 
 
 def _book_blob(cfg: QuantConfig, codec: Codec) -> bytes:
-    """The compressed codebook of ``cfg`` (b"" without one)."""
+    """The compressed codebook (or SH transform, v4) of ``cfg`` (b"" without one)."""
+    if cfg.shN_step and cfg.sh_basis is not None:
+        from .transform import to_bytes
+
+        return codec.compress(to_bytes(cfg))
     if not cfg.sh_vq or cfg.sh_codebook is None:
         return b""
     return codec.compress(_book_planes(np.asarray(cfg.sh_codebook), cfg.shN_bits))
@@ -375,7 +390,7 @@ def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: Qu
     bits = (cfg.pos_bits, cfg.rot_bits, cfg.scale_bits, cfg.opacity_bits, cfg.sh0_bits, *cfg.shN_bits)
     ranges = (cfg.scale_min, cfg.scale_max, cfg.sh0_range, *cfg.shN_range)
     b = bounds.to(torch.float32).reshape(-1).tolist()
-    flags = (FLAG_SH_VQ if cfg.sh_vq else 0) | (cfg.faint_bits << FAINT_SHIFT)
+    flags = (FLAG_SH_VQ if cfg.sh_vq else 0) | (FLAG_SH_KLT if cfg.shN_step else 0) | (cfg.faint_bits << FAINT_SHIFT)
     fixed = fixed_header_size(version)
     head = _HEADER.pack(
         MAGIC, version, fixed, n, chunk_size, n_chunks, sh_degree, codec.id, *bits, flags, *b, *ranges, 0
@@ -383,7 +398,7 @@ def _header_bytes(n: int, chunk_size: int, sh_degree: int, codec: Codec, cfg: Qu
     head = head + struct.pack("<I", zlib.crc32(head))
     if version == 1:
         return head
-    k = cfg.sh_codebook.shape[0] if cfg.sh_vq else 0
+    k = cfg.sh_codebook.shape[0] if cfg.sh_vq else cfg.sh_basis.shape[1] if cfg.shN_step else 0
     ext = _HEADER_V2.pack(k, len(book), 0)[:-4]
     ext += struct.pack("<I", zlib.crc32(head + ext))
     return head + ext + book + struct.pack("<I", zlib.crc32(book))
@@ -452,7 +467,7 @@ class ProgressiveEncoder(ChunkedEncoder):
         self.cfg = (cfg or QuantConfig()).validate()
         if format_version is None:
             format_version = max(DEFAULT_WRITE_VERSION, self.cfg.format_version)
-        if format_version not in (1, 2, 3) or format_version < self.cfg.format_version:
+        if format_version not in (1, 2, 3, 4) or format_version < self.cfg.format_version:
             raise RaveError(f"cannot write .rave format version {format_version} with these settings "
                             f"(needs {self.cfg.format_version}..{FORMAT_VERSION})")
         self.format_version = int(format_version)
@@ -679,7 +694,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
     _, _, _, n, chunk_size, n_chunks, sh_degree, codec_id = fields[:8]
     bits = fields[8:16]
     flags = fields[16]
-    known = 0 if version == 1 else FLAG_SH_VQ if version == 2 else FLAG_SH_VQ | FAINT_MASK
+    known = (0, 0, FLAG_SH_VQ, FLAG_SH_VQ | FAINT_MASK, FLAG_SH_VQ | FAINT_MASK | FLAG_SH_KLT)[version]
     if flags & ~known:
         raise err(f"unknown flags {flags:#x} in .rave header")
     bounds = torch.tensor(fields[17:23], dtype=torch.float32).reshape(2, 3)
@@ -693,7 +708,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         raise err(f"invalid chunk size {chunk_size} in .rave header")
     if n_chunks != -(-n // chunk_size):
         raise err(f"inconsistent header: {n} Gaussians in {n_chunks} chunks of {chunk_size}")
-    header_size, book_k, book_blob = fixed, 0, b""
+    header_size, book_k, book_blob, klt = fixed, 0, b"", False
     if version >= 2:
         if len(data) < fixed + HEADER_V2_EXTRA:
             raise err(f"truncated .rave file: {len(data)} bytes, the header needs {fixed + HEADER_V2_EXTRA}")
@@ -702,11 +717,19 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
             raise err("corrupt .rave header (CRC mismatch in the codebook section)")
         from .quantize import MAX_CODEBOOK
 
+        from .transform import raw_size as transform_size
+
         coeffs = num_sh_bases(min(sh_degree, 3)) - 1
-        if bool(flags & FLAG_SH_VQ) != (book_k > 0) or not 0 <= book_k <= MAX_CODEBOOK:
-            raise err(f"invalid SH codebook size {book_k} in .rave header")
-        raw_book = _book_raw_size(book_k, coeffs, bits[5:8]) if book_k else 0
-        if book_len > 2 * raw_book + 1024 or (book_k == 0 and book_len):
+        klt = bool(flags & FLAG_SH_KLT)
+        if klt:
+            if flags & FLAG_SH_VQ or book_k != 3 * coeffs:
+                raise err(f"invalid SH transform size {book_k} in .rave header (SH degree {sh_degree})")
+            raw_book = transform_size(book_k)
+        else:
+            if bool(flags & FLAG_SH_VQ) != (book_k > 0) or not 0 <= book_k <= MAX_CODEBOOK:
+                raise err(f"invalid SH codebook size {book_k} in .rave header")
+            raw_book = _book_raw_size(book_k, coeffs, bits[5:8]) if book_k else 0
+        if book_len > 2 * raw_book + 1024 or (not klt and book_k == 0 and book_len):
             raise err(f"implausible SH codebook length of {book_len} bytes in .rave header")
         header_size = fixed + HEADER_V2_EXTRA + book_len + 4
         if header_size > len(data):
@@ -720,8 +743,17 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
     if not torch.isfinite(bounds).all() or (bounds[1] < bounds[0]).any():
         raise err("invalid bounds in .rave header")
     try:
-        book = None
-        if book_k:
+        book, step, basis = None, 0.0, None
+        if klt:
+            from .transform import from_bytes
+
+            try:
+                raw = codec.decompress(book_blob, raw_book)
+            except CodecError as e:
+                raise RaveError(f"the SH transform does not decode: {e}") from None
+            step, basis = from_bytes(raw, book_k)
+            book_k = 0
+        elif book_k:
             coeffs = num_sh_bases(sh_degree) - 1
             try:
                 raw = codec.decompress(book_blob, _book_raw_size(book_k, coeffs, bits[5:8]))
@@ -732,7 +764,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
             pos_bits=bits[0], rot_bits=bits[1], scale_bits=bits[2], opacity_bits=bits[3], sh0_bits=bits[4],
             shN_bits=tuple(bits[5:8]), scale_min=ranges[0], scale_max=ranges[1], sh0_range=ranges[2],
             shN_range=tuple(ranges[3:6]), sh_vq=book_k, sh_codebook=book,
-            faint_bits=(flags & FAINT_MASK) >> FAINT_SHIFT,
+            faint_bits=(flags & FAINT_MASK) >> FAINT_SHIFT, shN_step=step, sh_basis=basis,
         )  # fmt: skip
     except RaveError as e:
         raise err(f"invalid quantization settings in .rave header: {e}") from None

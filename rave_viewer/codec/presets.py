@@ -11,7 +11,10 @@ Every preset coarsens faint Gaussians' grids (``faint_bits``, format version 3):
 bytes for -0.5 dB, a quarter of the PSNR the same saving costs through uniform bit depths. ``very-high`` is the
 allocation ``rave encode --tune`` found from ``lossless-ish`` down to 65 dB on the SH0 scene (the point where
 PlayCanvas SOG sits), with positions at 14 bits instead of the 13 found (+1.4 dB for +3 % bytes, and never
-coarser than ``high``) and the SH rest scalar at 7 bits (a codebook's error floor sits near 57 dB).
+coarser than ``high``) and the SH rest transform-coded (format version 4, transform.py: a codebook's error floor
+sits near 57 dB). ``shN_step`` 0.003 keeps the renders where the 7-bit scalar SH rest had them (65.6-67.7 dB on the
+SH2/SH3 scenes) for 9-26 % fewer bytes; ``shN_bits`` is then the grid a version-3 stream falls back to
+(``rave encode --format-version 3``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ PRESETS: dict[str, tuple[dict, float]] = {
     "high": (dict(pos_bits=14, rot_bits=6, scale_bits=6, opacity_bits=6, sh0_bits=7, shN_bits=(8, 8, 8),
                   sh_vq=1024, fit_ranges=True, faint_bits=2), 52.0),
     "very-high": (dict(pos_bits=14, rot_bits=7, scale_bits=9, opacity_bits=7, sh0_bits=9, shN_bits=(7, 7, 7),
-                       fit_ranges=True, faint_bits=6), 62.0),
+                       shN_step=0.003, fit_ranges=True, faint_bits=6), 62.0),
     "lossless-ish": (dict(pos_bits=18, rot_bits=10, scale_bits=9, opacity_bits=9, sh0_bits=10, shN_bits=(8, 8, 8),
-                          fit_ranges=True, faint_bits=3), 65.0),
+                          shN_step=0.001, fit_ranges=True, faint_bits=3), 65.0),
 }
 DEFAULT_QUALITY = "medium"
 

@@ -42,7 +42,8 @@ Format version 2 adds, per config: ``fit_ranges`` (the log-scale range from its 
 value and the SH DC range at the 99.99 % quantile of |DC|, fitted once like the SH ranges) and ``sh_vq`` (the SH
 rest of a Gaussian as one index into a per-scene k-means codebook, vq.py; the codebook is part of the fitted
 config, so checkpoints, fake_quantize and the stream share it). The ``rave encode --quality`` presets
-(presets.py) use both; ``QuantConfig()`` itself keeps the version-1 defaults above. benchmarks/CODEC.md has the
+(presets.py) use both; ``QuantConfig()`` itself keeps the version-1 defaults above. Format version 4 adds
+``shN_step``: the SH rest in a per-scene orthonormal basis on one uniform grid (transform.py; the high presets). benchmarks/CODEC.md has the
 comparison with SPZ and SOG.
 """
 
@@ -57,7 +58,7 @@ import torch
 from torch import Tensor
 
 from ..errors import RaveError, shown
-from ..scene.gaussians import Gaussians
+from ..scene.gaussians import Gaussians, num_sh_bases
 
 MAX_POS_BITS = 21  # 3 * 21 = 63-bit Morton codes fit an int64
 MAX_BITS = 16
@@ -71,6 +72,7 @@ BIT_RANGES = {"pos_bits": (1, MAX_POS_BITS), "rot_bits": (2, MAX_BITS), "scale_b
               "opacity_bits": (1, MAX_BITS), "sh0_bits": (2, MAX_BITS), "shN_bits": (2, MAX_BITS)}
 _BIT_FIELDS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")
 MAX_CODEBOOK = 1 << 16  # SH-rest codebook entries: indices fit two bytes
+MIN_SH_STEP, MAX_SH_STEP = 2.0**-16, 1.0  # the SH transform's grid step (SH units): finer is lossless, coarser is 0
 SCALE_FIT_QUANTILE = 0.001  # fitted log-scale range: from this quantile (tinier ones clamp up) to the largest
 SH0_FIT_QUANTILE = 0.9999  # fitted SH DC range: this quantile of |DC| (rarer outliers clamp)
 MAX_FAINT_BITS = 8
@@ -125,6 +127,12 @@ class QuantConfig:
             ``scale_min``/``scale_max``/``sh0_range`` as given (the fitted values replace them).
         sh_codebook: the fitted codebook, [K, num SH-rest coefficients, 3] int32 codes on the ``shN_bits``
             grids (None until :meth:`fit`); stored once in the .rave header and in checkpoints.
+        shN_step: 0 = the SH rest on the ``shN_bits`` grids (or the codebook); S > 0 = the SH rest transform-coded
+            (format version 4, transform.py): its coefficients in a per-scene orthonormal basis, each on one
+            uniform grid of step S (in SH units; a faint Gaussian's step is S * 2^bits dropped).
+        sh_basis: the fitted transform, [D + 2, D] int32 in units of 2^-15 (D = 3 x SH-rest coefficients): rows
+            0..D-1 the basis vectors, row D the mean, row D + 1 the largest |coefficient| per basis vector (None
+            until :meth:`fit`); stored once in the .rave header and in checkpoints.
     """
 
     pos_bits: int = 14
@@ -141,10 +149,14 @@ class QuantConfig:
     fit_ranges: bool = False
     faint_bits: int = 0
     sh_codebook: np.ndarray | None = field(default=None, repr=False)
+    shN_step: float = 0.0
+    sh_basis: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if isinstance(self.sh_codebook, Tensor):
             self.sh_codebook = self.sh_codebook.detach().cpu().numpy()
+        if isinstance(self.sh_basis, Tensor):
+            self.sh_basis = self.sh_basis.detach().cpu().numpy()
         self.validate()  # before any conversion: int(14.5) or float("3") would hide a wrong value
         for name in _BIT_FIELDS:
             setattr(self, name, int(getattr(self, name)))
@@ -158,15 +170,22 @@ class QuantConfig:
         if self.sh_codebook is not None:
             self.sh_codebook = np.ascontiguousarray(self.sh_codebook, dtype=np.int32)
             self.sh_codebook.setflags(write=False)
+        self.shN_step = float(self.shN_step)
+        if self.sh_basis is not None:
+            self.sh_basis = np.ascontiguousarray(self.sh_basis, dtype=np.int32)
+            self.sh_basis.setflags(write=False)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, QuantConfig):
             return NotImplemented
-        a, b = self.sh_codebook, other.sh_codebook
-        same_book = (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape
-                                                  and bool((a == b).all()))
-        plain = [f.name for f in fields(self) if f.name != "sh_codebook"]
-        return same_book and all(getattr(self, k) == getattr(other, k) for k in plain)
+        def same(a, b) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape
+                                                 and bool((a == b).all()))
+
+        arrays = ("sh_codebook", "sh_basis")
+        plain = [f.name for f in fields(self) if f.name not in arrays]
+        return all(same(getattr(self, k), getattr(other, k)) for k in arrays) and all(
+            getattr(self, k) == getattr(other, k) for k in plain)
 
     __hash__ = None  # mutable
 
@@ -174,12 +193,14 @@ class QuantConfig:
     def fitted(self) -> bool:
         """True when every range (and the codebook, with ``sh_vq``) is fixed: the grid no longer depends on the
         data."""
-        return self.shN_range is not None and not self.fit_ranges and (not self.sh_vq or self.sh_codebook is not None)
+        return (self.shN_range is not None and not self.fit_ranges and (not self.sh_vq or self.sh_codebook is not None)
+                and (not self.shN_step or self.sh_basis is not None))
 
     @property
     def format_version(self) -> int:
-        """The lowest .rave format version that can hold this configuration (2 for a codebook)."""
-        return 3 if self.faint_bits else 2 if self.sh_vq else 1
+        """The lowest .rave format version that can hold this configuration (2 for a codebook, 3 for faint
+        classes, 4 for the SH transform)."""
+        return 4 if self.shN_step else 3 if self.faint_bits else 2 if self.sh_vq else 1
 
     def fit(self, g: Gaussians, bounds: Tensor | None = None) -> "QuantConfig":
         """This config with ``shN_range`` (when None) fitted to ``g``: per SH band, the 99.9th percentile of
@@ -207,6 +228,10 @@ class QuantConfig:
 
             book = train_codebook(g, cfg)
             cfg = replace(cfg, sh_vq=int(book.shape[0]), sh_codebook=book)  # sh_vq: the entries trained
+        if cfg.shN_step and cfg.sh_basis is None:
+            from .transform import fit_basis
+
+            cfg = replace(cfg, sh_basis=fit_basis(g))
         return cfg
 
     def validate(self) -> "QuantConfig":
@@ -240,6 +265,17 @@ class QuantConfig:
             raise RaveError(f"faint_bits must be an integer 0..{MAX_FAINT_BITS}, got {shown(fb)}")
         if not isinstance(self.fit_ranges, (bool, np.bool_)):
             raise RaveError(f"fit_ranges must be true or false, got {shown(self.fit_ranges)}")
+        st = self.shN_step
+        if not _is_real(st) or not (st == 0 or MIN_SH_STEP <= st <= MAX_SH_STEP):
+            raise RaveError(f"shN_step must be 0 or a number {MIN_SH_STEP:g}..{MAX_SH_STEP:g}, got {shown(st)}")
+        if st and self.sh_vq:
+            raise RaveError("the SH rest is either a codebook (sh_vq) or transform-coded (shN_step), not both")
+        if self.sh_basis is not None:
+            from .transform import check_basis
+
+            if not st:
+                raise RaveError("an SH transform basis needs shN_step > 0")
+            check_basis(self.sh_basis)
         cb = self.sh_codebook
         if cb is not None:
             if not self.sh_vq:
@@ -256,12 +292,15 @@ class QuantConfig:
 
     def to_dict(self) -> dict:
         """JSON-safe dict; the codebook as {"shape": [K, C, 3], "codes": base64 of little-endian uint16}."""
-        d = asdict(replace(self, sh_codebook=None))
+        d = asdict(replace(self, sh_codebook=None, sh_basis=None))
         d["shN_bits"] = list(self.shN_bits)
         d["shN_range"] = list(self.shN_range) if self.shN_range is not None else None
         cb = self.sh_codebook
         d["sh_codebook"] = None if cb is None else {
             "shape": list(cb.shape), "codes": base64.b64encode(cb.astype("<u2").tobytes()).decode("ascii")}
+        sb = self.sh_basis
+        d["sh_basis"] = None if sb is None else {
+            "shape": list(sb.shape), "values": base64.b64encode(sb.astype("<i4").tobytes()).decode("ascii")}
         return d
 
     @classmethod
@@ -276,6 +315,10 @@ class QuantConfig:
         cb = d.get("sh_codebook")
         if cb is not None:
             d = {**d, "sh_codebook": _codebook_from_dict(cb)}
+        if d.get("sh_basis") is not None:
+            from .transform import basis_from_dict
+
+            d = {**d, "sh_basis": basis_from_dict(d["sh_basis"])}
         return cls(**d)  # every value is checked (RaveError) before it is converted
 
     def raw_bytes_per_gaussian(self, sh_degree: int) -> int:
@@ -285,6 +328,8 @@ class QuantConfig:
         n += w(self.opacity_bits) + 3 * w(self.sh0_bits)
         if self.sh_vq:
             return n + (0 if sh_degree == 0 else (1 if self.sh_vq <= 256 else 2))
+        if self.shN_step:
+            return n + 2 * 3 * (num_sh_bases(sh_degree) - 1)
         for band in range(1, sh_degree + 1):
             n += (2 * band + 1) * 3 * w(self.shN_bits[band - 1])
         return n
@@ -572,6 +617,10 @@ def _quantize_block(g: Gaussians, cfg: QuantConfig, bounds: Tensor) -> Quantized
         index = assign(torch.nan_to_num(g.shN.detach().float(), nan=0.0), ((book.double() - L) * (r / L)).float())
         shN = book[index.cpu().long()].to(dev)
         index = index.to(device=dev, dtype=torch.int32)
+    elif cfg.shN_step and k:
+        from .transform import forward
+
+        shN = forward(f64(g.shN), cfg, drop)
     elif k:
         shN = sym(f64(g.shN), *_sh_params(cfg, k, dev, drop))
     else:
@@ -642,6 +691,10 @@ def dequantize(q: QuantizedGaussians) -> Gaussians:
         # one dequantized codebook, gathered: the same float32 values as dequantizing every row's codes
         book = sym(torch.from_numpy(np.array(cfg.sh_codebook)).to(dev), *_sh_params(cfg, k, dev))
         shN = book[q.shN_index.long()]
+    elif k and cfg.shN_step:
+        from .transform import inverse
+
+        shN = inverse(q.shN, cfg, drop)
     else:
         shN = sym(q.shN, *_sh_params(cfg, k, dev, drop)) if k else torch.zeros(n, 0, 3, device=dev)
     return Gaussians(means, quats, scales, opacities, sh0, shN)

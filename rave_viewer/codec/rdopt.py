@@ -1,7 +1,8 @@
 """Rate-distortion bit allocation measured on the scene: the cheapest bit depths that keep a fidelity target.
 
 Greedy descent from a starting configuration (a quality preset): every step tries one bit less on each attribute
-(positions, rotations, log-scales, opacity, SH DC, the SH-rest grid when it is scalar, and one more bit dropped
+(positions, rotations, log-scales, opacity, SH DC, the SH-rest grid when it is scalar or transform-coded (its
+step doubled), and one more bit dropped
 from faint Gaussians' grids, ``faint_bits``), measures the exact
 bytes (a sample of chunks compressed with the chunk codec) and the distortion (``measure``: a caller-supplied
 fidelity of the dequantized scene in dB, e.g. PSNR of its renders against the original's), and takes the step
@@ -19,9 +20,9 @@ import torch
 from torch import Tensor
 
 from ..scene.gaussians import Gaussians
-from .quantize import BIT_RANGES, MAX_FAINT_BITS, QuantConfig, dequantize, quantize
+from .quantize import BIT_RANGES, MAX_FAINT_BITS, MAX_SH_STEP, QuantConfig, dequantize, quantize
 
-KNOBS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits", "shN_bits", "faint_bits")
+KNOBS = ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits", "shN_bits", "shN_step", "faint_bits")
 RATE_SAMPLE = 16384  # Gaussians whose compressed size stands for the rate (spread over the scene)
 MIN_BITS = {"pos_bits": 6, "rot_bits": 3, "scale_bits": 3, "opacity_bits": 3, "sh0_bits": 3, "shN_bits": 3}
 
@@ -30,9 +31,11 @@ def _lower(cfg: QuantConfig, knob: str) -> QuantConfig | None:
     """``cfg`` one step cheaper on ``knob`` (one bit less; for faint_bits one bit more dropped), None at the end."""
     if knob == "faint_bits":
         return replace(cfg, faint_bits=cfg.faint_bits + 1) if cfg.faint_bits < MAX_FAINT_BITS else None
+    if knob == "shN_step":  # the transform's grid twice as coarse (its basis and ranges stay: they are absolute)
+        return replace(cfg, shN_step=cfg.shN_step * 2) if 0 < cfg.shN_step <= MAX_SH_STEP / 2 else None
     lo = max(BIT_RANGES[knob][0], MIN_BITS[knob])
     if knob == "shN_bits":
-        if cfg.sh_vq or min(cfg.shN_bits) <= lo:  # codebook entries keep their grid (the codebook is fixed)
+        if cfg.sh_vq or cfg.shN_step or min(cfg.shN_bits) <= lo:  # codebook entries keep their grid (the codebook is fixed)
             return None
         return replace(cfg, shN_bits=tuple(b - 1 for b in cfg.shN_bits))
     b = getattr(cfg, knob)
@@ -104,7 +107,8 @@ def allocate(
         path.append({"cfg": {k: getattr(cfg, k) for k in KNOBS}, "bytes_per_gaussian": rate, "fidelity": fid,
                      "step": knob})
         if log:
-            log(f"{knob} -1: {rate:.2f} B/Gaussian, {fid:.2f} dB")
+            what = {"shN_step": "x2", "faint_bits": "+1"}.get(knob, "-1")
+            log(f"{knob} {what}: {rate:.2f} B/Gaussian, {fid:.2f} dB")
     return cfg, path
 
 

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..codec.coders import CODECS, DEFAULT_CODEC
     from ..codec.container import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_GAUSSIANS
     from ..codec.presets import DEFAULT_QUALITY, PRESETS
-    from ..codec.quantize import BIT_RANGES, MAX_FAINT_BITS
+    from ..codec.quantize import BIT_RANGES, MAX_FAINT_BITS, MAX_SH_STEP, MIN_SH_STEP
 
     d = PRESETS[DEFAULT_QUALITY][0]
 
@@ -61,9 +61,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="(.ply) order of the Gaussians in the stream (default spatial): spatial sorts them by the "
                         "Morton code of their positions, so each chunk is a compact region (4-9 %% smaller); file "
                         "keeps the PLY's own order, e.g. a ranked scene whose prefixes should stay its first Gaussians")
-    p.add_argument("--format-version", type=int, choices=(1, 2, 3), default=None,
-                   help="(.ply) .rave format version to write (default: 2, or 3 when the preset coarsens faint "
-                        "Gaussians' grids; 1 for older readers: scalar SH rest, no faint classes)")
+    p.add_argument("--format-version", type=int, choices=(1, 2, 3, 4), default=None,
+                   help="(.ply) .rave format version to write (default: 2, 3 when the preset coarsens faint "
+                        "Gaussians' grids, 4 when it transform-codes the SH rest; lower versions for older "
+                        "readers: 3 = scalar SH rest instead of the transform, 1 = no faint classes or codebook)")
     g = p.add_argument_group("quantization bit depths of a .ply input, overriding the preset (a .ckpt keeps its "
                              "own)")
     for flag, name, what in (("--pos-bits", "pos_bits", "bits per position axis over the scene bounds"),
@@ -82,6 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sh-codebook", type=int_in(0, 1 << 16), default=None, metavar="K",
                    help=f"SH-rest codebook entries (k-means on the scene), 0 = scalar SH rest (medium preset: "
                         f"{d['sh_vq']})")
+    g.add_argument("--sh-step", type=float_in(0, MAX_SH_STEP), default=None, metavar="S",
+                   help=f"transform-code the SH rest (per-scene basis, format version 4) on a grid of step S in SH "
+                        f"units ({MIN_SH_STEP:g}..{MAX_SH_STEP:g}; very-high preset: "
+                        f"{PRESETS['very-high'][0]['shN_step']}); 0 = per-coefficient grids or the codebook")
     g.add_argument("--faint-bits", type=int_in(0, MAX_FAINT_BITS), default=None, metavar="F",
                    help=f"bits faint Gaussians' position, rotation and SH grids lose: min(F, floor(-log2 opacity)); "
                         f"0 = none (medium preset: {d.get('faint_bits', 0)}; format version 3)")
@@ -93,6 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def quant_config_from_args(args: argparse.Namespace):
     """The :class:`QuantConfig` of ``--quality`` with the bit-depth options given on top of it."""
     from ..codec.presets import DEFAULT_QUALITY, preset
+    from ..codec.quantize import MAX_SH_STEP, MIN_SH_STEP
     from ..errors import RaveError
 
     over = {k: getattr(args, k, None) for k in ("pos_bits", "rot_bits", "scale_bits", "opacity_bits", "sh0_bits")}
@@ -102,7 +108,20 @@ def quant_config_from_args(args: argparse.Namespace):
         over["sh_vq"] = args.sh_codebook
     if getattr(args, "faint_bits", None) is not None:
         over["faint_bits"] = args.faint_bits
+    step = getattr(args, "sh_step", None)
+    if step is not None:
+        if 0 < step < MIN_SH_STEP:
+            raise RaveError(f"--sh-step must be 0 or {MIN_SH_STEP:g}..{MAX_SH_STEP:g}, got {step:g}")
+        over["shN_step"] = step
+        if step:
+            over["sh_vq"] = 0  # the transform replaces the codebook
+    if over.get("sh_vq"):
+        over["shN_step"] = 0.0  # a codebook replaces the transform
     version = getattr(args, "format_version", None)
+    if version is not None and version < 4:
+        if over.get("shN_step"):
+            raise RaveError(f"--format-version {version} cannot hold the SH transform (--sh-step 0)")
+        over["shN_step"] = 0.0  # the scalar grids of shN_bits instead
     if version is not None and version < 3:
         if over.get("faint_bits"):
             raise RaveError(f"--format-version {version} cannot hold faint classes (--faint-bits 0)")

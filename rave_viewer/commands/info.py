@@ -126,7 +126,8 @@ def format_summary(path: str, s: dict) -> str:
     else:
         head = [f"{path}: RAVE checkpoint (format {s['format_version']}; writes .rave format version "
                 f"{s['stream_format_version']}), {s['gaussians']:,} Gaussians, SH degree {s['sh_degree']}"
-                + (f", SH codebook of {q['sh_codebook'].split()[0]} entries" if q["sh_codebook"] else ""),
+                + (f", SH codebook of {q['sh_codebook'].split()[0]} entries" if q["sh_codebook"] else "")
+                + (f", SH rest transform-coded (step {q['shN_step']:g})" if q.get("shN_step") else ""),
                 f"codec: {s['codec']}, chunks of {s['chunk_size']} Gaussians; bits: position {q['pos_bits']}, "
                 f"rotation {q['rot_bits']}, scale {q['scale_bits']}, opacity {q['opacity_bits']}, SH DC "
                 f"{q['sh0_bits']}, SH rest {'/'.join(str(b) for b in q['shN_bits'])}"]
@@ -183,6 +184,8 @@ def _quant_shown(cfg) -> dict:
     d = cfg.to_dict()
     book = cfg.sh_codebook
     d["sh_codebook"] = None if book is None else f"{book.shape[0]} entries x {book.shape[1]} coefficients x 3"
+    basis = cfg.sh_basis
+    d["sh_basis"] = None if basis is None else f"{basis.shape[1]} x {basis.shape[1]} transform"
     return d
 
 
@@ -208,7 +211,7 @@ def stream_summary(info) -> dict:
 def format_stream(path: str, s: dict) -> str:
     q = s["quant"]
     vq = (f"SH codebook of {s['sh_codebook_entries']} entries" if s["sh_codebook_entries"] is not None
-          else "scalar SH rest")
+          else f"SH rest transform-coded, step {q['shN_step']:g}" if q.get("shN_step") else "scalar SH rest")
     lines = [f"{path}: .rave stream, format version {s['format_version']}, {s['gaussians']:,} Gaussians, SH degree "
              f"{s['sh_degree']}, {s['codec']}, {s['chunks']} chunk(s) of {s['chunk_size']}",
              f"bytes: {s['bytes']:,} of {s['expected_bytes']:,} ({s['gaussians_present']:,} Gaussians present); "

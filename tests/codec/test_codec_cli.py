@@ -103,8 +103,10 @@ def test_cli_quality_presets_order_size_and_fidelity(tmp_path, capsys):
         ref = g.subset(order)
         sizes.append(out.stat().st_size)
         errors.append(float((res.gaussians.means - ref.means).abs().mean() + (res.gaussians.sh0 - ref.sh0).abs().mean()))
-        assert res.info.format_version == 3 and res.info.cfg.faint_bits == PRESETS[q][0]["faint_bits"]
+        klt = PRESETS[q][0].get("shN_step", 0) > 0
+        assert res.info.format_version == (4 if klt else 3) and res.info.cfg.faint_bits == PRESETS[q][0]["faint_bits"]
         assert (res.info.cfg.sh_codebook is not None) == (PRESETS[q][0].get("sh_vq", 0) > 0)
+        assert (res.info.cfg.sh_basis is not None) == klt
     assert sizes == sorted(sizes) and errors == sorted(errors, reverse=True)
 
 

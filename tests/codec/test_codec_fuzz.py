@@ -61,11 +61,13 @@ STREAMS = {  # (format version, SH degree, config)
     "v2": (2, 1, QuantConfig(shN_bits=(3, 4, 4))),
     "v2-codebook": (2, 2, QuantConfig(shN_bits=(5, 6, 4), sh_vq=8, fit_ranges=True)),
     "v3-faint": (3, 1, QuantConfig(shN_bits=(5, 6, 4), faint_bits=3, opacity_bits=4)),
+    "v4-transform": (4, 2, QuantConfig(shN_step=0.02, faint_bits=2, opacity_bits=4)),
 }
 
 
 @pytest.mark.parametrize("kind,codec", [("v1", "lzma"), ("v1", "zstd"), ("v1", "brotli"), ("v2", "zstd"),
-                                        ("v2-codebook", "lzma"), ("v2-codebook", "brotli"), ("v3-faint", "lzma")])
+                                        ("v2-codebook", "lzma"), ("v2-codebook", "brotli"), ("v3-faint", "lzma"),
+                                        ("v4-transform", "lzma"), ("v4-transform", "zstd")])
 def test_fuzz_truncations_flips_and_forgeries(codec, kind):
     rng = random.Random(1234)
     version, degree, cfg = STREAMS[kind]
@@ -76,6 +78,8 @@ def test_fuzz_truncations_flips_and_forgeries(codec, kind):
     assert info.format_version == version and len(info.chunks) == 6
     if kind == "v2-codebook":
         assert info.cfg.sh_codebook.shape == (8, 8, 3) and enc.quantized.shN_index is not None
+    if kind == "v4-transform":
+        assert info.cfg.sh_basis.shape == (26, 24) and info.cfg.shN_step == 0.02
     seen = {"ok": 0, "partial": 0, "error": 0}
     step = 1 if len(data) < 3000 else 7
     for n in range(0, len(data) + 1, step):  # truncations
