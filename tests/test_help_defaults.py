@@ -116,7 +116,8 @@ def _format_version_rule(text: str) -> bool:
     """--format-version's default in words: the writer's default version, or the newest when the settings need it."""
     from rave_viewer.codec.container import DEFAULT_WRITE_VERSION, FORMAT_VERSION
 
-    return text.startswith(f"{DEFAULT_WRITE_VERSION}, or {FORMAT_VERSION} when the preset coarsens faint")
+    return (text.startswith(f"{DEFAULT_WRITE_VERSION}, 3 when the preset coarsens faint")
+            and f"{FORMAT_VERSION} when it transform-codes the SH rest" in text)
 
 
 def test_help_output_is_what_the_parsers_say(capsys):

@@ -84,9 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"SH-rest codebook entries (k-means on the scene), 0 = scalar SH rest (medium preset: "
                         f"{d['sh_vq']})")
     g.add_argument("--sh-step", type=float_in(0, MAX_SH_STEP), default=None, metavar="S",
-                   help=f"transform-code the SH rest (per-scene basis, format version 4) on a grid of step S in SH "
-                        f"units ({MIN_SH_STEP:g}..{MAX_SH_STEP:g}; very-high preset: "
-                        f"{PRESETS['very-high'][0]['shN_step']}); 0 = per-coefficient grids or the codebook")
+                   help=f"code the SH rest in a basis fitted to the scene (format version 4), on a grid of step S in "
+                        f"SH units, {MIN_SH_STEP:g}..{MAX_SH_STEP:g} (preset very-high: "
+                        f"{PRESETS['very-high'][0]['shN_step']}); 0 = scalar grids or the codebook")
     g.add_argument("--faint-bits", type=int_in(0, MAX_FAINT_BITS), default=None, metavar="F",
                    help=f"bits faint Gaussians' position, rotation and SH grids lose: min(F, floor(-log2 opacity)); "
                         f"0 = none (medium preset: {d.get('faint_bits', 0)}; format version 3)")
