@@ -41,3 +41,18 @@ def test_default_checkpoint_streams_are_version_3_with_a_codebook(ckpt_context):
     data = ckpt_context.encoder().encode(k)
     info = read_info(data)
     assert info.format_version == 3 and len(data) == ckpt_context.prefix_bytes(k)
+
+
+def test_very_high_build_fine_tunes_through_the_sh_transform(tiny_dataset, tiny_model, builder_factory):
+    """quality very-high: the SH transform is fitted once before fine-tuning and its v4 stream is the model."""
+    from rave_viewer.codec.container import decode, read_info
+
+    b = builder_factory(tiny_dataset, tiny_model, quality="very-high")
+    assert b.quant.sh_basis is not None and b.quant.shN_step == PRESETS["very-high"][0]["shN_step"]
+    ckpt = b.checkpoint(ranking="global", finetune_=True)
+    assert ckpt.quant == b.quant  # the basis fitted before fine-tuning is the one stored
+    enc = ckpt.encoder()
+    k = ckpt.select(rate=ckpt.rate_range()[1])
+    data = enc.encode(k)
+    assert read_info(data).format_version == 4 and len(data) == ckpt.prefix_bytes(k)
+    assert decode(data).gaussians.equal(enc.quantized_prefix(k))
