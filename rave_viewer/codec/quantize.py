@@ -43,8 +43,8 @@ value and the SH DC range at the 99.99 % quantile of |DC|, fitted once like the 
 rest of a Gaussian as one index into a per-scene k-means codebook, vq.py; the codebook is part of the fitted
 config, so checkpoints, fake_quantize and the stream share it). The ``rave encode --quality`` presets
 (presets.py) use both; ``QuantConfig()`` itself keeps the version-1 defaults above. Format version 4 adds
-``shN_step``: the SH rest in a per-scene orthonormal basis on one uniform grid (transform.py; the high presets). benchmarks/CODEC.md has the
-comparison with SPZ and SOG.
+``shN_step``: the SH rest in a per-scene orthonormal basis on one uniform grid (transform.py; the very-high and
+lossless-ish presets). benchmarks/CODEC.md has the comparison with SPZ and SOG.
 """
 
 from __future__ import annotations
@@ -291,7 +291,8 @@ class QuantConfig:
         return self
 
     def to_dict(self) -> dict:
-        """JSON-safe dict; the codebook as {"shape": [K, C, 3], "codes": base64 of little-endian uint16}."""
+        """JSON-safe dict; the codebook as {"shape": [K, C, 3], "codes": base64 of little-endian uint16}, the SH
+        transform as {"shape": [D + 2, D], "values": base64 of little-endian int32} (both keys only with it)."""
         d = asdict(replace(self, sh_codebook=None, sh_basis=None))
         d["shN_bits"] = list(self.shN_bits)
         d["shN_range"] = list(self.shN_range) if self.shN_range is not None else None
@@ -299,8 +300,11 @@ class QuantConfig:
         d["sh_codebook"] = None if cb is None else {
             "shape": list(cb.shape), "codes": base64.b64encode(cb.astype("<u2").tobytes()).decode("ascii")}
         sb = self.sh_basis
-        d["sh_basis"] = None if sb is None else {
-            "shape": list(sb.shape), "values": base64.b64encode(sb.astype("<i4").tobytes()).decode("ascii")}
+        if not self.shN_step:  # left out, so configs without the transform read as before (older readers too)
+            del d["shN_step"], d["sh_basis"]
+        else:
+            d["sh_basis"] = None if sb is None else {
+                "shape": list(sb.shape), "values": base64.b64encode(sb.astype("<i4").tobytes()).decode("ascii")}
         return d
 
     @classmethod

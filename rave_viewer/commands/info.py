@@ -184,8 +184,8 @@ def _quant_shown(cfg) -> dict:
     d = cfg.to_dict()
     book = cfg.sh_codebook
     d["sh_codebook"] = None if book is None else f"{book.shape[0]} entries x {book.shape[1]} coefficients x 3"
-    basis = cfg.sh_basis
-    d["sh_basis"] = None if basis is None else f"{basis.shape[1]} x {basis.shape[1]} transform"
+    if cfg.sh_basis is not None:
+        d["sh_basis"] = f"{cfg.sh_basis.shape[1]} x {cfg.sh_basis.shape[1]} transform"
     return d
 
 
