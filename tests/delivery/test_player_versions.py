@@ -1,5 +1,4 @@
-"""The published web player decodes every .rave format version the encoder writes (v3 faint classes, v4 SH
-transform) to the Python decoder's Gaussians, in headless Chromium, and refuses unknown versions and flags clearly."""
+"""The web player must decode every .rave version rave build/encode writes (v3, v4) exactly as Python does."""
 
 from __future__ import annotations
 
@@ -111,8 +110,7 @@ def _reference(data: bytes) -> dict[str, np.ndarray]:
 
 
 def _assert_same_gaussians(js: dict, data: bytes, label: str) -> None:
-    """Positions and rotations bit for bit; linear scales, alpha and colour (which the player derives in float64
-    where Python stores float32 log-scales, logits and SH DC) to within float32 rounding, far below one grid step."""
+    """Bit-exact positions/rotations; scales, alpha, colour within float32 rounding (player derives them in float64)."""
     ref = _reference(data)
     got = {k: np.frombuffer(base64.b64decode(js[k]), dtype="<f4") for k in FIELDS}
     for k in FIELDS:
@@ -169,8 +167,7 @@ def test_published_player_plays_a_preset_stream(sites, chromium, name):
 
 
 def _synthetic_streams() -> dict[str, bytes]:
-    """Layouts the published presets do not cover: v1, v3 with the scalar SH rest and 16-bit columns, v4 with
-    54-bit Morton codes (the decoder's BigInt path) and v4 at SH degree 0 (an empty transform)."""
+    """Layouts the presets miss: v1, scalar-SH v3 with 16-bit columns, 54-bit-Morton v4 (BigInt path), SH0 v4."""
     g3 = Gaussians.random(3000, 3, seed=5)
     g0 = Gaussians.random(3000, 0, seed=6)
     for g in (g3, g0):  # opacities over the whole range: every faint class occurs
@@ -201,8 +198,7 @@ def _forge(data: bytes, version: int | None = None, flags: int | None = None, k:
 
 
 def test_player_decoder_covers_every_layout_and_refuses_unknown_ones(sites, chromium):
-    """The decoder alone, in the page: the other layouts match Python; unknown versions and flags are one clear
-    line, in parseHeader and in the page's status."""
+    """Other layouts must match Python too, and unknown versions/flags must be one clear line, not garbage."""
     site = sites["very-high"]
     streams = _synthetic_streams()
     for fname, data in streams.items():
