@@ -12,9 +12,9 @@ bytes for -0.5 dB, a quarter of the PSNR the same saving costs through uniform b
 allocation ``rave encode --tune`` found from ``lossless-ish`` down to 65 dB on the SH0 scene (the point where
 PlayCanvas SOG sits), with positions at 14 bits instead of the 13 found (+1.4 dB for +3 % bytes, and never
 coarser than ``high``) and the SH rest transform-coded (format version 4, transform.py: a codebook's error floor
-sits near 57 dB). ``shN_step`` 0.003 keeps the renders where the 7-bit scalar SH rest had them (65.6-67.7 dB on the
-SH2/SH3 scenes) for 9-26 % fewer bytes; ``shN_bits`` is then the grid a version-3 stream falls back to
-(``rave encode --format-version 3``).
+sits near 57 dB). ``shN_step`` 0.003 keeps the renders near where the 7-bit scalar SH rest had them (-0.6 to
++0.1 dB; 65.6-67.7 dB on the SH2/SH3 scenes) for 9-26 % fewer bytes; ``shN_bits`` is then the grid a version-3
+stream falls back to (``rave encode --format-version 3``).
 """
 
 from __future__ import annotations
