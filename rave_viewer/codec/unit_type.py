@@ -2,7 +2,7 @@
 
 Every .rave stream starts with the magic b"RAVE" and a little-endian u16 version field. Its high byte is the
 unit type, its low byte the format version of that unit type's layout: 0x00vv Gaussians (container.py,
-versions 1-3 so far), 0x01vv anchors (anchors.py). A reader of one unit type refuses the other's streams with
+versions 1-4 so far), 0x01vv anchors (anchors.py). A reader of one unit type refuses the other's streams with
 one line, and readers from before anchors existed see a version above theirs ("newer ... upgrade").
 """
 
