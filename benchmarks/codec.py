@@ -326,7 +326,9 @@ def plot(results: list[dict], path: Path) -> None:
 
 def report(results: list[dict], args, cmd: str) -> str:
     st = "present" if SPLAT_TRANSFORM.exists() else "ABSENT (SOG / compressed.ply not measured)"
-    lines = ["# .rave codec benchmark (format version 3)", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
+    from rave_viewer.codec.container import FORMAT_VERSION
+
+    lines = [f"# .rave codec benchmark (format versions up to {FORMAT_VERSION})", "", f"Command: `python benchmarks/codec.py {cmd}`", "",
              f"Machine: {machine_line(('numpy', 'sklearn', 'gsply'))}; load average at start "
              f"{args.load:.1f} (the machine is shared: speeds are indicative, sizes and PSNR are exact)", "",
              f"splat-transform (npm, benchmarks/.npm): {st}. Views: {args.views} orbit views at {args.size}x{args.size} "
