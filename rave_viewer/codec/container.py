@@ -716,7 +716,6 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         if zlib.crc32(data[: fixed + HEADER_V2_EXTRA - 4]) != ext_crc:
             raise err("corrupt .rave header (CRC mismatch in the codebook section)")
         from .quantize import MAX_CODEBOOK
-
         from .transform import raw_size as transform_size
 
         coeffs = num_sh_bases(min(sh_degree, 3)) - 1
@@ -752,7 +751,6 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
             except CodecError as e:
                 raise RaveError(f"the SH transform does not decode: {e}") from None
             step, basis = from_bytes(raw, book_k)
-            book_k = 0
         elif book_k:
             coeffs = num_sh_bases(sh_degree) - 1
             try:
@@ -763,7 +761,7 @@ def _parse(data: bytes, name: str | None) -> StreamInfo:
         cfg = QuantConfig(
             pos_bits=bits[0], rot_bits=bits[1], scale_bits=bits[2], opacity_bits=bits[3], sh0_bits=bits[4],
             shN_bits=tuple(bits[5:8]), scale_min=ranges[0], scale_max=ranges[1], sh0_range=ranges[2],
-            shN_range=tuple(ranges[3:6]), sh_vq=book_k, sh_codebook=book,
+            shN_range=tuple(ranges[3:6]), sh_vq=0 if klt else book_k, sh_codebook=book,
             faint_bits=(flags & FAINT_MASK) >> FAINT_SHIFT, shN_step=step, sh_basis=basis,
         )  # fmt: skip
     except RaveError as e:

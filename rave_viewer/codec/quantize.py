@@ -347,15 +347,22 @@ def _codebook_from_dict(cb) -> np.ndarray:
     if (not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(v, int) and not isinstance(v, bool)
                                                                    and 0 <= v <= MAX_CODEBOOK for v in shape)):
         raise RaveError(f"sh_codebook shape must be three integers, got {shown(shape)}")
-    if not isinstance(codes, str) or len(codes) > 4 * MAX_CODEBOOK * 45 * 2:
-        raise RaveError("sh_codebook codes must be a base64 string")
+    return b64_array(codes, "sh_codebook", "codes", "<u2", shape, 4 * MAX_CODEBOOK * 45 * 2)
+
+
+def b64_array(text, name: str, key: str, dtype: str, shape: list[int], max_chars: int) -> np.ndarray:
+    """int32 array of ``shape`` from ``text``, base64 of ``dtype`` values, as a config dict stores arrays (``name``
+    and ``key`` name it in the RaveError for anything malformed; longer than ``max_chars`` is refused unread)."""
+    if not isinstance(text, str) or len(text) > max_chars:
+        raise RaveError(f"{name} {key} must be a base64 string")
     try:
-        raw = base64.b64decode(codes, validate=True)
+        raw = base64.b64decode(text, validate=True)
     except ValueError:
-        raise RaveError("sh_codebook codes are not valid base64") from None
-    if len(raw) != 2 * shape[0] * shape[1] * shape[2]:
-        raise RaveError(f"sh_codebook holds {len(raw)} bytes, its shape {shape} needs {2 * math.prod(shape)}")
-    return np.frombuffer(raw, dtype="<u2").astype(np.int32).reshape(shape)
+        raise RaveError(f"{name} {key} are not valid base64") from None
+    need = np.dtype(dtype).itemsize * math.prod(shape)
+    if len(raw) != need:
+        raise RaveError(f"{name} holds {len(raw)} bytes, its shape {shape} needs {need}")
+    return np.frombuffer(raw, dtype=dtype).astype(np.int32).reshape(shape)
 
 
 def _fit_scale_and_dc(cfg: QuantConfig, g: Gaussians, bounds: Tensor | None) -> QuantConfig:

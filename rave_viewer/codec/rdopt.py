@@ -35,7 +35,8 @@ def _lower(cfg: QuantConfig, knob: str) -> QuantConfig | None:
         return replace(cfg, shN_step=cfg.shN_step * 2) if 0 < cfg.shN_step <= MAX_SH_STEP / 2 else None
     lo = max(BIT_RANGES[knob][0], MIN_BITS[knob])
     if knob == "shN_bits":
-        if cfg.sh_vq or cfg.shN_step or min(cfg.shN_bits) <= lo:  # codebook entries keep their grid (the codebook is fixed)
+        # a codebook's entries keep their grid (the codebook is fixed); the transform has its own knob, shN_step
+        if cfg.sh_vq or cfg.shN_step or min(cfg.shN_bits) <= lo:
             return None
         return replace(cfg, shN_bits=tuple(b - 1 for b in cfg.shN_bits))
     b = getattr(cfg, knob)

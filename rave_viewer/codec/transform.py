@@ -17,8 +17,6 @@ blocking, and decoding is bit-exact whatever the BLAS, the prefix length or the 
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -80,7 +78,7 @@ def levels(cfg) -> np.ndarray:
     return np.clip(np.ceil(b[d + 1].astype(np.float64) * UNIT / cfg.shN_step), 1, MAX_CODE)
 
 
-def _steps(cfg, drop: Tensor | None, n: int, device) -> Tensor:
+def _steps(cfg, drop: Tensor | None, device) -> Tensor:
     """[N, 1] (or [1, 1]) float64 grid step of each row: shN_step * 2^drop (exact: a power-of-two scaling)."""
     from .quantize import kind_drop
 
@@ -102,7 +100,7 @@ def forward(x: Tensor, cfg, drop: Tensor | None) -> Tensor:
     L = torch.from_numpy(levels(cfg)).to(dev)
     y = (torch.nan_to_num(x, nan=0.0).reshape(n, d) - mean) @ basis.T
     y = torch.nan_to_num(y, nan=0.0)
-    q = torch.minimum(torch.maximum((y / _steps(cfg, drop, n, dev)).round(), -L), L) + L
+    q = torch.minimum(torch.maximum((y / _steps(cfg, drop, dev)).round(), -L), L) + L
     return q.to(torch.int32).reshape(n, k, 3)
 
 
@@ -114,7 +112,7 @@ def inverse(codes: Tensor, cfg, drop: Tensor | None) -> Tensor:
     L = torch.from_numpy(levels(cfg)).to(dev)
     q = codes.reshape(n, d).double() - L
     s = q @ torch.from_numpy(b[:d].astype(np.float64)).to(dev)  # integers < 2^36: exact
-    x = s * (_steps(cfg, drop, n, dev) * UNIT) + torch.from_numpy(b[d].astype(np.float64) * UNIT).to(dev)
+    x = s * (_steps(cfg, drop, dev) * UNIT) + torch.from_numpy(b[d].astype(np.float64) * UNIT).to(dev)
     return x.float().reshape(n, k, 3)
 
 
@@ -126,15 +124,9 @@ def basis_from_dict(v) -> np.ndarray:
     if (not isinstance(shape, list) or len(shape) != 2 or shape[1] not in DIMS or shape[0] != shape[1] + 2
             or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape)):
         raise RaveError(f"sh_basis shape must be [D + 2, D] with D in {DIMS[1:]}, got {shown(shape)}")
-    if not isinstance(vals, str) or len(vals) > 4 * 4 * 47 * 45:
-        raise RaveError("sh_basis values must be a base64 string")
-    try:
-        raw = base64.b64decode(vals, validate=True)
-    except ValueError:
-        raise RaveError("sh_basis values are not valid base64") from None
-    if len(raw) != 4 * shape[0] * shape[1]:
-        raise RaveError(f"sh_basis holds {len(raw)} bytes, its shape {shape} needs {4 * shape[0] * shape[1]}")
-    return np.frombuffer(raw, dtype="<i4").astype(np.int32).reshape(shape)
+    from .quantize import b64_array
+
+    return b64_array(vals, "sh_basis", "values", "<i4", shape, 4 * 4 * 47 * 45)
 
 
 def to_bytes(cfg) -> bytes:
